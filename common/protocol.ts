@@ -1,0 +1,187 @@
+// The one protocol between the extension (client) and the backend (server).
+// Every custom message is a Params/Result pair plus a RequestType or NotificationType;
+// the comment on each says which way it travels. Both sides import this file, so a
+// change here is a change to both.
+import { NotificationType, RequestType } from 'vscode-languageserver-protocol';
+
+// ---------- shared vocabulary ----------
+
+export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda' | 'dml' | 'coreml';
+export type ProviderPreference = 'auto' | ExecutionProvider;
+
+/** Why generation stopped. `cancelled`/`superseded` results carry an empty completion. */
+export type StopReason =
+  | 'eot' | 'max_tokens' | 'max_time' | 'dedent' | 'single_line' | 'bracket_balance'
+  | 'suffix_repeat' | 'low_confidence' | 'cancelled' | 'superseded' | 'error' | 'empty_input';
+
+/** One post-processing edit and why it happened (shown in the inspector). */
+export interface TrimInfo {
+  rule: 'suffix_overlap' | 'duplicate_line' | 'equals_rest_of_line' | 'repeats_next_lines' | 'low_confidence' | 'trailing_whitespace';
+  removedText: string;
+}
+
+/** Routing of one token through every layer (arrays are indexed by layer). */
+export interface TokenRouting {
+  loops: number[];                 // ℓ per layer, 1..4
+  lambdas: number[];               // λ = (4 − ℓ)/4 per layer
+  experts: [number, number][];     // the two virtual experts per layer (−1 when unused)
+  weights: [number, number][];     // their softmax weights
+  loopProbs?: number[][];          // per layer, softmax over the 4 loop counts
+}
+
+export interface TokenInfo {
+  id: number;
+  text: string;
+  prob: number;                    // probability of the chosen token
+  entropy: number;                 // of the next-token distribution, in nats
+  routing: TokenRouting;
+  /** FFN compute of this token over all layers relative to a dense model (1.0 = dense). */
+  computeVsDense: number;
+  /** The same relative to always running 4 loops (1.0 = 4-loop cost). */
+  computeVsMax: number;
+}
+
+export interface Timings {
+  queueMs: number;
+  tokenizeMs: number;
+  prefillMs: number;
+  firstTokenMs: number;            // from request arrival to the first generated token
+  decodeMs: number;
+  postprocessMs: number;
+  totalMs: number;
+  promptTokens: number;
+  reusedTokens: number;            // prompt tokens served from the KV cache
+  generatedTokens: number;
+}
+
+export interface ComputeSummary {
+  meanLoopsPerLayer: number[];     // over generated tokens
+  loopShare: number[];             // share of (token, layer) pairs at ℓ = 1, 2, 3, 4
+  vsDense: number;                 // mean over generated tokens
+  vsMax: number;
+}
+
+// ---------- completion ----------
+
+export interface ContextChunk { uri: string; text: string; }
+
+export interface CompleteParams {
+  requestId: string;
+  uri?: string;
+  languageId: string;
+  prefix: string;
+  suffix: string;
+  contextChunks?: ContextChunk[];
+  maxTokens?: number;
+  maxTimeMs?: number;
+  temperature?: number;            // 0 = greedy (default)
+  topP?: number;
+  seed?: number;                   // required for reproducible sampling
+  confidenceCutoff?: number;       // cut at the first token with prob below this (0 = off)
+  includePromptTokens?: boolean;   // return routing for prompt tokens too
+  model?: string;                  // run on a specific loaded model (Compare Models); default: active
+}
+
+export interface CompleteResult {
+  requestId: string;
+  completion: string;              // the text to insert at the cursor
+  tokens: TokenInfo[];             // generated tokens (before trimming)
+  promptTokens?: TokenInfo[];
+  stopReason: StopReason;
+  trimmed: TrimInfo[];
+  timings: Timings;
+  compute: ComputeSummary;
+  model: string;
+  provider: ExecutionProvider;
+  error?: string;                  // set with stopReason 'error'; completion is ''
+}
+
+/** client → server: complete at a position. Cancel with $/cancelRequest; a newer request supersedes older ones. */
+export const CompleteRequest = new RequestType<CompleteParams, CompleteResult, void>('vffn/complete');
+
+// ---------- analysis of arbitrary text (inspector "Analyze Selection") ----------
+
+export interface AnalyzeParams { text: string; languageId: string; model?: string; }
+export interface AnalyzeResult { tokens: TokenInfo[]; compute: ComputeSummary; model: string; timings: Timings; error?: string; }
+/** client → server: run the prompt through the model and return per-token routing. */
+export const AnalyzeRequest = new RequestType<AnalyzeParams, AnalyzeResult, void>('vffn/analyze');
+
+// ---------- models ----------
+
+export interface ModelInfo {
+  name: string;
+  displayName: string;
+  path: string;
+  kind: 'versatile' | 'dense' | 'loop';
+  parameters: number;
+  diskBytes: number;
+  nLayer: number;
+  dModel: number;
+  metrics: Record<string, number | null>;
+  active: boolean;
+  loadError?: string;              // why this folder cannot be loaded, if known
+}
+export interface ListModelsResult { active: string | null; models: ModelInfo[]; }
+/** client → server: the model folders the backend can see. */
+export const ListModelsRequest = new RequestType<void, ListModelsResult, void>('vffn/listModels');
+
+export interface SwitchModelParams { name: string; }
+export interface SwitchModelResult { ok: boolean; active: string | null; error?: string; loadMs?: number; }
+/** client → server: hot-swap the active model; the old one serves until the new one is ready. */
+export const SwitchModelRequest = new RequestType<SwitchModelParams, SwitchModelResult, void>('vffn/switchModel');
+
+// ---------- execution providers ----------
+
+export interface ProviderStatus {
+  requested: ProviderPreference;
+  active: ExecutionProvider | null;
+  available: ExecutionProvider[];  // what this onnxruntime-node build can offer here
+  tried: { provider: ExecutionProvider; ok: boolean; error?: string }[];
+  reason: string;                  // one sentence: why `active` runs
+}
+/** client → server: which provider runs and why. */
+export const ProviderStatusRequest = new RequestType<void, ProviderStatus, void>('vffn/providerStatus');
+
+export interface SetProviderParams { provider: ProviderPreference; }
+/** client → server: choose the provider (reloads the session; falls back to CPU on failure). */
+export const SetProviderRequest = new RequestType<SetProviderParams, ProviderStatus, void>('vffn/setProvider');
+
+// ---------- stats ----------
+
+export interface ModelStats {
+  requests: number;
+  completed: number;
+  cancelled: number;
+  errors: number;
+  latencyP50Ms: number | null;
+  latencyP95Ms: number | null;
+  decodeTokensPerSecond: number | null;
+}
+export interface StatsResult { perModel: Record<string, ModelStats>; rssBytes: number; uptimeMs: number; }
+/** client → server: counters since the backend started. */
+export const StatsRequest = new RequestType<void, StatsResult, void>('vffn/stats');
+
+// ---------- notifications ----------
+
+export type BackendState = 'loading' | 'ready' | 'working' | 'error';
+export interface StatusParams {
+  state: BackendState;
+  model: string | null;
+  provider: ExecutionProvider | null;
+  message?: string;
+}
+/** server → client: the backend's state changed (drives the status bar). */
+export const StatusNotification = new NotificationType<StatusParams>('vffn/status');
+
+/** server → client: a finished completion's full telemetry (drives the routing inspector). */
+export const CompletionTelemetryNotification = new NotificationType<CompleteResult>('vffn/completionTelemetry');
+
+// ---------- initialization ----------
+
+/** Sent as LSP initializationOptions when the extension starts the backend. */
+export interface BackendInitOptions {
+  modelDirs: string[];             // folders that contain model folders
+  defaultModel: string | null;     // name of the model to load first
+  provider: ProviderPreference;
+  threads: number;                 // 0 = let the backend choose
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The one set-up command (README: `npm run setup`). Installs everything the product, the
+# model toolchain and the tests need, using only the npm registry, PyPI and Debian.
+# Safe to re-run: every step skips what is already in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "npm packages (onnxruntime-node's CUDA download is skipped by .npmrc: offline-safe)"
+export ONNXRUNTIME_NODE_INSTALL=skip
+if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+
+step "Python model toolchain (.venv)"
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+.venv/bin/pip install --disable-pip-version-check -q -r models/toolchain/requirements.txt
+
+step "build (esbuild: extension, backend, CLI, webview)"
+node scripts/build.mjs
+
+step "real-editor test dependencies (code-server, Chromium)"
+bash scripts/setup-e2e.sh
+
+printf '\nSet-up complete. Run the product: npm start    Run all tests: npm test\n'
