@@ -1,0 +1,327 @@
+"""
+Exports a checkpoint (or a freshly initialized model) to a model folder per
+models/FORMAT.md: model.onnx, tokenizer.json, manifest.json, README.md.
+
+  # a trained checkpoint (run folder with ckpt.safetensors + ckpt.json, see checkpoint.py)
+  python models/toolchain/export.py --checkpoint models/work/runs/default \
+      --tokenizer models/tokenizer/tokenizer.json --out models/vffn-code-small
+  # a random-weight model from a config, for tests and benchmarks
+  python models/toolchain/export.py --random --config cfg.json --set n_layer=2 --out /tmp/m
+
+The folder is built under a temporary name beside --out and renamed into place at the end,
+so a failed export leaves nothing half-written.
+"""
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import sys
+
+import onnx
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from model import ModelConfig, VersatileLM  # noqa: E402
+from onnx_graph import INPUT_NAMES, OUTPUT_NAMES, build_graph  # noqa: E402
+
+FORMAT_VERSION = 1
+SPECIAL_TOKENS = {"eot": "<|endoftext|>", "pad": "<|pad|>", "fim_prefix": "<|fim_prefix|>",
+                  "fim_suffix": "<|fim_suffix|>", "fim_middle": "<|fim_middle|>", "file_sep": "<|file_sep|>"}
+SPECIAL_IDS = {"eot": 0, "pad": 1, "fim_prefix": 2, "fim_suffix": 3, "fim_middle": 4, "file_sep": 5}
+DEFAULT_TOKENIZER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tokenizer", "tokenizer.json")
+
+
+class ExportError(Exception):
+    pass
+
+
+def check_state_dict(cfg: ModelConfig, sd: dict, where: str):
+    """Names and shapes against a freshly built model, so a mismatch is reported here, not inside ONNX."""
+    expected = {k: tuple(v.shape) for k, v in VersatileLM(cfg).state_dict().items()}
+    missing, extra = sorted(set(expected) - set(sd)), sorted(set(sd) - set(expected))
+    if missing or extra:
+        raise ExportError(f"{where}: parameters do not match the config (missing {missing[:5]}, "
+                          f"unexpected {extra[:5]}); is the sidecar from the same run?")
+    for k, shape in expected.items():
+        if tuple(sd[k].shape) != shape:
+            raise ExportError(f"{where}: {k} has shape {tuple(sd[k].shape)}, the config implies {shape}")
+        if not torch.isfinite(sd[k].float()).all():
+            raise ExportError(f"{where}: {k} contains NaN or Inf; export an earlier checkpoint")
+
+
+def random_model(cfg: ModelConfig, seed: int = 0) -> VersatileLM:
+    torch.manual_seed(seed)
+    return VersatileLM(cfg).eval()
+
+
+def check_tokenizer(path: str, vocab_size: int):
+    """The tokenizer must carry the six special tokens at ids 0..5 and fit the embedding."""
+    if not os.path.exists(path):
+        raise ExportError(f"{path}: tokenizer not found; pass --tokenizer or build models/tokenizer first")
+    try:
+        with open(path, encoding="utf-8") as f:
+            tok = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ExportError(f"{path}: not a valid tokenizer.json ({e})") from None
+    added = {t["content"]: t["id"] for t in tok.get("added_tokens", [])}
+    for key, content in SPECIAL_TOKENS.items():
+        if added.get(content) != SPECIAL_IDS[key]:
+            raise ExportError(f"{path}: special token {content} must have id {SPECIAL_IDS[key]}, "
+                              f"found {added.get(content)}; retrain the tokenizer with the team's special tokens")
+    n_vocab = len(tok.get("model", {}).get("vocab", {}))
+    if n_vocab > vocab_size:
+        raise ExportError(f"{path}: tokenizer has {n_vocab} tokens but the model's vocab_size is {vocab_size}; "
+                          f"use the tokenizer the model was trained with")
+
+
+def file_entry(path: str) -> dict:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return {"sha256": h.hexdigest(), "bytes": os.path.getsize(path)}
+
+
+def architecture(cfg: ModelConfig, n_params: int) -> dict:
+    return {"kind": cfg.ffn_kind, "n_layer": cfg.n_layer, "n_head": cfg.n_head, "d_model": cfg.d_model,
+            "d_ff": cfg.d_ff, "vocab_size": cfg.vocab_size, "max_loops": cfg.max_loops,
+            "n_experts": cfg.n_experts, "top_k": cfg.top_k,
+            "fixed_loops": cfg.fixed_loops if cfg.ffn_kind == "loop" else None,
+            "context_length": cfg.context_length, "rope_theta": cfg.rope_theta, "norm_eps": cfg.norm_eps,
+            "parameters": n_params}
+
+
+def export_model(cfg: ModelConfig, sd: dict, out_dir: str, *, name: str = None, display_name: str = None,
+                 description: str = "", tokenizer: str = DEFAULT_TOKENIZER, weights_dtype: str = "float32",
+                 training: dict = None, metrics: dict = None, test_vectors: dict = None,
+                 intended_use: str = None, generation: dict = None, attention: str = "gqa",
+                 export_date: str = "now", gpu_variant: bool = False) -> dict:
+    """Writes the model folder and returns its manifest. export_date None leaves the date
+    out (test models regenerate byte for byte). gpu_variant also writes model.masked.onnx,
+    the graph without data-dependent control flow for GPU providers (graph.variants)."""
+    if export_date == "now":
+        export_date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    check_state_dict(cfg, sd, "state dict")
+    check_tokenizer(tokenizer, cfg.vocab_size)
+    out_dir = os.path.abspath(out_dir)
+    name = name or os.path.basename(out_dir)
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(out_dir)}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        variants = {"cpu-sparse": {"file": "model.onnx", "providers": ["cpu"]}}
+        if gpu_variant:
+            variants["masked"] = {"file": "model.masked.onnx", "providers": ["webgpu", "cuda", "dml", "coreml"]}
+        for variant, info in variants.items():
+            graph = build_graph(cfg, sd, weights_dtype, attention, variant)
+            onnx.checker.check_model(graph)
+            onnx.save(graph, os.path.join(tmp, info["file"]))
+        shutil.copyfile(tokenizer, os.path.join(tmp, "tokenizer.json"))
+        files = [v["file"] for v in variants.values()] + ["tokenizer.json", "README.md"]
+        tok_config = os.path.join(os.path.dirname(tokenizer), "tokenizer_config.json")
+        if os.path.exists(tok_config):
+            shutil.copyfile(tok_config, os.path.join(tmp, "tokenizer_config.json"))
+            files.append("tokenizer_config.json")
+        n_params = sum(v.numel() for v in sd.values())
+        manifest = {
+            "format": "versatileffn-onnx",
+            "format_version": FORMAT_VERSION,
+            "name": name,
+            "display_name": display_name or name,
+            "description": description,
+            "architecture": architecture(cfg, n_params),
+            "graph": {"file": "model.onnx", "inputs": INPUT_NAMES, "outputs": OUTPUT_NAMES,
+                      "head_dim": cfg.head_dim, "weights_dtype": weights_dtype, "variant": "cpu-sparse",
+                      "attention": attention, "variants": variants},
+            "tokenizer": {"file": "tokenizer.json",
+                          **({"config_file": "tokenizer_config.json"} if "tokenizer_config.json" in files else {}),
+                          "special_tokens": SPECIAL_TOKENS, "special_ids": SPECIAL_IDS},
+            "fim": {"order": "psm"},
+            "generation": {"max_new_tokens": 64, "temperature": 0.0, "top_p": 1.0, "stop_ids": [0, 5],
+                           **(generation or {})},
+            "files": {},
+            "training": {"tokens": 0, "steps": 0, "corpus": None, "hardware": None, "date": None,
+                         **(training or {})},
+            "metrics": {"val_loss": None, **(metrics or {})},
+            "exported": {"date": export_date,
+                         "exporter": "models/toolchain/export.py", "onnx_opset": graph.opset_import[0].version,
+                         "torch": torch.__version__, "onnx": onnx.__version__},
+        }
+        if test_vectors:
+            manifest["test_vectors"] = test_vectors
+        with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as f:
+            f.write(model_card(manifest, intended_use))
+        for fname in files:
+            manifest["files"][fname] = file_entry(os.path.join(tmp, fname))
+        with open(os.path.join(tmp, "manifest.json"), "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _replace_dir(tmp: str, out_dir: str):
+    old = None
+    if os.path.exists(out_dir):
+        old = out_dir.rstrip("/") + f".old-{os.getpid()}"
+        os.rename(out_dir, old)
+    os.rename(tmp, out_dir)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def model_card(m: dict, intended_use: str = None) -> str:
+    a, t, g = m["architecture"], m["training"], m["graph"]
+    kind = {"versatile": "VersatileFFN (adaptive wide-and-deep FFN reuse: a depth predictor picks 1-4 loops of "
+                         "the shared SwiGLU FFN per token; 8 virtual experts, top-2, form the cheap width path)",
+            "dense": "dense baseline (the SwiGLU FFN applied once)",
+            "loop": f"fixed {a['fixed_loops']}-loop baseline (the same FFN applied {a['fixed_loops']} times)"}[a["kind"]]
+    cell = lambda v: "—" if v is None else (json.dumps(v, separators=(",", ":")) if isinstance(v, (dict, list)) else v)
+    metrics = "\n".join(f"| {k} | {cell(v)} |" for k, v in m["metrics"].items()) or "| (none) | |"
+    training = "\n".join(f"| {k} | {cell(v)} |" for k, v in t.items())
+    use = intended_use or ("Local code completion (fill-in-the-middle) inside the VersatileFFN Code VS Code "
+                           "extension, and research on per-token adaptive compute.")
+    return f"""# {m['display_name']}
+
+{m['description'] or ''}
+
+## Architecture
+Decoder-only transformer (RoPE, RMSNorm, pre-norm, SwiGLU) whose FFN is a {kind}.
+
+| | |
+|---|---|
+| layers | {a['n_layer']} |
+| d_model / heads | {a['d_model']} / {a['n_head']} |
+| FFN hidden (d_ff) | {a['d_ff']} |
+| vocabulary | {a['vocab_size']} |
+| context length | {a['context_length']} |
+| parameters | {a['parameters']:,} |
+| weights in graph | {g['weights_dtype']} |
+
+## Training data and run
+| | |
+|---|---|
+{training}
+
+## Metrics
+| metric | value |
+|---|---|
+{metrics}
+
+## Intended use
+{use}
+
+## Limitations
+- A small model trained from scratch on permissively licensed public source code: completions are short
+  and often wrong; it has no knowledge of natural language beyond comments in code.
+- It may reproduce code from its training data; check licenses before reusing long completions.
+- Routing outputs (loop counts, experts) show where the model spends compute, not why; they are not
+  an explanation of correctness.
+- Context is limited to {a['context_length']} tokens.
+
+## Files
+model.onnx (ONNX opset {m['exported']['onnx_opset']}, format of models/FORMAT.md v{m['format_version']}),
+tokenizer.json (byte-level BPE, special tokens at ids 0-5), manifest.json (checksums, I/O names).
+Exported{' ' + m['exported']['date'] if m['exported']['date'] else ''} by {m['exported']['exporter']}.
+"""
+
+
+def _parse_sets(pairs):
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ExportError(f"--set {pair!r}: expected key=value")
+        k, v = pair.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def _read_json(path: str, what: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ExportError(f"{path}: cannot read {what} JSON ({e})") from None
+
+
+def read_checkpoint(path: str):
+    """(config, fp32 state dict, training metadata, metrics) from a train.py checkpoint
+    (run folder, ckpt.json or ckpt.safetensors; see checkpoint.py)."""
+    from checkpoint import CheckpointError, load_model
+    try:
+        model, meta = load_model(path)
+    except CheckpointError as e:
+        raise ExportError(str(e)) from None
+    training = {k: meta[k] for k in ("step", "tokens") if k in meta}
+    training.update(meta.get("training") or {})
+    if "step" in training:
+        training["steps"] = training.pop("step")
+    metrics = dict(meta.get("metrics") or {})
+    if meta.get("routing"):
+        metrics["val_routing"] = meta["routing"]
+    return model.cfg, model.state_dict(), training, metrics
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="train.py checkpoint: run folder, ckpt.json or ckpt.safetensors")
+    src.add_argument("--random", action="store_true", help="a freshly initialized model (tests, benchmarks)")
+    ap.add_argument("--config", help="JSON model config for --random")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config fields for --random")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tokenizer", default=DEFAULT_TOKENIZER)
+    ap.add_argument("--out", required=True, help="model folder to write (replaced atomically)")
+    ap.add_argument("--name", help="model id (default: the folder name)")
+    ap.add_argument("--display-name")
+    ap.add_argument("--description", default="")
+    ap.add_argument("--weights-dtype", choices=["float32", "float16", "int8"], default="float32",
+                    help="int8: MatMulNBits (8-bit blocks of 32) for the large matrix products; decode reads 4x fewer bytes")
+    ap.add_argument("--attention", choices=["gqa", "plain"], default="gqa",
+                    help="gqa: onnxruntime's GroupQueryAttention contrib op (fast); plain: standard ONNX ops only")
+    ap.add_argument("--gpu-variant", action="store_true",
+                    help="also write model.masked.onnx (no data-dependent control flow) for GPU providers")
+    ap.add_argument("--metrics", help="JSON file with metrics (merged over the checkpoint's)")
+    ap.add_argument("--training", help="JSON file with training metadata (merged over the checkpoint's)")
+    args = ap.parse_args(argv)
+    try:
+        training, metrics = {}, {}
+        if args.checkpoint:
+            cfg, sd, training, metrics = read_checkpoint(args.checkpoint)
+        else:
+            raw = _read_json(args.config, "model config") if args.config else {}
+            raw.update(_parse_sets(args.set))
+            try:
+                cfg = ModelConfig.from_dict(raw)
+            except (ValueError, TypeError) as e:
+                raise ExportError(f"{args.config or '--set'}: bad model config: {e}") from None
+            sd = random_model(cfg, args.seed).state_dict()
+            training = {"corpus": "none (random weights)", "seed": args.seed}
+        if args.training:
+            training.update(_read_json(args.training, "training metadata"))
+        if args.metrics:
+            metrics.update(_read_json(args.metrics, "metrics"))
+        m = export_model(cfg, sd, args.out, name=args.name, display_name=args.display_name,
+                         description=args.description, tokenizer=args.tokenizer,
+                         weights_dtype=args.weights_dtype, training=training, metrics=metrics,
+                         attention=args.attention, gpu_variant=args.gpu_variant)
+    except ExportError as e:
+        print(f"export failed: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: {m['architecture']['kind']}, {m['architecture']['parameters']:,} parameters, "
+          f"model.onnx {m['files']['model.onnx']['bytes']:,} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
