@@ -1,0 +1,208 @@
+// One completion or analysis on a loaded model: guards, prompt, prefill, decode with stop rules,
+// post-processing, telemetry.
+import type {
+  AnalyzeParams, AnalyzeResult, CompleteParams, CompleteResult, StopReason, TokenInfo, TokenRouting,
+} from '../../../common/protocol';
+import { banTokens, Generator, GeneratedToken, seededRng } from './generator';
+import type { LoadedModel } from './loadedModel';
+import { postprocess } from './postprocess';
+import { buildPrompt, defaultBudget } from './prompt';
+import type { JobControl } from './scheduler';
+import { StopRules } from './stops';
+import { computeCost, emptyTimings, ms, probAndEntropy, summarizeCompute } from './telemetry';
+
+export const MAX_DOCUMENT_CHARS = 10 * 1024 * 1024;
+export const MAX_LINE_CHARS = 100_000;
+export const MAX_TOKENS_LIMIT = 512;
+export const DEFAULT_MAX_TIME_MS = 2_000;
+
+/** Thrown for input the engine refuses; the message says what was wrong. */
+export class InputError extends Error {}
+
+export interface CleanInput {
+  prefix: string;
+  suffix: string;
+}
+
+/** Refuses what cannot be completed sensibly; repairs lone surrogates. Returns null for empty input. */
+export function guardInput(prefix: unknown, suffix: unknown): CleanInput | null {
+  if (typeof prefix !== 'string' || typeof suffix !== 'string') throw new InputError('prefix and suffix must be strings');
+  const size = prefix.length + suffix.length;
+  if (size > MAX_DOCUMENT_CHARS) {
+    throw new InputError(`document too large (${(size / 1048576).toFixed(1)} M characters; the limit is 10 M): completions are off for this file`);
+  }
+  if (prefix.includes('\0') || suffix.includes('\0')) throw new InputError('binary content (NUL bytes): completions are off for this file');
+  const lineStart = prefix.lastIndexOf('\n') + 1;
+  const nl = suffix.indexOf('\n');
+  const lineLength = prefix.length - lineStart + (nl < 0 ? suffix.length : nl);
+  if (lineLength > MAX_LINE_CHARS) throw new InputError(`the cursor's line is ${lineLength} characters long (limit ${MAX_LINE_CHARS}): no completion`);
+  if (prefix.trim() === '' && suffix.trim() === '') return null;
+  return { prefix: wellFormed(prefix), suffix: wellFormed(suffix) };
+}
+
+/** Replaces lone surrogates with U+FFFD so the tokenizer and JSON see valid text. */
+export function wellFormed(s: string): string {
+  const native = (s as unknown as { toWellFormed?: () => string }).toWellFormed;
+  if (native) return native.call(s);
+  return s.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
+}
+
+export function emptyCompleteResult(params: Pick<CompleteParams, 'requestId'> | null | undefined, model: string, provider: CompleteResult['provider'], stopReason: StopReason, error?: string): CompleteResult {
+  return {
+    requestId: typeof params?.requestId === 'string' ? params.requestId : String(params?.requestId ?? ''),
+    completion: '', tokens: [], stopReason, trimmed: [], timings: emptyTimings(),
+    compute: { meanLoopsPerLayer: [], loopShare: [0, 0, 0, 0], vsDense: 0, vsMax: 0 },
+    model, provider, ...(error !== undefined ? { error } : {}),
+  };
+}
+
+export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: JobControl): Promise<CompleteResult> {
+  const kind = m.manifest.architecture.kind;
+  const provider = m.session.activeProvider;
+  const t0 = ctl.startedAt;
+  if (!params || typeof params !== 'object') throw new InputError('complete needs CompleteParams (an object with prefix and suffix)');
+  const input = guardInput(params.prefix, params.suffix);
+  if (!input) return emptyCompleteResult(params, m.name, provider, 'empty_input');
+  const gen = m.manifest.generation ?? {};
+  const maxTokens = clampInt(params.maxTokens ?? gen.max_new_tokens ?? 64, 1, MAX_TOKENS_LIMIT);
+  const maxTimeMs = params.maxTimeMs && params.maxTimeMs > 0 ? params.maxTimeMs : DEFAULT_MAX_TIME_MS;
+  const temperature = params.temperature ?? 0;
+
+  const prompt = buildPrompt(m.tokenizer, m.tokenizer.special, { ...input, contextChunks: params.contextChunks },
+    defaultBudget(m.manifest.architecture.context_length, maxTokens));
+  const t1 = performance.now();
+
+  const stopIds = gen.stop_ids ?? [m.tokenizer.special.eot, m.tokenizer.special.file_sep];
+  const sp = m.tokenizer.special;
+  const generator = new Generator(m.session, m.cache, {
+    temperature, topP: params.topP ?? 1, stopIds,
+    rng: temperature > 0 ? seededRng(params.seed ?? 0) : undefined,
+    // FIM markers and padding are never text to insert.
+    processors: [banTokens([sp.pad, sp.fim_prefix, sp.fim_suffix, sp.fim_middle].filter((id) => !stopIds.includes(id)))],
+  });
+  const prefill = await generator.appendTokens(prompt.ids, {
+    fromScratch: params.includePromptTokens, allLogits: params.includePromptTokens, shouldStop: () => ctl.stopReason() !== null,
+  });
+  const t2 = performance.now();
+  const ended = () => {
+    const why = ctl.stopReason();
+    if (!why) return null;
+    const r = emptyCompleteResult(params, m.name, provider, why);
+    r.timings = { ...r.timings, queueMs: ms(ctl.startedAt - ctl.arrivedAt), totalMs: ms(performance.now() - ctl.arrivedAt) };
+    return r;
+  };
+  if (prefill.cancelled) return ended()!;
+
+  const rules = new StopRules({
+    prefix: input.prefix, suffix: input.suffix, maxTokens, maxTimeMs, startedAt: ctl.arrivedAt, confidenceCutoff: params.confidenceCutoff ?? 0,
+  });
+  const tokens: GeneratedToken[] = [];
+  const ids: number[] = [];
+  let text = '';
+  let stop: StopReason = 'max_tokens';
+  let keepChars = 0;
+  let lowConfidenceCut = false;
+  for (;;) {
+    const early = ended();
+    if (early) return early;
+    const tok = await generator.nextToken();
+    tokens.push(tok);
+    const prevLength = text.length;
+    if (!tok.isStop) {
+      ids.push(tok.id);
+      text = m.tokenizer.decode(ids);
+    }
+    const d = rules.check({ text, prevLength, prob: tok.prob, isStop: tok.isStop, count: tokens.length, now: performance.now() });
+    if (d) {
+      stop = d.reason;
+      keepChars = d.keepChars;
+      lowConfidenceCut = d.reason === 'low_confidence';
+      generator.finish();
+      break;
+    }
+  }
+  const t3 = performance.now();
+  const early = ended();
+  if (early) return early;
+
+  // A stop mid-character leaves an incomplete UTF-8 sequence, which decodes to U+FFFD: not text to insert.
+  const kept = text.slice(0, keepChars).replace(/\uFFFD+$/, '');
+  const post = postprocess(kept, { prefix: input.prefix, suffix: input.suffix });
+  if (lowConfidenceCut && keepChars < text.length) post.trimmed.unshift({ rule: 'low_confidence', removedText: text.slice(keepChars) });
+  const t4 = performance.now();
+
+  const generated = tokens.filter((t) => !t.isStop);
+  const infos = generated.map((t) => tokenInfo(m, t.id, t.prob, t.entropy, t.routing));
+  const result: CompleteResult = {
+    requestId: params.requestId,
+    completion: post.text,
+    tokens: infos,
+    stopReason: stop,
+    trimmed: post.trimmed,
+    timings: {
+      queueMs: ms(ctl.startedAt - ctl.arrivedAt),
+      tokenizeMs: ms(t1 - t0),
+      prefillMs: ms(t2 - t1),
+      firstTokenMs: ms((tokens[0]?.pickedAt ?? t3) - ctl.arrivedAt),
+      decodeMs: ms(t3 - (tokens[0]?.pickedAt ?? t3)),
+      postprocessMs: ms(t4 - t3),
+      totalMs: ms(performance.now() - ctl.arrivedAt),
+      promptTokens: prompt.ids.length,
+      reusedTokens: prefill.reused,
+      generatedTokens: generated.length,
+    },
+    compute: summarizeCompute(kind, generated.map((t) => t.routing)),
+    model: m.name,
+    provider,
+  };
+  if (params.includePromptTokens && prefill.allLogits) {
+    result.promptTokens = scorePrompt(m, prompt.ids, prefill.routing, prefill.allLogits);
+  }
+  return result;
+}
+
+/** Per-token data for `ids`, scored from scratch (the cache is rewound to the start). */
+export async function runAnalyze(m: LoadedModel, params: AnalyzeParams, ctl: JobControl): Promise<AnalyzeResult> {
+  const t0 = performance.now();
+  const input = guardInput(typeof params?.text === 'string' ? params.text : '', '');
+  const base: AnalyzeResult = {
+    tokens: [], compute: summarizeCompute(m.manifest.architecture.kind, []), model: m.name, timings: emptyTimings(),
+  };
+  if (!input) return { ...base, error: 'empty text' };
+  const budget = m.manifest.architecture.context_length - 1;
+  // Only the start is scored; encoding a huge selection whole would take seconds for nothing.
+  let ids = m.tokenizer.encode(wellFormed(input.prefix.slice(0, budget * 8)));
+  if (ids.length > budget) ids = ids.slice(0, budget);
+  const t1 = performance.now();
+  const generator = new Generator(m.session, m.cache, { temperature: 0, topP: 1, stopIds: [] });
+  const prefill = await generator.appendTokens(ids, { fromScratch: true, allLogits: true, shouldStop: () => ctl.stopReason() !== null });
+  if (prefill.cancelled || !prefill.allLogits) return { ...base, error: 'cancelled' };
+  const t2 = performance.now();
+  const tokens = scorePrompt(m, ids, prefill.routing, prefill.allLogits);
+  return {
+    tokens,
+    compute: summarizeCompute(m.manifest.architecture.kind, tokens.map((t) => t.routing)),
+    model: m.name,
+    timings: {
+      ...emptyTimings(), queueMs: ms(ctl.startedAt - ctl.arrivedAt), tokenizeMs: ms(t1 - t0), prefillMs: ms(t2 - t1),
+      totalMs: ms(performance.now() - ctl.arrivedAt), promptTokens: ids.length,
+    },
+  };
+}
+
+/** Prompt token i: its own routing, and the probability the model gave it after tokens 0..i-1 (1 for the first). */
+function scorePrompt(m: LoadedModel, ids: readonly number[], routing: TokenRouting[], logits: Float32Array[]): TokenInfo[] {
+  return ids.map((id, i) => {
+    const pe = i === 0 ? { prob: 1, entropy: 0 } : probAndEntropy(logits[i - 1], id);
+    return tokenInfo(m, id, pe.prob, pe.entropy, routing[i]);
+  });
+}
+
+function tokenInfo(m: LoadedModel, id: number, prob: number, entropy: number, routing: TokenRouting): TokenInfo {
+  const c = computeCost(m.manifest.architecture.kind, routing.loops);
+  return { id, text: m.tokenizer.tokenText(id), prob, entropy, routing, computeVsDense: c.vsDense, computeVsMax: c.vsMax };
+}
+
+function clampInt(x: number, lo: number, hi: number): number {
+  return Math.max(lo, Math.min(hi, Math.floor(Number.isFinite(x) ? x : lo)));
+}

@@ -1,0 +1,55 @@
+// A model ready to serve: checked folder, tokenizer, one InferenceSession and its KV cache.
+import * as path from 'node:path';
+import type { ModelInfo, ProviderPreference } from '../../../common/protocol';
+import { KvCache } from './kvCache';
+import { Manifest, ModelFolderEntry, readManifest, verifyFiles } from './modelFolder';
+import { ModelSession } from './session';
+import { CodeTokenizer } from './tokenizer';
+
+export interface LoadedModel {
+  name: string;
+  dir: string;
+  manifest: Manifest;
+  tokenizer: CodeTokenizer;
+  session: ModelSession;
+  cache: KvCache;
+  loadMs: number;
+}
+
+/** Checks the folder (manifest, sizes, sha256) and creates the session. Throws with a message naming the file. */
+export async function loadModel(name: string, dir: string, pref: ProviderPreference, threads: number): Promise<LoadedModel> {
+  const t0 = performance.now();
+  const manifest = readManifest(dir);
+  await verifyFiles(dir, manifest);
+  const tokenizer = CodeTokenizer.load(dir, manifest);
+  let session: ModelSession;
+  try {
+    session = await ModelSession.create(dir, manifest, pref, threads);
+  } catch (e) {
+    throw new Error(`${path.join(dir, manifest.graph.file)} could not be loaded: ${(e as Error).message}`);
+  }
+  const cache = new KvCache(session.kv);
+  return { name, dir, manifest, tokenizer, session, cache, loadMs: performance.now() - t0 };
+}
+
+export async function releaseModel(m: LoadedModel): Promise<void> {
+  m.cache.dispose();
+  await m.session.release();
+}
+
+export function modelInfo(entry: ModelFolderEntry, active: boolean, loadError?: string): ModelInfo {
+  const m = entry.manifest;
+  return {
+    name: entry.name,
+    displayName: m?.display_name ?? entry.name,
+    path: entry.path,
+    kind: m?.architecture.kind ?? 'versatile',
+    parameters: m?.architecture.parameters ?? 0,
+    diskBytes: entry.diskBytes,
+    nLayer: m?.architecture.n_layer ?? 0,
+    dModel: m?.architecture.d_model ?? 0,
+    metrics: m?.metrics ?? {},
+    active,
+    loadError: loadError ?? entry.error,
+  };
+}

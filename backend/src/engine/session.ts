@@ -1,0 +1,120 @@
+// One InferenceSession plus the graph contract of models/FORMAT.md: feeds the KV cache, returns
+// logits, routing and the present tensors.
+import * as path from 'node:path';
+import { InferenceSession, Tensor } from 'onnxruntime-node';
+import type { ExecutionProvider, ProviderPreference, ProviderStatus, TokenRouting } from '../../../common/protocol';
+import { KvCache, KvShape } from './kvCache';
+import { graphFileFor, Manifest } from './modelFolder';
+import { createSession, ProbeFeeds } from './providers';
+
+export interface StepResult {
+  /** Logits of the last `numLogits` positions, row-major [numLogits, vocab]. */
+  logits: Float32Array;
+  vocab: number;
+  numLogits: number;
+  /** Routing of each new position (length = number of new tokens). */
+  routing: TokenRouting[];
+}
+
+export class ModelSession {
+  readonly kv: KvShape;
+  private readonly names: {
+    inputIds: string; numLogits: string; pastKey: string[]; pastValue: string[];
+    logits: string; presentKey: string[]; presentValue: string[];
+    loops?: string; lambda?: string; experts?: string; weights?: string; loopProbs?: string;
+  };
+
+  private constructor(private readonly session: InferenceSession, manifest: Manifest, readonly provider: ProviderStatus) {
+    const a = manifest.architecture;
+    const g = manifest.graph;
+    this.kv = { nLayer: a.n_layer, nHead: a.n_head, headDim: g.head_dim };
+    const per = (pattern: string) => Array.from({ length: a.n_layer }, (_, i) => pattern.replace('{i}', String(i)));
+    const outputs = new Set(session.outputNames);
+    const opt = (name?: string) => (name && outputs.has(name) ? name : undefined);
+    this.names = {
+      inputIds: g.inputs.input_ids, numLogits: g.inputs.num_logits,
+      pastKey: per(g.inputs.past_key), pastValue: per(g.inputs.past_value),
+      logits: g.outputs.logits, presentKey: per(g.outputs.present_key), presentValue: per(g.outputs.present_value),
+      loops: opt(g.outputs.loops), lambda: opt(g.outputs.lambda), experts: opt(g.outputs.experts),
+      weights: opt(g.outputs.weights), loopProbs: opt(g.outputs.loop_probs),
+    };
+    const inputs = new Set(session.inputNames);
+    for (const n of [this.names.inputIds, this.names.numLogits, ...this.names.pastKey, ...this.names.pastValue]) {
+      if (!inputs.has(n)) throw new Error(`${g.file} has no input "${n}" that manifest.json names. Re-export the model.`);
+    }
+    for (const n of [this.names.logits, ...this.names.presentKey, ...this.names.presentValue]) {
+      if (!outputs.has(n)) throw new Error(`${g.file} has no output "${n}" that manifest.json names. Re-export the model.`);
+    }
+  }
+
+  /** Creates the session from the model folder `dir`, with the graph file each provider wants. */
+  static async create(dir: string, manifest: Manifest, pref: ProviderPreference, threads: number): Promise<ModelSession> {
+    const a = manifest.architecture;
+    const per = (pattern: string) => Array.from({ length: a.n_layer }, (_, i) => pattern.replace('{i}', String(i)));
+    const feeds: ProbeFeeds = {
+      pastNames: [...per(manifest.graph.inputs.past_key), ...per(manifest.graph.inputs.past_value)],
+      nHead: a.n_head, headDim: manifest.graph.head_dim,
+      inputIds: manifest.graph.inputs.input_ids, numLogits: manifest.graph.inputs.num_logits,
+    };
+    const { session, status } = await createSession((p) => path.join(dir, graphFileFor(manifest, p)), pref, threads, feeds);
+    try {
+      return new ModelSession(session, manifest, status);
+    } catch (e) {
+      await session.release();
+      throw e;
+    }
+  }
+
+  get activeProvider(): ExecutionProvider {
+    return this.provider.active ?? 'cpu';
+  }
+
+  /** Runs `ids` on top of `cache`, updates the cache, and returns logits for the last `numLogits` positions. */
+  async step(ids: readonly number[], cache: KvCache, numLogits = 1): Promise<StepResult> {
+    const n = this.names;
+    const feeds: Record<string, Tensor> = {
+      [n.inputIds]: new Tensor('int64', BigInt64Array.from(ids, (x) => BigInt(x)), [1, ids.length]),
+      [n.numLogits]: new Tensor('int64', BigInt64Array.from([BigInt(Math.min(numLogits, ids.length))]), [1]),
+    };
+    for (let i = 0; i < this.kv.nLayer; i++) {
+      feeds[n.pastKey[i]] = cache.key(i);
+      feeds[n.pastValue[i]] = cache.value(i);
+    }
+    const out = await this.session.run(feeds);
+    cache.update(ids, n.presentKey.map((k) => out[k]), n.presentValue.map((k) => out[k]));
+    const logitsT = out[n.logits];
+    const vocab = logitsT.dims[2];
+    const routing = this.readRouting(out, ids.length);
+    return { logits: logitsT.data as Float32Array, vocab, numLogits: logitsT.dims[1], routing };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+
+  private readRouting(out: InferenceSession.OnnxValueMapType, t: number): TokenRouting[] {
+    const n = this.names;
+    const L = this.kv.nLayer;
+    const loops = n.loops ? (out[n.loops].data as BigInt64Array) : undefined;
+    const lambda = n.lambda ? (out[n.lambda].data as Float32Array) : undefined;
+    const experts = n.experts ? (out[n.experts].data as BigInt64Array) : undefined;
+    const weights = n.weights ? (out[n.weights].data as Float32Array) : undefined;
+    const probs = n.loopProbs ? (out[n.loopProbs].data as Float32Array) : undefined;
+    const result: TokenRouting[] = [];
+    for (let j = 0; j < t; j++) {
+      const r: TokenRouting = { loops: [], lambdas: [], experts: [], weights: [] };
+      if (probs) r.loopProbs = [];
+      for (let l = 0; l < L; l++) {
+        const lt = l * t + j;
+        const ell = loops ? Number(loops[lt]) : 1;
+        r.loops.push(ell);
+        r.lambdas.push(lambda ? lambda[lt] : 0);
+        r.experts.push(experts ? [Number(experts[lt * 2]), Number(experts[lt * 2 + 1])] : [-1, -1]);
+        r.weights.push(weights ? [weights[lt * 2], weights[lt * 2 + 1]] : [0, 0]);
+        if (probs) r.loopProbs!.push(Array.from(probs.subarray(lt * 4, lt * 4 + 4)));
+      }
+      result.push(r);
+    }
+    return result;
+  }
+}

@@ -1,0 +1,132 @@
+// Stop rules: decide after each generated token whether generation ends and how much text is kept.
+import type { StopReason } from '../../../common/protocol';
+
+export interface StopContext {
+  prefix: string;
+  suffix: string;
+  maxTokens: number;
+  maxTimeMs: number;
+  startedAt: number;          // performance.now() when the request arrived
+  confidenceCutoff: number;   // 0 = off
+}
+
+export interface StopDecision {
+  reason: StopReason;
+  /** How many characters of the generated text to keep. */
+  keepChars: number;
+}
+
+export interface TokenStep {
+  /** All generated text so far, including this token's text. */
+  text: string;
+  /** Length of the text before this token. */
+  prevLength: number;
+  prob: number;
+  isStop: boolean;
+  count: number;              // tokens generated so far, this one included
+  now: number;
+}
+
+const OPENERS = '([{';
+const CLOSERS = ')]}';
+
+export class StopRules {
+  readonly cursorIndent: number;
+  readonly restOfLine: string;
+  readonly singleLine: boolean;
+  private readonly suffixLine: string | null;
+
+  constructor(private readonly ctx: StopContext) {
+    const line = ctx.prefix.slice(ctx.prefix.lastIndexOf('\n') + 1);
+    this.cursorIndent = indentWidth(line.trim() === '' ? line : line.slice(0, line.length - line.trimStart().length));
+    const nl = ctx.suffix.indexOf('\n');
+    this.restOfLine = nl < 0 ? ctx.suffix : ctx.suffix.slice(0, nl);
+    this.singleLine = this.restOfLine.trim() !== '';
+    this.suffixLine = firstNonEmptyLine(ctx.suffix);
+  }
+
+  check(step: TokenStep): StopDecision | null {
+    if (step.isStop) return { reason: 'eot', keepChars: step.prevLength };
+    if (this.ctx.confidenceCutoff > 0 && step.prob < this.ctx.confidenceCutoff) {
+      return { reason: 'low_confidence', keepChars: step.prevLength };
+    }
+    const text = step.text;
+    if (this.singleLine) {
+      const nl = text.indexOf('\n');
+      if (nl >= 0) return { reason: 'single_line', keepChars: nl };
+    }
+    const dedent = this.dedentAt(text);
+    if (dedent !== null) return { reason: 'dedent', keepChars: dedent };
+    const bracket = this.unbalancedCloserAt(text);
+    if (bracket !== null) return { reason: 'bracket_balance', keepChars: bracket };
+    const repeat = this.suffixRepeatAt(text);
+    if (repeat !== null) return { reason: 'suffix_repeat', keepChars: repeat };
+    if (step.count >= this.ctx.maxTokens) return { reason: 'max_tokens', keepChars: text.length };
+    if (step.now - this.ctx.startedAt >= this.ctx.maxTimeMs) return { reason: 'max_time', keepChars: text.length };
+    return null;
+  }
+
+  /** Start of the first line after the first that has text and is indented less than the cursor (minus its newline). */
+  private dedentAt(text: string): number | null {
+    let start = text.indexOf('\n');
+    while (start >= 0) {
+      const next = text.indexOf('\n', start + 1);
+      const line = text.slice(start + 1, next < 0 ? text.length : next);
+      if (line.trim() !== '' && indentWidth(leading(line)) < this.cursorIndent) return start;
+      start = next;
+    }
+    return null;
+  }
+
+  /** Position of a closing bracket that closes something opened before the cursor, when the rest of the line supplies it. */
+  private unbalancedCloserAt(text: string): number | null {
+    const stack: string[] = [];
+    const restTrim = this.restOfLine.trimStart();
+    for (let i = 0; i < text.length; i++) {
+      const ch = text[i];
+      if (OPENERS.includes(ch)) stack.push(ch);
+      else if (CLOSERS.includes(ch)) {
+        if (stack.length > 0) stack.pop();
+        else if (restTrim.startsWith(ch) && !text.slice(0, i).includes('\n')) return i;
+      }
+    }
+    return null;
+  }
+
+  /** Start of a generated line that repeats the suffix's first non-empty line (minus its newline). */
+  private suffixRepeatAt(text: string): number | null {
+    const target = this.suffixLine;
+    if (target === null) return null;
+    let start = text.indexOf('\n');
+    while (start >= 0) {
+      const next = text.indexOf('\n', start + 1);
+      const line = text.slice(start + 1, next < 0 ? text.length : next);
+      const complete = next >= 0 || line.trim().length >= target.trim().length;
+      if (complete && sameLine(line, target)) return start;
+      start = next;
+    }
+    return null;
+  }
+}
+
+/** Short lines like `}` only count as a repeat when their indentation matches too. */
+function sameLine(line: string, target: string): boolean {
+  if (target.trim().length >= 3) return line.trim() === target.trim();
+  return line.trimEnd() === target.trimEnd();
+}
+
+function firstNonEmptyLine(text: string): string | null {
+  for (const line of text.split('\n', 50)) if (line.trim() !== '') return line;
+  return null;
+}
+
+function leading(line: string): string {
+  return line.slice(0, line.length - line.trimStart().length);
+}
+
+/** Indentation width with tabs counted as 4 columns. */
+export function indentWidth(ws: string): number {
+  let w = 0;
+  for (const ch of ws) w += ch === '\t' ? 4 : 1;
+  return w;
+}

@@ -1,0 +1,102 @@
+// The language server: wires the protocol's requests to the engine. It computes nothing itself;
+// every handler stops errors at the boundary (log, status, empty result with `error`).
+import { CancellationToken, createConnection, InitializeResult } from 'vscode-languageserver/node';
+import {
+  AnalyzeRequest, BackendInitOptions, CompleteParams, CompleteRequest, CompletionTelemetryNotification, ListModelsRequest,
+  ProviderPreference, ProviderStatusRequest, SetProviderRequest, StatsRequest, StatusNotification, SwitchModelRequest, SwitchModelResult,
+} from '../../common/protocol';
+import { emptyCompleteResult } from './engine/completion';
+import { Engine } from './engine/engine';
+import { resolveModelDirs } from './engine/modelFolder';
+import { emptyTimings } from './engine/telemetry';
+
+const PROVIDERS: ProviderPreference[] = ['auto', 'cpu', 'webgpu', 'cuda', 'dml', 'coreml'];
+
+const connection = createConnection();
+let engine: Engine | null = null;
+let defaultModel: string | null = null;
+
+const log = (msg: string) => connection.console.log(`[vffn] ${msg}`);
+
+process.on('uncaughtException', (e) => log(`uncaught exception (the backend keeps running): ${e.stack ?? e}`));
+process.on('unhandledRejection', (e) => log(`unhandled rejection (the backend keeps running): ${(e as Error)?.stack ?? e}`));
+
+function signal(token: CancellationToken) {
+  token.onCancellationRequested(() => engine?.poke());
+  return { get cancelled() { return token.isCancellationRequested; } };
+}
+
+/** Runs a handler; any throw becomes `fallback(message)` and a log line, never a dead server. */
+async function guard<T>(name: string, fallback: (error: string) => T, fn: (e: Engine) => Promise<T> | T): Promise<T> {
+  try {
+    if (!engine) return fallback('the backend is not initialized yet');
+    return await fn(engine);
+  } catch (e) {
+    const message = (e as Error)?.message ?? String(e);
+    log(`${name} failed: ${(e as Error)?.stack ?? e}`);
+    return fallback(message);
+  }
+}
+
+connection.onInitialize((params): InitializeResult => {
+  const init = (params.initializationOptions ?? {}) as Partial<BackendInitOptions>;
+  const provider = PROVIDERS.includes(init.provider as ProviderPreference) ? (init.provider as ProviderPreference) : 'auto';
+  engine = new Engine({
+    modelDirs: resolveModelDirs(init.modelDirs, __dirname),
+    provider,
+    threads: typeof init.threads === 'number' && init.threads > 0 ? init.threads : 0,
+    log,
+    onStatus: (s) => void connection.sendNotification(StatusNotification, s),
+  });
+  defaultModel = typeof init.defaultModel === 'string' ? init.defaultModel : null;
+  return { capabilities: {}, serverInfo: { name: 'vffn-backend', version: '0.1.0' } };
+});
+
+// The model loads after the handshake, so status notifications never precede the initialize result.
+connection.onInitialized(() => {
+  void engine?.start(defaultModel).then((r) => {
+    if (!r.ok || r.error) log(`start: ${r.error ?? 'no model loaded'}`);
+  });
+});
+
+connection.onRequest(CompleteRequest, (params, token) => {
+  const fail = (error: string) => emptyCompleteResult(params ?? ({ requestId: '' } as CompleteParams), params?.model ?? '', 'cpu', 'error', error);
+  return guard('complete', fail, async (e) => {
+    const r = await e.complete(params, signal(token));
+    if (r.stopReason !== 'cancelled' && r.stopReason !== 'superseded' && !r.error) {
+      void connection.sendNotification(CompletionTelemetryNotification, r);
+    }
+    return r;
+  });
+});
+
+connection.onRequest(AnalyzeRequest, (params, token) => {
+  const fail = (error: string) => ({
+    tokens: [], compute: { meanLoopsPerLayer: [], loopShare: [0, 0, 0, 0], vsDense: 0, vsMax: 0 }, model: '', timings: emptyTimings(), error,
+  });
+  return guard('analyze', fail, (e) => e.analyze(params, signal(token)));
+});
+
+connection.onRequest(ListModelsRequest, () => guard('listModels', () => ({ active: null, models: [] }), (e) => e.listModels()));
+
+connection.onRequest(SwitchModelRequest, (params) =>
+  guard('switchModel', (error): SwitchModelResult => ({ ok: false, active: engine?.activeModel?.name ?? null, error }), (e) => e.switchModel(params?.name)));
+
+connection.onRequest(ProviderStatusRequest, () =>
+  guard('providerStatus', (error) => ({ requested: 'auto' as const, active: null, available: [], tried: [], reason: error }), (e) => e.providerStatus()));
+
+connection.onRequest(SetProviderRequest, (params) =>
+  guard('setProvider', (error) => ({ requested: 'auto' as const, active: null, available: [], tried: [], reason: error }), (e) => {
+    if (!PROVIDERS.includes(params?.provider)) throw new Error(`unknown provider ${JSON.stringify(params?.provider)}; use one of ${PROVIDERS.join(', ')}`);
+    return e.setProvider(params.provider);
+  }));
+
+connection.onRequest(StatsRequest, () =>
+  guard('stats', () => ({ perModel: {}, rssBytes: process.memoryUsage.rss(), uptimeMs: 0 }), (e) => e.stats()));
+
+connection.onShutdown(async () => {
+  await engine?.dispose();
+  engine = null;
+});
+
+connection.listen();

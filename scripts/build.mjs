@@ -1,0 +1,58 @@
+// One esbuild build for everything that ships: the extension, the backend (server + CLI)
+// and the inspector webview. Entries whose source does not exist yet are skipped.
+// Flags: --watch (rebuild on change), --production (minify, no source maps).
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const watch = process.argv.includes('--watch');
+const production = process.argv.includes('--production');
+
+// vscode is provided by the editor; onnxruntime-node carries native binaries and is
+// shipped as a node_modules folder rather than bundled.
+const external = ['vscode', 'onnxruntime-node'];
+
+const node = { platform: 'node', format: 'cjs', target: 'node20', external };
+const entries = [
+  { in: 'extension/src/extension.ts', out: 'dist/extension.js', ...node },
+  { in: 'backend/src/server.ts', out: 'dist/server.js', ...node },
+  { in: 'backend/src/cli.ts', out: 'dist/cli.js', ...node, banner: { js: '#!/usr/bin/env node' } },
+  { in: 'media/webview/main.ts', out: 'dist/webview.js', platform: 'browser', format: 'iife', target: 'es2022' },
+];
+
+const contexts = [];
+for (const entry of entries) {
+  if (!existsSync(resolve(root, entry.in))) {
+    console.log(`skip ${entry.in} (not there yet)`);
+    continue;
+  }
+  const { in: input, out, ...rest } = entry;
+  contexts.push(await esbuild.context({
+    ...rest,
+    absWorkingDir: root,
+    entryPoints: [input],
+    outfile: out,
+    bundle: true,
+    minify: production,
+    sourcemap: production ? false : 'linked',
+    logLevel: 'info',
+    // ESM-only packages (e.g. @huggingface/tokenizers) use import.meta.url; give CJS a value.
+    define: rest.platform === 'node' ? { 'import.meta.url': 'importMetaUrl' } : undefined,
+    inject: rest.platform === 'node' ? [resolve(root, 'scripts/import-meta-url.js')] : undefined,
+  }));
+}
+
+if (watch) {
+  await Promise.all(contexts.map((c) => c.watch()));
+  console.log('watching for changes…');
+} else {
+  try {
+    await Promise.all(contexts.map((c) => c.rebuild()));
+  } catch {
+    process.exitCode = 1;
+  } finally {
+    await Promise.all(contexts.map((c) => c.dispose()));
+  }
+}

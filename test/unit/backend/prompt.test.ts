@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { buildPrompt, defaultBudget, fitPrefix, fitSuffix, PREFIX_CUT_STEP, stablePrefixCut } from '../../../backend/src/engine/prompt';
+import { CodeTokenizer } from '../../../backend/src/engine/tokenizer';
+import { readManifest } from '../../../backend/src/engine/modelFolder';
+import { charEncoder, REPO, SPECIAL, TINY } from './helpers';
+
+const enc = (s: string) => charEncoder.encode(s);
+
+test('short input: PSM layout with every token kept', () => {
+  const p = buildPrompt(charEncoder, SPECIAL, { prefix: 'ab', suffix: 'cd' }, { total: 100, suffixMax: 10, contextMax: 20 });
+  assert.deepEqual(p.ids, [2, ...enc('ab'), 3, ...enc('cd'), 4]);
+  assert.equal(p.truncated, false);
+});
+
+test('context chunks come first, each after <|file_sep|> with its uri', () => {
+  const p = buildPrompt(charEncoder, SPECIAL, { prefix: 'x', suffix: '', contextChunks: [{ uri: 'a.ts', text: 'q' }] },
+    { total: 100, suffixMax: 10, contextMax: 40 });
+  assert.deepEqual(p.ids, [5, ...enc('a.ts\nq\n'), 2, ...enc('x'), 3, 4]);
+  assert.equal(p.contextTokens, 8);
+});
+
+test('the whole prompt stays within the budget and keeps the prefix end nearest the cursor', () => {
+  const prefix = Array.from({ length: 400 }, (_, i) => `line ${i}\n`).join('') + 'cur';
+  const suffix = Array.from({ length: 100 }, (_, i) => `after ${i}\n`).join('');
+  const budget = { total: 300, suffixMax: 40, contextMax: 50 };
+  const p = buildPrompt(charEncoder, SPECIAL, { prefix, suffix, contextChunks: [{ uri: 'u', text: 'z'.repeat(500) }] }, budget);
+  assert.ok(p.ids.length <= 300, `prompt has ${p.ids.length} tokens`);
+  assert.ok(p.suffixTokens <= 40 && p.contextTokens <= 50);
+  assert.ok(p.prefixText.endsWith('line 399\ncur'));
+  assert.ok(p.suffixText.startsWith('after 0\n'));
+  assert.ok(p.suffixText.endsWith('\n'), 'suffix is cut at a line end');
+  assert.ok(p.truncated);
+  const idx = p.ids.indexOf(SPECIAL.fim_middle);
+  assert.equal(idx, p.ids.length - 1);
+});
+
+test('the prefix cut moves in steps, so typing keeps the start of the prompt', () => {
+  const base = Array.from({ length: 3000 }, (_, i) => `x${i % 10}\n`).join('');
+  const a = fitPrefix(charEncoder, base, 2000);
+  const b = fitPrefix(charEncoder, base + 'y', 2000);
+  const c = fitPrefix(charEncoder, base + 'yz', 2000);
+  assert.ok(a.ids.length <= 2000 && b.ids.length <= 2000);
+  assert.equal(a.text.slice(0, 50), b.text.slice(0, 50));
+  assert.equal(b.text.slice(0, 50), c.text.slice(0, 50));
+  assert.deepEqual(b.ids.slice(0, a.ids.length), a.ids);
+});
+
+test('stablePrefixCut starts at a line start past a multiple of the step', () => {
+  const text = 'a'.repeat(PREFIX_CUT_STEP + 5) + '\n' + 'b'.repeat(3000);
+  assert.equal(stablePrefixCut(text, 0), 0);
+  assert.equal(stablePrefixCut(text, -4), 0);
+  assert.equal(stablePrefixCut(text, 10), PREFIX_CUT_STEP + 6);
+  const noNl = 'c'.repeat(5000);
+  assert.equal(stablePrefixCut(noNl, 100), PREFIX_CUT_STEP);
+});
+
+test('a single 100k-character line is cut to the budget', () => {
+  const long = 'k'.repeat(100_000);
+  const p = fitPrefix(charEncoder, long, 500);
+  assert.ok(p.ids.length <= 500 && p.ids.length > 0);
+  const s = fitSuffix(charEncoder, long, 50);
+  assert.ok(s.ids.length <= 50 && s.ids.length > 0);
+});
+
+test('zero budget and empty parts', () => {
+  assert.deepEqual(fitPrefix(charEncoder, 'abc', 0).ids, []);
+  assert.deepEqual(fitSuffix(charEncoder, '', 10).ids, []);
+  const b = defaultBudget(1024, 64);
+  assert.equal(b.total, 959);
+  assert.ok(b.suffixMax <= 128 && b.contextMax > 0);
+});
+
+test('with the real tokenizer, one more typed character keeps almost the whole prompt as a common prefix', () => {
+  const m = readManifest(TINY);
+  const tok = CodeTokenizer.load(TINY, m);
+  const prefix = 'function add(a, b) {\n  return a + b;\n}\n\nfunction mul(a, b) {\n  return a';
+  const suffix = ';\n}\n';
+  const budget = defaultBudget(m.architecture.context_length, 32);
+  const a = buildPrompt(tok, tok.special, { prefix, suffix }, budget).ids;
+  const b = buildPrompt(tok, tok.special, { prefix: prefix + ' ', suffix }, budget).ids;
+  let lcp = 0;
+  while (lcp < a.length && a[lcp] === b[lcp]) lcp++;
+  assert.ok(lcp >= a.length - tok.encode(suffix).length - 3, `common prefix ${lcp} of ${a.length}`);
+});
+
+test('split encoding (remembered head + fresh tail) gives exactly the ids of encoding the text whole', () => {
+  const tok = CodeTokenizer.load(TINY, readManifest(TINY));
+  const files = ['backend/src/engine/engine.ts', 'common/protocol.ts', 'node_modules/vscode-jsonrpc/lib/common/connection.js'];
+  for (const f of files) {
+    const text = readFileSync(path.join(REPO, f), 'utf8');
+    for (const end of [1500, 4000, 4001, 4002, text.length]) {
+      const t = text.slice(0, end);
+      assert.deepEqual(tok.encode(t), tok.encodeRaw(t), `${f} up to ${end}`);
+    }
+  }
+});

@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { computeCost, percentile, probAndEntropy, summarizeCompute } from '../../../backend/src/engine/telemetry';
+
+const close = (a: number, b: number, eps = 1e-9) => assert.ok(Math.abs(a - b) < eps, `${a} != ${b}`);
+
+test('probability and entropy of a uniform and a peaked distribution', () => {
+  const u = probAndEntropy(new Float32Array([0, 0, 0, 0]), 2);
+  close(u.prob, 0.25);
+  close(u.entropy, Math.log(4));
+  const p = probAndEntropy(new Float32Array([100, 0, 0]), 0);
+  close(p.prob, 1, 1e-12);
+  close(p.entropy, 0, 1e-12);
+  // Large logits do not overflow.
+  const big = probAndEntropy(new Float32Array([1e4, 1e4]), 1);
+  close(big.prob, 0.5);
+});
+
+test('compute: versatile counts loops plus the width path below 4 loops; baselines are fixed', () => {
+  close(computeCost('versatile', [1, 1]).vsDense, 1 + 1 / 12);
+  close(computeCost('versatile', [4, 4]).vsDense, 4);
+  close(computeCost('versatile', [4, 4]).vsMax, 1);
+  close(computeCost('versatile', [1, 4]).vsDense, (1 + 1 / 12 + 4) / 2);
+  close(computeCost('versatile', [2, 3]).vsMax, (2 + 3 + 2 / 12) / 2 / 4);
+  assert.deepEqual(computeCost('dense', [1, 1, 1]), { vsDense: 1, vsMax: 0.25 });
+  close(computeCost('loop', [2, 2]).vsDense, 2);
+});
+
+test('compute summary: per-layer mean, loop shares, mean cost', () => {
+  const r = (loops: number[]) => ({ loops, lambdas: [], experts: [], weights: [] });
+  const s = summarizeCompute('versatile', [r([1, 4]), r([3, 4]), r([])]);
+  assert.deepEqual(s.meanLoopsPerLayer, [2, 4]);
+  assert.deepEqual(s.loopShare, [0.25, 0, 0.25, 0.5]);
+  close(s.vsDense, ((1 + 1 / 12 + 4) / 2 + (3 + 1 / 12 + 4) / 2) / 2);
+  assert.deepEqual(summarizeCompute('dense', []).loopShare, [0, 0, 0, 0]);
+});
+
+test('percentile', () => {
+  assert.equal(percentile([], 50), null);
+  assert.equal(percentile([1, 2, 3, 4], 50), 2);
+  assert.equal(percentile([1, 2, 3, 4], 95), 4);
+});
