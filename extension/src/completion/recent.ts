@@ -1,0 +1,59 @@
+// Feeds the ring buffer: a chunk around the cursor of each file the user visits, and around
+// the last edit of each file the user changes (once the edits pause), and on save.
+import * as vscode from 'vscode';
+import type { Config } from '../config';
+import { chunkAround, type ChunkRing } from './ringBuffer';
+
+const SCHEMES = new Set(['file', 'untitled', 'vscode-remote', 'vscode-userdata']);
+const EDIT_SETTLE_MS = 1500;
+
+export class RecentContext implements vscode.Disposable {
+  private readonly disposables: vscode.Disposable[] = [];
+  private readonly pendingEdits = new Map<string, { timer: NodeJS.Timeout; line: number }>();
+
+  constructor(private readonly ring: ChunkRing, private readonly config: () => Config) {
+    this.disposables.push(
+      vscode.window.onDidChangeActiveTextEditor((editor) => {
+        if (editor) this.capture(editor.document, editor.selection.active.line);
+      }),
+      vscode.workspace.onDidChangeTextDocument((e) => {
+        const change = e.contentChanges[0];
+        if (change) this.editedAt(e.document, change.range.start.line);
+      }),
+      vscode.workspace.onDidSaveTextDocument((doc) => {
+        const editor = vscode.window.visibleTextEditors.find((ed) => ed.document === doc);
+        if (editor) this.capture(doc, editor.selection.active.line);
+      }),
+    );
+  }
+
+  dispose(): void {
+    for (const { timer } of this.pendingEdits.values()) clearTimeout(timer);
+    this.pendingEdits.clear();
+    for (const d of this.disposables) d.dispose();
+  }
+
+  private editedAt(document: vscode.TextDocument, line: number): void {
+    if (!SCHEMES.has(document.uri.scheme)) return;
+    const key = document.uri.toString();
+    const pending = this.pendingEdits.get(key);
+    if (pending) clearTimeout(pending.timer);
+    const timer = setTimeout(() => {
+      this.pendingEdits.delete(key);
+      if (!document.isClosed) this.capture(document, line);
+    }, EDIT_SETTLE_MS);
+    this.pendingEdits.set(key, { timer, line });
+  }
+
+  private capture(document: vscode.TextDocument, line: number): void {
+    const config = this.config();
+    if (!config.contextChunks.enabled || !SCHEMES.has(document.uri.scheme)) return;
+    if (document.lineCount > 200_000) return;
+    const size = config.contextChunks.lines;
+    const first = Math.max(0, Math.min(line - Math.floor(size / 2), document.lineCount - size));
+    const lines: string[] = [];
+    for (let i = first; i < Math.min(document.lineCount, first + size); i++) lines.push(document.lineAt(i).text);
+    const text = chunkAround(lines, line - first, size);
+    if (text.length > 0 && text.length <= config.contextChunks.maxChars) this.ring.add(document.uri.toString(), text);
+  }
+}

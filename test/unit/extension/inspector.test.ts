@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { CompleteResult, TokenInfo } from '../../../common/protocol';
+import { difficultyBucket, meanLoops } from '../../../extension/src/inspector/difficulty';
+import { parseHostMessage, parseWebviewMessage } from '../../../extension/src/inspector/messages';
+import { runFromAnalysis, runFromCompletion } from '../../../extension/src/inspector/runs';
+import { UsageStats, percentile } from '../../../extension/src/stats';
+
+function token(text: string, loops: number[]): TokenInfo {
+  return {
+    id: 7,
+    text,
+    prob: 0.8,
+    entropy: 0.5,
+    routing: {
+      loops,
+      lambdas: loops.map((l) => (4 - l) / 4),
+      experts: loops.map((l) => (l === 4 ? [-1, -1] : [1, 5]) as [number, number]),
+      weights: loops.map((l) => (l === 4 ? [0, 0] : [0.6, 0.4]) as [number, number]),
+    },
+    computeVsDense: 1.5,
+    computeVsMax: 0.5,
+  };
+}
+
+const timings = { queueMs: 1, tokenizeMs: 1, prefillMs: 10, firstTokenMs: 14, decodeMs: 20, postprocessMs: 1, totalMs: 33, promptTokens: 100, reusedTokens: 90, generatedTokens: 5 };
+const compute = { meanLoopsPerLayer: [2, 3], loopShare: [0.25, 0.25, 0.25, 0.25], vsDense: 1.6, vsMax: 0.55 };
+
+export function completeResult(): CompleteResult {
+  return {
+    requestId: 'c1',
+    completion: 'return 1;',
+    tokens: [token('return', [1, 2]), token(' 1;', [4, 4])],
+    stopReason: 'eot',
+    trimmed: [{ rule: 'suffix_overlap', removedText: '}' }],
+    timings,
+    compute,
+    model: 'tiny-test',
+    provider: 'cpu',
+  };
+}
+
+test('difficulty: mean loops and buckets', () => {
+  assert.equal(meanLoops([1, 2, 3]), 2);
+  assert.equal(meanLoops([]), 1);
+  assert.equal(difficultyBucket([1, 1]), 1);
+  assert.equal(difficultyBucket([2, 2]), 2);
+  assert.equal(difficultyBucket([3, 3]), 3);
+  assert.equal(difficultyBucket([4, 4]), 4);
+});
+
+test('a completion becomes a run that passes validation', () => {
+  const run = runFromCompletion(completeResult(), { debounceMs: 200, contextMs: 1 });
+  assert.equal(run.id, 'c1');
+  assert.equal(run.text, 'return 1;');
+  const parsed = parseHostMessage({ type: 'run', run });
+  assert.ok(parsed.ok, parsed.ok ? '' : parsed.reason);
+  // Through JSON, as postMessage would carry it.
+  assert.ok(parseHostMessage(JSON.parse(JSON.stringify({ type: 'compare', runs: [run, run] }))).ok);
+});
+
+test('an analysis becomes a run without a stop reason', () => {
+  const r = completeResult();
+  const run = runFromAnalysis('a1', 'x = 1', { tokens: r.tokens, compute, model: 'tiny-test', timings }, 'cpu');
+  assert.equal(run.source, 'analysis');
+  assert.equal(run.stopReason, null);
+  assert.ok(parseHostMessage({ type: 'run', run }).ok);
+});
+
+test('host messages of the wrong shape are rejected with a reason', () => {
+  const good = runFromCompletion(completeResult());
+  const cases: unknown[] = [
+    null,
+    'run',
+    { type: 'nope' },
+    { type: 'run' },
+    { type: 'run', run: { ...good, tokens: 'abc' } },
+    { type: 'run', run: { ...good, tokens: [{ ...good.tokens[0], prob: 'high' }] } },
+    { type: 'run', run: { ...good, tokens: [{ ...good.tokens[0], routing: { ...good.tokens[0]!.routing, lambdas: [0] } }] } },
+    { type: 'run', run: { ...good, timings: { ...timings, totalMs: Number.NaN } } },
+    { type: 'run', run: { ...good, source: 'other' } },
+    { type: 'compare', runs: [good, { ...good, compute: null }] },
+    { type: 'stats', usage: [{ model: 1 }], backend: [] },
+    { type: 'status', text: 5 },
+  ];
+  for (const c of cases) {
+    const parsed = parseHostMessage(c);
+    assert.equal(parsed.ok, false, `should reject ${JSON.stringify(c)?.slice(0, 80)}`);
+    if (!parsed.ok) assert.ok(parsed.reason.length > 0);
+  }
+});
+
+test('webview messages are checked against the command list', () => {
+  assert.deepEqual(parseWebviewMessage({ type: 'ready' }), { ok: true, value: { type: 'ready' } });
+  assert.deepEqual(parseWebviewMessage({ type: 'command', command: 'showLogs' }), { ok: true, value: { type: 'command', command: 'showLogs' } });
+  assert.equal(parseWebviewMessage({ type: 'command', command: 'workbench.action.quit' }).ok, false);
+  assert.equal(parseWebviewMessage({ type: 'command' }).ok, false);
+  assert.equal(parseWebviewMessage({ type: 'eval', code: '1' }).ok, false);
+  assert.equal(parseWebviewMessage([]).ok, false);
+  const long = parseWebviewMessage({ type: 'rejected', reason: 'x'.repeat(5000) });
+  assert.ok(long.ok && long.value.type === 'rejected' && long.value.reason.length === 500);
+});
+
+test('usage stats count each shown request once and compute the acceptance rate', () => {
+  const s = new UsageStats();
+  s.shown('m', 'r1');
+  s.shown('m', 'r1');
+  s.shown('m', 'r2');
+  s.accepted('m');
+  s.latency('m', 100);
+  s.latency('m', 300);
+  const [summary] = s.summary();
+  assert.deepEqual(summary, { model: 'm', shown: 2, accepted: 1, acceptanceRate: 0.5, latencyP50Ms: 100, latencyP95Ms: 300 });
+  const restored = UsageStats.fromJSON(JSON.parse(JSON.stringify(s.toJSON())));
+  assert.deepEqual(restored.summary(), s.summary());
+  assert.deepEqual(UsageStats.fromJSON({ m: { shown: 'x' } }).summary(), []);
+  assert.deepEqual(UsageStats.fromJSON(null).summary(), []);
+});
+
+test('percentile', () => {
+  assert.equal(percentile([], 0.5), null);
+  assert.equal(percentile([5, 1, 3], 0.5), 3);
+  assert.equal(percentile([1, 2, 3, 4], 0.95), 4);
+});
+
+test('non-finite numbers from the backend are repaired, not fatal', () => {
+  const r = completeResult();
+  const bad = { ...r, tokens: [{ ...r.tokens[0]!, entropy: null as unknown as number, prob: Number.NaN }, r.tokens[1]!] };
+  const run = runFromCompletion(bad);
+  assert.equal(run.repaired, 2);
+  assert.equal(run.tokens[0]!.entropy, 0);
+  assert.ok(parseHostMessage(JSON.parse(JSON.stringify({ type: 'run', run }))).ok);
+});
