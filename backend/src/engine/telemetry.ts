@@ -17,6 +17,8 @@ export function probAndEntropy(logits: Float32Array, chosen: number, temperature
   for (let i = 0; i < logits.length; i++) {
     const x = (logits[i] - max) / t;
     const e = Math.exp(x);
+    // Banned tokens carry -Infinity: their e is 0 and 0 * -Infinity would poison the sum with NaN.
+    if (e === 0) continue;
     z += e;
     ez += e * x;
   }

@@ -16,6 +16,12 @@ test('probability and entropy of a uniform and a peaked distribution', () => {
   close(big.prob, 0.5);
 });
 
+test('banned tokens (-Infinity logits) leave entropy finite', () => {
+  const r = probAndEntropy(new Float32Array([0, -Infinity, 0, -Infinity]), 0);
+  close(r.prob, 0.5);
+  close(r.entropy, Math.log(2));
+});
+
 test('compute: versatile counts loops plus the width path below 4 loops; baselines are fixed', () => {
   close(computeCost('versatile', [1, 1]).vsDense, 1 + 1 / 12);
   close(computeCost('versatile', [4, 4]).vsDense, 4);
