@@ -21,4 +21,7 @@ node scripts/build.mjs
 step "real-editor test dependencies (code-server, Chromium)"
 bash scripts/setup-e2e.sh
 
+step "WebGPU on the CPU (Mesa lavapipe) so the WebGPU code paths are tested here too"
+bash scripts/setup-webgpu.sh
+
 printf '\nSet-up complete. Run the product: npm start    Run all tests: npm test\n'

@@ -1,6 +1,7 @@
 // A model ready to serve: checked folder, tokenizer, one InferenceSession and its KV cache.
 import * as path from 'node:path';
 import type { ModelInfo, ProviderPreference } from '../../../common/protocol';
+import { createMeasuredSession } from './calibrate';
 import { KvCache } from './kvCache';
 import { Manifest, ModelFolderEntry, readManifest, verifyFiles } from './modelFolder';
 import { ModelSession } from './session';
@@ -24,7 +25,8 @@ export async function loadModel(name: string, dir: string, pref: ProviderPrefere
   const tokenizer = CodeTokenizer.load(dir, manifest);
   let session: ModelSession;
   try {
-    session = await ModelSession.create(dir, manifest, pref, threads);
+    session = (pref === 'auto' ? await createMeasuredSession(dir, manifest, threads) : null)
+      ?? await ModelSession.create(dir, manifest, pref, threads);
   } catch (e) {
     throw new Error(`${path.join(dir, manifest.graph.file)} could not be loaded: ${(e as Error).message}`);
   }

@@ -39,6 +39,8 @@ export interface Manifest {
     };
     head_dim: number;
     weights_dtype?: string;
+    /** "gqa" (com.microsoft.GroupQueryAttention) or "plain" (standard ops). */
+    attention?: string;
     /** Graph files per provider family, e.g. a "masked" variant without control flow for GPU providers. */
     variants?: Record<string, { file: string; providers: string[] }>;
   };

@@ -37,6 +37,17 @@ export function availableProviders(): ExecutionProvider[] {
   return [...AUTO_ORDER.filter((p) => found.has(p)), 'cpu'];
 }
 
+/** The providers `auto` may use here, in order (cpu last), and why any was left out. */
+export function autoCandidates(available = availableProviders()): { candidates: ExecutionProvider[]; skipped: string } {
+  const candidates: ExecutionProvider[] = [];
+  let skipped = '';
+  for (const p of available) {
+    if (p === 'webgpu' && !gpuDevicePresent()) skipped = 'webgpu skipped: no GPU device found (a software Vulkan adapter would be slower than cpu)';
+    else candidates.push(p);
+  }
+  return { candidates, skipped };
+}
+
 /** Session options that keep an idle backend at 0% CPU: no spinning thread pools. */
 export function sessionOptions(provider: ExecutionProvider, threads: number): InferenceSession.SessionOptions {
   return {
@@ -69,11 +80,7 @@ export async function createSession(
   let candidates: ExecutionProvider[];
   let skipped = '';
   if (pref === 'auto') {
-    candidates = [];
-    for (const p of available) {
-      if (p === 'webgpu' && !gpuDevicePresent()) skipped = 'webgpu skipped: no GPU device found (a software Vulkan adapter would be slower than cpu)';
-      else candidates.push(p);
-    }
+    ({ candidates, skipped } = autoCandidates(available));
   } else {
     candidates = pref === 'cpu' ? ['cpu'] : [pref, 'cpu'];
   }

@@ -24,9 +24,13 @@ export class ModelSession {
     loops?: string; lambda?: string; experts?: string; weights?: string; loopProbs?: string;
   };
 
+  /** Most new tokens per graph run (0: no limit); see webgpuMaxChunk. */
+  readonly maxChunk: number;
+
   private constructor(private readonly session: InferenceSession, manifest: Manifest, readonly provider: ProviderStatus) {
     const a = manifest.architecture;
     const g = manifest.graph;
+    this.maxChunk = provider.active === 'webgpu' && g.attention !== 'plain' ? webgpuMaxChunk() : 0;
     this.kv = { nLayer: a.n_layer, nHead: a.n_head, headDim: g.head_dim };
     const per = (pattern: string) => Array.from({ length: a.n_layer }, (_, i) => pattern.replace('{i}', String(i)));
     const outputs = new Set(session.outputNames);
@@ -71,6 +75,31 @@ export class ModelSession {
 
   /** Runs `ids` on top of `cache`, updates the cache, and returns logits for the last `numLogits` positions. */
   async step(ids: readonly number[], cache: KvCache, numLogits = 1): Promise<StepResult> {
+    const max = this.maxChunk;
+    if (max <= 0 || ids.length <= max) return this.run(ids, cache, numLogits);
+    // Several runs of at most `max` new tokens; keep the logits rows of the last `want` positions.
+    const want = Math.min(numLogits, ids.length);
+    const rows: Float32Array[] = [];
+    const routing: TokenRouting[] = [];
+    let vocab = 0;
+    for (let i = 0; i < ids.length; i += max) {
+      const part = ids.slice(i, i + max);
+      const here = Math.max(0, Math.min(part.length, want - (ids.length - i - part.length)));
+      const r = await this.run(part, cache, Math.max(1, here));
+      vocab = r.vocab;
+      if (here > 0) rows.push(r.logits.subarray((r.numLogits - here) * r.vocab));
+      routing.push(...r.routing);
+    }
+    const logits = new Float32Array(want * vocab);
+    let at = 0;
+    for (const row of rows) {
+      logits.set(row, at);
+      at += row.length;
+    }
+    return { logits, vocab, numLogits: want, routing };
+  }
+
+  private async run(ids: readonly number[], cache: KvCache, numLogits: number): Promise<StepResult> {
     const n = this.names;
     const feeds: Record<string, Tensor> = {
       [n.inputIds]: new Tensor('int64', BigInt64Array.from(ids, (x) => BigInt(x)), [1, ids.length]),
@@ -117,4 +146,16 @@ export class ModelSession {
     }
     return result;
   }
+}
+
+/**
+ * GroupQueryAttention on onnxruntime-node 1.30's WebGPU provider gives wrong outputs when one run
+ * adds 32 or more new tokens (measured through Mesa lavapipe: positions from the 9th on differ by up
+ * to 1e1 in the logits; runs of up to 31 new tokens match the CPU provider to 5e-7). So prompts
+ * run in pieces of at most 24 tokens there. VFFN_WEBGPU_MAX_CHUNK overrides (0: one run).
+ */
+export function webgpuMaxChunk(): number {
+  const v = process.env.VFFN_WEBGPU_MAX_CHUNK;
+  if (v !== undefined && v !== '' && Number.isFinite(Number(v)) && Number(v) >= 0) return Math.floor(Number(v));
+  return 24;
 }
