@@ -1,0 +1,202 @@
+"""
+The two ways evaluate.py runs a model, with one interface (context_length, kind, params,
+meta, source, new_stats(), score(x, y, stats), start(prompt), feed(token)):
+TorchModel, a training checkpoint in PyTorch with a KV-cache decode path written here, and
+OnnxModel, an exported model folder run with onnxruntime (onnx_infer.py) as the backend
+runs it. RoutingStats accumulates routing and does the compute accounting
+(../../../shared/VERSATILEFFN.md).
+"""
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model import apply_rope, rope_tables
+
+WIDTH_EXTRA = 1.0 / 12.0      # the width path's extra cost in dense-FFN units (2/8 of W_out = F/12)
+
+
+class EvalError(RuntimeError):
+    pass
+
+
+class RoutingStats:
+    """Per layer: how many tokens chose each loop count, how many routed slots each expert got."""
+
+    def __init__(self, kind: str, n_layer: int, max_loops: int = 4, n_experts: int = 8, fixed_loops: int = 1):
+        self.kind, self.n_layer, self.max_loops, self.n_experts = kind, n_layer, max_loops, n_experts
+        self.fixed_loops = fixed_loops
+        self.loops = np.zeros((n_layer, max_loops), np.int64)
+        self.experts = np.zeros((n_layer, n_experts), np.int64)
+
+    def add(self, layer: int, loops: np.ndarray, experts: np.ndarray):
+        """loops: ℓ (1..max_loops) per token; experts: [tokens, k] chosen experts, -1 = unused."""
+        self.loops[layer] += np.bincount(loops.reshape(-1) - 1, minlength=self.max_loops)[:self.max_loops]
+        e = experts.reshape(-1)
+        e = e[e >= 0]
+        self.experts[layer] += np.bincount(e, minlength=self.n_experts)[:self.n_experts]
+
+    def summary(self) -> dict:
+        if self.kind != "versatile":
+            c = 1.0 if self.kind == "dense" else float(self.fixed_loops)
+            return {"kind": self.kind, "compute_vs_dense": c, "compute_vs_4loop": c / 4}
+        L = self.max_loops
+        ell = np.arange(1, L + 1)
+        cost = ell + np.where(ell < L, WIDTH_EXTRA, 0.0)
+        share = self.loops / np.maximum(self.loops.sum(1, keepdims=True), 1)
+        eshare = self.experts / np.maximum(self.experts.sum(1, keepdims=True), 1)
+        tot = self.loops.sum(0)
+        tot_share = tot / max(tot.sum(), 1)
+        etot = self.experts.sum(0) / max(self.experts.sum(), 1)
+        compute = float((tot_share * cost).sum())
+        # a layer that sends every token to ℓ = 4 never uses its width path: no expert shares (None)
+        used = [bool(self.experts[i].sum()) for i in range(self.n_layer)]
+        layers = [{"layer": i, "mean_loops": float((share[i] * ell).sum()),
+                   "loop_share": [float(x) for x in share[i]],
+                   "compute_vs_dense": float((share[i] * cost).sum()),
+                   "width_slots": int(self.experts[i].sum()),
+                   "expert_share": [float(x) for x in eshare[i]] if used[i] else None,
+                   "expert_share_min": float(eshare[i].min()) if used[i] else None,
+                   "expert_share_max": float(eshare[i].max()) if used[i] else None,
+                   "experts_unused": int((self.experts[i] == 0).sum()) if used[i] else None}
+                  for i in range(self.n_layer)]
+        mins = [la["expert_share_min"] for la in layers if la["expert_share_min"] is not None]
+        maxs = [la["expert_share_max"] for la in layers if la["expert_share_max"] is not None]
+        return {"kind": self.kind, "tokens": int(self.loops[0].sum()),
+                "mean_loops": float((tot_share * ell).sum()), "loop_share": [float(x) for x in tot_share],
+                "expert_share": [float(x) for x in etot],
+                "expert_share_min": min(mins) if mins else None,
+                "expert_share_max": max(maxs) if maxs else None,
+                "layers_without_width_path": [i for i in range(self.n_layer) if not used[i]],
+                "compute_vs_dense": compute, "compute_vs_4loop": compute / L, "layers": layers}
+
+
+class TorchModel:
+    """A training checkpoint in PyTorch: batched scoring and a KV-cache greedy path."""
+
+    def __init__(self, path: str, device: str = "cpu"):
+        from checkpoint import load_model
+        model, meta = load_model(path)
+        self.init(model, meta, device)
+        self.source = {"type": "checkpoint", "path": path}
+
+    def init(self, model, meta: dict, device: str = "cpu"):
+        self.model, self.meta, self.device = model.to(device).eval(), meta, device
+        self.cfg = model.cfg
+        self.context_length = self.cfg.context_length
+        self.kind = self.cfg.ffn_kind
+        self.params = model.num_params()
+        self.cache = None
+
+    @classmethod
+    def from_module(cls, model, meta: dict | None = None):
+        self = cls.__new__(cls)
+        self.init(model, meta or {})
+        self.source = {"type": "module"}
+        return self
+
+    def new_stats(self) -> RoutingStats:
+        c = self.cfg
+        return RoutingStats(self.kind, c.n_layer, c.max_loops, c.n_experts, c.fixed_loops)
+
+    @torch.inference_mode()
+    def score(self, x: np.ndarray, y: np.ndarray, stats: RoutingStats) -> np.ndarray:
+        """Per-token losses [B, T] of windows x -> y; adds their routing to stats."""
+        idx = torch.from_numpy(x).to(self.device)
+        logits, _, aux = self.model(idx)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)),
+                               torch.from_numpy(y).to(self.device).reshape(-1), reduction="none")
+        for i, r in enumerate(aux["routing"]):
+            if r is None:
+                continue
+            loops = r["loops"].cpu().numpy()
+            experts = r["experts"].cpu().numpy().copy()
+            experts[loops == self.cfg.max_loops] = -1
+            stats.add(i, loops, experts)
+        return loss.reshape(x.shape).cpu().numpy()
+
+    @torch.inference_mode()
+    def start(self, prompt: list[int]):
+        """Empties the KV cache, feeds the prompt; returns the last position's logits."""
+        self.cache = [None] * self.cfg.n_layer
+        return forward_cached(self.model, torch.tensor([prompt], device=self.device), self.cache)[0, -1]
+
+    @torch.inference_mode()
+    def feed(self, token: int):
+        return forward_cached(self.model, torch.tensor([[token]], device=self.device), self.cache)[0, -1]
+
+
+def forward_cached(model, idx: torch.Tensor, cache: list) -> torch.Tensor:
+    """Forward of VersatileLM for new tokens idx [1, T] after the keys/values in cache
+    (a per-layer list of (k, v) or None, updated in place). Same maths as model.forward."""
+    cfg = model.cfg
+    B, T = idx.shape
+    past = 0 if cache[0] is None else cache[0][0].shape[2]
+    cos, sin = rope_tables(cfg.head_dim, torch.arange(past, past + T, device=idx.device), cfg.rope_theta)
+    x = model.tok_emb(idx)
+    nh, hd, D = cfg.n_head, cfg.head_dim, cfg.d_model
+    for i, block in enumerate(model.blocks):
+        attn = block.attn
+        q, k, v = attn.qkv(block.attn_norm(x)).split(D, dim=-1)
+        q = apply_rope(q.view(B, T, nh, hd).transpose(1, 2), cos, sin)
+        k = apply_rope(k.view(B, T, nh, hd).transpose(1, 2), cos, sin)
+        v = v.view(B, T, nh, hd).transpose(1, 2)
+        if cache[i] is not None:
+            k, v = torch.cat([cache[i][0], k], dim=2), torch.cat([cache[i][1], v], dim=2)
+        cache[i] = (k, v)
+        if past == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif T == 1:
+            y = F.scaled_dot_product_attention(q, k, v)
+        else:
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=idx.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        x = x + attn.proj(y.transpose(1, 2).reshape(B, T, D))
+        x, _ = block.ffn(x)
+    return F.linear(model.norm_f(x), model.tok_emb.weight)
+
+
+class OnnxModel:
+    """An exported model folder, run with onnxruntime as the backend runs it (batch 1)."""
+
+    def __init__(self, folder: str, threads: int = 0):
+        from onnx_infer import OrtLM, read_manifest
+        if not os.path.exists(os.path.join(folder, "manifest.json")):
+            raise EvalError(f"{folder}: no manifest.json; pass an exported model folder (export.py) "
+                            f"or use --checkpoint")
+        self.manifest = read_manifest(folder)
+        arch = self.manifest["architecture"]
+        self.lm = OrtLM(folder, threads=threads)
+        self.kind, self.context_length, self.params = arch["kind"], arch["context_length"], arch.get("parameters")
+        self.arch = arch
+        self.meta = {"training": self.manifest.get("training")}
+        self.source = {"type": "model_folder", "path": folder,
+                       "weights_dtype": self.manifest.get("graph", {}).get("weights_dtype")}
+        self.tokenizer_path = os.path.join(folder, self.manifest.get("tokenizer", {}).get("file", "tokenizer.json"))
+
+    def new_stats(self) -> RoutingStats:
+        a = self.arch
+        return RoutingStats(self.kind, a["n_layer"], a.get("max_loops", 4), a.get("n_experts", 8),
+                            a.get("fixed_loops") or 1)
+
+    def score(self, x: np.ndarray, y: np.ndarray, stats: RoutingStats) -> np.ndarray:
+        losses = np.zeros(x.shape, np.float64)
+        for b in range(x.shape[0]):
+            self.lm.reset()
+            out = self.lm.step(x[b], num_logits=x.shape[1])
+            lg = out["logits"][0].astype(np.float64)
+            m = lg.max(-1, keepdims=True)
+            lse = (m[:, 0] + np.log(np.exp(lg - m).sum(-1)))
+            losses[b] = lse - lg[np.arange(x.shape[1]), y[b]]
+            if self.kind == "versatile":
+                for i in range(out["route_loops"].shape[0]):
+                    stats.add(i, out["route_loops"][i], out["route_experts"][i])
+        return losses
+
+    def start(self, prompt: list[int]):
+        self.lm.reset()
+        return self.lm.step(prompt)["logits"][0, -1]
+
+    def feed(self, token: int):
+        return self.lm.step([token])["logits"][0, -1]
