@@ -63,6 +63,8 @@ for (const target of targets) {
     '--ignoreFile', ignoreFile,
     '--out', out,
     '--allow-missing-repository',
+    // The README links to files in this repository; there is no public URL to rewrite them to.
+    '--no-rewrite-relative-links',
     '--skip-license',
   ], { cwd: root, stdio: 'inherit', env: { ...process.env, npm_config_yes: 'true' } });
   const files = listZip(out);
