@@ -12,7 +12,7 @@ export type ProviderPreference = 'auto' | ExecutionProvider;
 /** Why generation stopped. `cancelled`/`superseded` results carry an empty completion. */
 export type StopReason =
   | 'eot' | 'max_tokens' | 'max_time' | 'dedent' | 'single_line' | 'bracket_balance'
-  | 'suffix_repeat' | 'low_confidence' | 'cancelled' | 'superseded' | 'error' | 'empty_input';
+  | 'suffix_repeat' | 'repetition' | 'low_confidence' | 'cancelled' | 'superseded' | 'error' | 'empty_input';
 
 /** One post-processing edit and why it happened (shown in the inspector). */
 export interface TrimInfo {

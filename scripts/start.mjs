@@ -19,7 +19,7 @@ if (!fs.existsSync(path.join(repo, 'dist', 'extension.js'))) {
 if (!process.argv[2] && !fs.existsSync(folder)) {
   fs.mkdirSync(folder, { recursive: true });
   fs.writeFileSync(path.join(folder, 'example.py'),
-    'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n    a, b = 0, 1\n    for _ in range(n):\n        \n');
+    'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n    a, b = 0, 1\n    for _ in range(n):\n        ');
   fs.writeFileSync(path.join(folder, 'example.ts'),
     'export function clamp(value: number, low: number, high: number): number {\n  \n}\n');
 }
@@ -51,6 +51,8 @@ if (!fs.existsSync(settingsFile)) {
     'workbench.startupEditor': 'none',
     'editor.inlineSuggest.enabled': true,
     'telemetry.telemetryLevel': 'off',
+    // The sample workspace lives inside this checkout; don't offer to open its repository.
+    'git.openRepositoryInParentFolders': 'never',
   }, null, 2));
 }
 

@@ -15,6 +15,7 @@ const STOP_TEXT: Record<string, string> = {
   single_line: 'one line was wanted (code follows the cursor)',
   bracket_balance: 'the brackets balanced',
   suffix_repeat: 'the output started repeating the code after the cursor',
+  repetition: 'the output fell into a loop (the same text over and over)',
   low_confidence: 'a token fell below the confidence cut-off',
   cancelled: 'the request was cancelled',
   superseded: 'a newer request replaced it',

@@ -61,6 +61,8 @@ export class StopRules {
     if (bracket !== null) return { reason: 'bracket_balance', keepChars: bracket };
     const repeat = this.suffixRepeatAt(text);
     if (repeat !== null) return { reason: 'suffix_repeat', keepChars: repeat };
+    const loop = repeatingTailAt(text);
+    if (loop !== null) return { reason: 'repetition', keepChars: loop };
     if (step.count >= this.ctx.maxTokens) return { reason: 'max_tokens', keepChars: text.length };
     if (step.now - this.ctx.startedAt >= this.ctx.maxTimeMs) return { reason: 'max_time', keepChars: text.length };
     return null;
@@ -107,6 +109,27 @@ export class StopRules {
     }
     return null;
   }
+}
+
+/** Shortest period a degenerate loop may have, and how often it must repeat to count. */
+const MAX_PERIOD = 16;
+const MIN_REPEATS = 4;
+
+/**
+ * Small models fall into loops (", 1, 1, 1, ..."). When the text ends with one unit of 1..16
+ * characters repeated at least 4 times back to back, keep the text up to the end of the
+ * unit's first occurrence: what came before the loop plus one copy of it.
+ */
+export function repeatingTailAt(text: string): number | null {
+  for (let period = 1; period <= MAX_PERIOD; period++) {
+    if (period * MIN_REPEATS > text.length) break;
+    const unit = text.slice(text.length - period);
+    if (unit.trim() === '') continue;              // runs of spaces or newlines are indentation, not loops
+    let start = text.length - period;
+    while (start - period >= 0 && text.slice(start - period, start) === unit) start -= period;
+    if ((text.length - start) / period >= MIN_REPEATS) return start + period;
+  }
+  return null;
 }
 
 /** Short lines like `}` only count as a repeat when their indentation matches too. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { indentWidth, StopContext, StopRules } from '../../../backend/src/engine/stops';
+import { indentWidth, repeatingTailAt, StopContext, StopRules } from '../../../backend/src/engine/stops';
 
 function rules(prefix: string, suffix: string, over: Partial<StopContext> = {}) {
   return new StopRules({ prefix, suffix, maxTokens: 64, maxTimeMs: 10_000, startedAt: 0, confidenceCutoff: 0, ...over });
@@ -65,4 +65,13 @@ test('low-confidence cut drops the token', () => {
   const r = rules('x', '', { confidenceCutoff: 0.2 });
   assert.deepEqual(r.check(step('abc', { prob: 0.1, prevLength: 2 })), { reason: 'low_confidence', keepChars: 2 });
   assert.equal(r.check(step('abc', { prob: 0.3 })), null);
+});
+
+test('a degenerate loop stops generation, keeping one copy of the repeated unit', () => {
+  assert.equal(repeatingTailAt('a, b = 0, 1, 1, 1, 1'), 'a, b = 0, 1'.length);
+  assert.equal(repeatingTailAt('"type": "type": "type": "type": '), '"type": '.length);
+  assert.equal(repeatingTailAt('x = 1, 1, 1'), null);                 // three copies are not a loop yet
+  assert.equal(repeatingTailAt('return total;'), null);
+  assert.equal(repeatingTailAt('\n        \n        \n        \n        '), null);  // indentation is not a loop
+  assert.deepEqual(rules('x = [', '\n').check(step('0, 1, 1, 1, 1')), { reason: 'repetition', keepChars: 4 });
 });
