@@ -1,7 +1,7 @@
 // `vffn bench`: single-line completions in real source files (repo + node_modules), cold (empty KV
 // cache) and warm (after typing one more character); time to first token, decode speed, RSS, and the
 // per-step decode cost grouped by the token's mean loop count ℓ. Writes JSON + markdown reports.
-import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { CompleteResult } from '../../common/protocol';
@@ -10,6 +10,7 @@ import { Generator, seededRng } from './engine/generator';
 import { KvCache } from './engine/kvCache';
 import { chooseThreads } from './engine/providers';
 import { percentile } from './engine/telemetry';
+import { pickSamples, Sample, sourceFiles } from './samples';
 
 export interface BenchOptions {
   models: string[];                // model folders; empty = the default model
@@ -18,7 +19,6 @@ export interface BenchOptions {
   engineFor: (dir: string | undefined) => Promise<Engine>;
 }
 
-interface Sample { file: string; prefix: string; suffix: string; }
 interface Stat { p50: number | null; p95: number | null; }
 
 const SOURCE_DIRS = [
@@ -32,7 +32,7 @@ const MAX_TOKENS = 32;
 
 export async function runBench(opts: BenchOptions): Promise<{ markdown: string; json: unknown }> {
   const root = repoRoot();
-  const samples = pickSamples(root, opts.samples ?? 20);
+  const samples = pickSamples(sourceFiles(root, SOURCE_DIRS, MIN_FILE_CHARS), opts.samples ?? 20, 42);
   const rssStart = process.memoryUsage.rss();
   const reports = [];
   for (const dir of opts.models.length ? opts.models : [undefined]) {
@@ -139,41 +139,6 @@ async function stepCostByLoops(engine: Engine): Promise<Record<string, { steps: 
   return out;
 }
 
-function pickSamples(root: string, count: number): Sample[] {
-  const files: string[] = [];
-  for (const d of SOURCE_DIRS) {
-    let names: string[];
-    try {
-      names = readdirSync(path.join(root, d)).sort();
-    } catch {
-      continue;
-    }
-    for (const n of names) {
-      const f = path.join(root, d, n);
-      if (/\.(ts|js|py|mjs|cjs)$/.test(n) && !n.endsWith('.d.ts') && !n.endsWith('.min.js') && statSync(f).isFile()
-        && statSync(f).size >= MIN_FILE_CHARS && statSync(f).size < 2_000_000) files.push(f);
-    }
-  }
-  if (files.length === 0) throw new Error(`no source files of at least ${MIN_FILE_CHARS} bytes under ${root}`);
-  const rng = seededRng(42);
-  const samples: Sample[] = [];
-  for (let i = 0; samples.length < count && i < count * 20; i++) {
-    const file = files[i % files.length];
-    const text = readFileSync(file, 'utf8');
-    const lines = text.split('\n');
-    // A line in the back half (plenty of context before it) with code on it; the cursor goes mid-line.
-    const lineNo = Math.floor(lines.length / 2 + rng.next() * (lines.length / 2 - 1));
-    const line = lines[lineNo] ?? '';
-    const code = line.trimStart();
-    if (code.length < 12) continue;
-    const indent = line.length - code.length;
-    const col = indent + Math.max(4, Math.floor(code.length * (0.3 + 0.4 * rng.next())));
-    const offset = lines.slice(0, lineNo).reduce((n, l) => n + l.length + 1, 0) + col;
-    samples.push({ file, prefix: text.slice(0, offset), suffix: text.slice(offset) });
-  }
-  return samples;
-}
-
 function repoRoot(): string {
   for (const d of [path.resolve(__dirname, '..'), path.resolve(__dirname, '..', '..')]) {
     try {
@@ -241,7 +206,7 @@ function toMarkdown(j: BenchJson): string {
  * RSS sampled along the way, to show memory stays flat.
  */
 export async function runSoak(engine: Engine, requests: number, log: (line: string) => void): Promise<{ rssBytes: number[]; errors: number }> {
-  const samples = pickSamples(repoRoot(), 50);
+  const samples = pickSamples(sourceFiles(repoRoot(), SOURCE_DIRS, MIN_FILE_CHARS), 50, 42);
   const rss: number[] = [];
   let errors = 0;
   const every = Math.max(1, Math.floor(requests / 10));

@@ -8,7 +8,7 @@
 // Usage: node dist/gpuBench.js [--model DIR] [--providers cpu,webgpu] [--prompts 100] [--repeats 5]
 //        [--prefill 1024] [--decode 64] [--gen 16] [--budget-s 240] [--out DIR]
 // Writes gpu_bench.json + gpu_bench.md into --out, else $OUT, else bench/results/.
-import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
@@ -16,12 +16,13 @@ import type { ExecutionProvider } from '../../common/protocol';
 import { machineName } from './bench';
 import { median } from './engine/calibrate';
 import { Engine } from './engine/engine';
-import { argmax, seededRng } from './engine/generator';
+import { argmax } from './engine/generator';
 import { KvCache } from './engine/kvCache';
 import { graphFileFor, listModelFolders, Manifest, readManifest } from './engine/modelFolder';
 import { chooseThreads, sessionOptions } from './engine/providers';
 import { ModelSession, webgpuMaxChunk } from './engine/session';
 import { percentile } from './engine/telemetry';
+import { pickSamples, Sample, sourceFiles } from './samples';
 import { CodeTokenizer } from './engine/tokenizer';
 
 interface Opts {
@@ -30,7 +31,9 @@ interface Opts {
 }
 
 const SECONDARY_PROMPTS = 20;
+// Only the repository's own sources: the GPU machine gets no node_modules beyond onnxruntime.
 const SOURCE_DIRS = ['backend/src', 'backend/src/engine', 'common', 'extension/src', 'models/toolchain', 'scripts', 'test/unit/backend'];
+const MIN_FILE_BYTES = 3000;
 
 /** The model graph run directly: greedy steps with the KV cache on the host or on the device. */
 class RawRunner {
@@ -112,41 +115,6 @@ class RawRunner {
   }
 }
 
-interface Sample { file: string; prefix: string; suffix: string }
-
-function sourceFiles(root: string): string[] {
-  const files: string[] = [];
-  for (const d of SOURCE_DIRS) {
-    let names: string[] = [];
-    try { names = readdirSync(path.join(root, d)).sort(); } catch { continue; }
-    for (const n of names) {
-      const f = path.join(root, d, n);
-      if (/\.(ts|py|mjs|js|sh)$/.test(n) && !n.endsWith('.d.ts') && statSync(f).isFile() && statSync(f).size >= 3000) files.push(f);
-    }
-  }
-  return files;
-}
-
-/** `count` cursor positions in real source files (deterministic). */
-export function pickSamples(root: string, count: number): Sample[] {
-  const files = sourceFiles(root);
-  if (files.length === 0) throw new Error(`no source files under ${root} (${SOURCE_DIRS.join(', ')})`);
-  const rng = seededRng(6);
-  const out: Sample[] = [];
-  for (let i = 0; out.length < count && i < count * 20; i++) {
-    const file = files[i % files.length];
-    const text = readFileSync(file, 'utf8');
-    const lines = text.split('\n');
-    const lineNo = Math.floor(lines.length * (0.2 + 0.75 * rng.next()));
-    const line = lines[lineNo] ?? '';
-    if (line.trim().length < 10) continue;
-    const col = line.length - line.trimStart().length + Math.floor(line.trim().length * (0.3 + 0.4 * rng.next()));
-    const offset = lines.slice(0, lineNo).reduce((n, l) => n + l.length + 1, 0) + col;
-    out.push({ file: path.relative(root, file), prefix: text.slice(0, offset), suffix: text.slice(offset) });
-  }
-  return out;
-}
-
 /** FIM prompt ids (PSM), prefix cut to its last `budget` tokens, suffix to 64. */
 function fimIds(tok: CodeTokenizer, m: Manifest, s: Sample, budget: number): number[] {
   const sp = m.tokenizer.special_ids;
@@ -204,12 +172,12 @@ export async function runGpuBench(o: Opts, log: (s: string) => void) {
   const tok = CodeTokenizer.load(o.model, m);
   const ctx = m.architecture.context_length;
   const prefillN = Math.max(1, Math.min(o.prefill, ctx - o.decode - 1));
-  const text = sourceFiles(o.root).map((f) => readFileSync(f, 'utf8')).join('\n').slice(0, 400_000);
+  const text = sourceFiles(o.root, SOURCE_DIRS, MIN_FILE_BYTES).map((f) => readFileSync(f, 'utf8')).join('\n').slice(0, 400_000);
   let stream = tok.encode(text.slice(0, (prefillN + o.decode) * 8));
   while (stream.length < prefillN + o.decode) stream = stream.concat(stream.length ? stream : [6]);
   const prefillIds = stream.slice(0, prefillN);
   const decodeIds = stream.slice(prefillN, prefillN + o.decode);
-  const samples = pickSamples(o.root, o.prompts);
+  const samples = pickSamples(sourceFiles(o.root, SOURCE_DIRS, MIN_FILE_BYTES), o.prompts, 6);
   const promptBudget = Math.max(16, Math.min(512, ctx - o.gen - 80));
   const prompts = samples.map((s) => fimIds(tok, m, s, promptBudget));
   log(`model ${m.name} (${m.architecture.parameters} params), prefill ${prefillN}, decode ${o.decode}, ${prompts.length} prompts`);
