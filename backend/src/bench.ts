@@ -170,7 +170,8 @@ function countBy(xs: string[]): Record<string, number> {
   return out;
 }
 
-function writeAtomic(file: string, text: string): void {
+/** Reports are written to a temporary name and renamed: a cut-off run leaves no half file. */
+export function writeAtomic(file: string, text: string): void {
   writeFileSync(`${file}.tmp`, text);
   renameSync(`${file}.tmp`, file);
 }

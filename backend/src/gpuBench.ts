@@ -8,12 +8,12 @@
 // Usage: node dist/gpuBench.js [--model DIR] [--providers cpu,webgpu] [--prompts 100] [--repeats 5]
 //        [--prefill 1024] [--decode 64] [--gen 16] [--budget-s 240] [--out DIR]
 // Writes gpu_bench.json + gpu_bench.md into --out, else $OUT, else bench/results/.
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { ExecutionProvider } from '../../common/protocol';
-import { machineName } from './bench';
+import { machineName, writeAtomic } from './bench';
 import { median } from './engine/calibrate';
 import { Engine } from './engine/engine';
 import { argmax } from './engine/generator';
@@ -349,11 +349,6 @@ function parse(argv: string[]): Opts {
     e2eRequests: Math.max(1, num('e2e', 20)),
     out: path.resolve(f.get('out') ?? process.env.OUT ?? path.join(root, 'bench', 'results')),
   };
-}
-
-function writeAtomic(file: string, text: string): void {
-  writeFileSync(`${file}.tmp`, text);
-  renameSync(`${file}.tmp`, file);
 }
 
 async function main(): Promise<void> {
