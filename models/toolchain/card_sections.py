@@ -12,19 +12,14 @@ adding a copy. Files are written to a temporary name and renamed.
 """
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+from atomic import atomic_write_text
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "models" / "toolchain" / "examples" / "card_examples.jsonl"
-
-
-def write_atomic(path: Path, text: str):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def set_section(model_dir: Path, title: str, body: str):
@@ -38,7 +33,7 @@ def set_section(model_dir: Path, title: str, body: str):
         text = before + block + ("\n" + after if after else "")
     else:
         text = text.rstrip("\n") + "\n\n" + block
-    write_atomic(card, text)
+    atomic_write_text(card, text)
     rehash(model_dir, "README.md")
 
 
@@ -47,7 +42,7 @@ def rehash(model_dir: Path, name: str):
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     data = (model_dir / name).read_bytes()
     manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-    write_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
 
 
 def fence(text: str) -> str:

@@ -15,12 +15,12 @@ folder, the .json or the .safetensors path.
 import hashlib
 import json
 import os
-import tempfile
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from atomic import atomic_write
 from model import ModelConfig, VersatileLM
 
 FORMAT = "vffn-train-checkpoint"
@@ -40,16 +40,16 @@ def save_checkpoint(run_dir: str, model: torch.nn.Module, meta: dict, optim_stat
     state = {k: v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in model.state_dict().items()}
     files = {}
     weights_path = os.path.join(run_dir, WEIGHTS)
-    _atomic(weights_path, lambda p: save_file(state, p, metadata={
+    atomic_write(weights_path, lambda p: save_file(state, p, metadata={
         "format": FORMAT, "model_config": json.dumps(meta["model_config"])}))
     files[WEIGHTS] = _file_info(weights_path)
     if optim_state is not None:
         optim_path = os.path.join(run_dir, OPTIM)
-        _atomic(optim_path, lambda p: torch.save(optim_state, p))
+        atomic_write(optim_path, lambda p: torch.save(optim_state, p))
         files[OPTIM] = _file_info(optim_path)
     sidecar = dict(meta, format=FORMAT, format_version=FORMAT_VERSION, files=files)
     sidecar_path = os.path.join(run_dir, SIDECAR)
-    _atomic(sidecar_path, lambda p: _write_json(p, sidecar))
+    atomic_write(sidecar_path, lambda p: _write_json(p, sidecar))
     return sidecar_path
 
 
@@ -146,21 +146,6 @@ def _file_info(path: str) -> dict:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return {"bytes": os.path.getsize(path), "sha256": h.hexdigest()}
-
-
-def _atomic(path: str, write):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=os.path.basename(path) + ".tmp-")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are ordinary files
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _write_json(path: str, obj: dict):

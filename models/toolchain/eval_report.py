@@ -2,7 +2,10 @@
 import json
 import os
 
+from atomic import atomic_write_text
+
 LANGS = ("python", "javascript", "typescript")
+
 
 def _pct(x):
     return "–" if x is None else f"{100 * x:.1f}%"
@@ -78,13 +81,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write(path: str, text: str):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_report(report: dict, out: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     md = markdown(report)
@@ -92,8 +88,8 @@ def write_report(report: dict, out: str) -> str:
     cases = report["fim_cases"]
     fim_lines = [json.dumps({**c, "completions": {n: p[i]["completion"] for n, p in preds.items()}},
                             ensure_ascii=False) for i, c in enumerate(cases)]
-    _atomic_write(out + ".fim.jsonl", "\n".join(fim_lines) + ("\n" if fim_lines else ""))
+    atomic_write_text(out + ".fim.jsonl", "\n".join(fim_lines) + ("\n" if fim_lines else ""))
     report = dict(report, fim_cases=f"{os.path.basename(out)}.fim.jsonl")
-    _atomic_write(out + ".json", json.dumps(report, indent=1, ensure_ascii=False) + "\n")
-    _atomic_write(out + ".md", md)
+    atomic_write_text(out + ".json", json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_text(out + ".md", md)
     return md
