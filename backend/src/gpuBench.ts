@@ -18,7 +18,7 @@ import { median } from './engine/calibrate';
 import { Engine } from './engine/engine';
 import { argmax } from './engine/generator';
 import { KvCache } from './engine/kvCache';
-import { graphFileFor, listModelFolders, Manifest, readManifest } from './engine/modelFolder';
+import { defaultModelOrder, graphFileFor, listModelFolders, Manifest, readManifest } from './engine/modelFolder';
 import { chooseThreads, sessionOptions } from './engine/providers';
 import { ModelSession, webgpuMaxChunk } from './engine/session';
 import { percentile } from './engine/telemetry';
@@ -321,8 +321,7 @@ export function toMarkdown(j: Awaited<ReturnType<typeof runGpuBench>>): string {
 }
 
 function defaultModel(root: string): string {
-  const usable = listModelFolders([path.join(root, 'models')]).filter((e) => !e.error);
-  const real = usable.find((e) => !e.manifest?.test_vectors) ?? usable.find((e) => e.name === 'tiny-test') ?? usable[0];
+  const real = defaultModelOrder(listModelFolders([path.join(root, 'models')]))[0];
   if (!real) throw new Error(`no model folder under ${path.join(root, 'models')}; pass --model DIR`);
   return real.path;
 }

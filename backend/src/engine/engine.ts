@@ -6,7 +6,7 @@ import type {
 } from '../../../common/protocol';
 import { emptyCompleteResult, InputError, runAnalyze, runComplete } from './completion';
 import { LoadedModel, loadModel, modelInfo, releaseModel } from './loadedModel';
-import { listModelFolders } from './modelFolder';
+import { defaultModelOrder, listModelFolders } from './modelFolder';
 import { availableProviders } from './providers';
 import { CancelSignal, Scheduler } from './scheduler';
 import { emptyTimings, percentile } from './telemetry';
@@ -44,12 +44,7 @@ export class Engine {
 
   /** Loads `preferred`, or the first loadable model; reports but does not throw when none loads. */
   async start(preferred: string | null): Promise<SwitchModelResult> {
-    // Without a preference, real models come before test models (those that carry test
-    // vectors), and VersatileFFN models before their baselines: the product's point.
-    const usable = listModelFolders(this.opts.modelDirs).filter((e) => !e.error);
-    const rank = (e: (typeof usable)[number]) =>
-      (e.manifest?.test_vectors ? 2 : 0) + (e.manifest?.architecture.kind === 'versatile' ? 0 : 1);
-    const names = [...usable].sort((a, b) => rank(a) - rank(b)).map((e) => e.name);
+    const names = defaultModelOrder(listModelFolders(this.opts.modelDirs)).map((e) => e.name);
     const order = preferred ? [preferred, ...names.filter((n) => n !== preferred)] : names;
     if (order.length === 0) {
       const error = `No model folders found in ${this.opts.modelDirs.join(', ') || '(no model dirs)'}. Set versatileffn.modelDirs or VFFN_MODEL_DIRS.`;

@@ -183,6 +183,16 @@ export interface ModelFolderEntry {
 }
 
 /** The model folders (subfolders with a manifest.json) in each model dir; later dirs do not shadow earlier ones. */
+/**
+ * Loadable folders in the order a default is picked: real models before test models (those
+ * that carry test vectors), and VersatileFFN models before their baselines.
+ */
+export function defaultModelOrder(entries: readonly ModelFolderEntry[]): ModelFolderEntry[] {
+  const rank = (e: ModelFolderEntry) =>
+    (e.manifest?.test_vectors ? 2 : 0) + (e.manifest?.architecture.kind === 'versatile' ? 0 : 1);
+  return entries.filter((e) => !e.error).sort((a, b) => rank(a) - rank(b));
+}
+
 export function listModelFolders(modelDirs: readonly string[]): ModelFolderEntry[] {
   const seen = new Set<string>();
   const out: ModelFolderEntry[] = [];
