@@ -12,7 +12,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model import apply_rope, rope_tables
 
 WIDTH_EXTRA = 1.0 / 12.0      # the width path's extra cost in dense-FFN units (2/8 of W_out = F/12)
 
@@ -128,33 +127,9 @@ class TorchModel:
 
 
 def forward_cached(model, idx: torch.Tensor, cache: list) -> torch.Tensor:
-    """Forward of VersatileLM for new tokens idx [1, T] after the keys/values in cache
-    (a per-layer list of (k, v) or None, updated in place). Same maths as model.forward."""
-    cfg = model.cfg
-    B, T = idx.shape
-    past = 0 if cache[0] is None else cache[0][0].shape[2]
-    cos, sin = rope_tables(cfg.head_dim, torch.arange(past, past + T, device=idx.device), cfg.rope_theta)
-    x = model.tok_emb(idx)
-    nh, hd, D = cfg.n_head, cfg.head_dim, cfg.d_model
-    for i, block in enumerate(model.blocks):
-        attn = block.attn
-        q, k, v = attn.qkv(block.attn_norm(x)).split(D, dim=-1)
-        q = apply_rope(q.view(B, T, nh, hd).transpose(1, 2), cos, sin)
-        k = apply_rope(k.view(B, T, nh, hd).transpose(1, 2), cos, sin)
-        v = v.view(B, T, nh, hd).transpose(1, 2)
-        if cache[i] is not None:
-            k, v = torch.cat([cache[i][0], k], dim=2), torch.cat([cache[i][1], v], dim=2)
-        cache[i] = (k, v)
-        if past == 0:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        elif T == 1:
-            y = F.scaled_dot_product_attention(q, k, v)
-        else:
-            mask = torch.ones(T, past + T, dtype=torch.bool, device=idx.device).tril(diagonal=past)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        x = x + attn.proj(y.transpose(1, 2).reshape(B, T, D))
-        x, _ = block.ffn(x)
-    return F.linear(model.norm_f(x), model.tok_emb.weight)
+    """Logits of VersatileLM for new tokens idx [1, T] after the keys/values in cache
+    (a per-layer list of (k, v) or None, updated in place)."""
+    return model(idx, cache=cache)[0]
 
 
 class OnnxModel:

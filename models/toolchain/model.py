@@ -3,7 +3,8 @@ A decoder-only code LM whose feed-forward block is VersatileFFN (Nie et al. 2025
 arXiv 2512.14531): one SwiGLU FFN reused wide (8 virtual experts, each a 1/8 slice of
 its hidden units, top-2 routed) and deep (the same FFN applied up to 4 times), mixed per
 token by a learned loop count. The same code builds the two baselines we compare
-against: a dense model (the FFN applied once) and a fixed k-loop model.
+against: a dense model (the FFN applied once) and a fixed k-loop model, and the block of
+a pretrained dense model upcycled into VersatileFFN ("upcycled", see UpcycledFFN).
 
 Rules are in ../../../shared/VERSATILEFFN.md; the names of parameters here are part of
 the export contract (export.py reads the state dict by name).
@@ -17,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-FFN_KINDS = ("versatile", "dense", "loop")
+FFN_KINDS = ("versatile", "dense", "loop", "upcycled")
 
 
 @dataclass
@@ -35,6 +36,10 @@ class ModelConfig:
     n_experts: int = 8            # virtual experts cut from the FFN
     top_k: int = 2
     fixed_loops: int = 4          # only for ffn_kind == "loop"
+    # What pretrained sources (qwen2) need; the defaults are this project's own models.
+    n_kv_head: int = 0            # grouped-query attention: key/value heads (0: = n_head)
+    qkv_bias: bool = False
+    tie_embeddings: bool = True   # False: a separate lm_head.weight
 
     def __post_init__(self):
         if self.ffn_kind not in FFN_KINDS:
@@ -45,10 +50,18 @@ class ModelConfig:
             raise ValueError(f"d_ff {self.d_ff} is not divisible by n_experts {self.n_experts}")
         if (self.d_model // self.n_head) % 2:
             raise ValueError("head_dim must be even for RoPE")
+        if self.n_kv_head == 0:
+            self.n_kv_head = self.n_head
+        if self.n_head % self.n_kv_head:
+            raise ValueError(f"n_head {self.n_head} is not a multiple of n_kv_head {self.n_kv_head}")
 
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_head
+
+    @property
+    def kv_dim(self) -> int:
+        return self.n_kv_head * self.head_dim
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,21 +102,41 @@ def apply_rope(x, cos, sin):
 
 
 class CausalSelfAttention(nn.Module):
+    """Multi-head attention with grouped-query heads (query head j reads key/value head
+    j // (n_head / n_kv_head), as Qwen2 and onnxruntime's GroupQueryAttention do). qkv holds
+    the query rows, then the key rows, then the value rows."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.qkv = nn.Linear(cfg.d_model, cfg.d_model + 2 * cfg.kv_dim, bias=cfg.qkv_bias)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
-    def forward(self, x, cos, sin):
+    def forward(self, x, cos, sin, cache: list = None, layer: int = 0):
+        """cache: optional per-layer list of (k, v) from earlier positions, updated in place
+        (cos/sin then cover the new positions only)."""
         B, T, D = x.shape
-        nh, hd = self.cfg.n_head, self.cfg.head_dim
-        q, k, v = self.qkv(x).split(D, dim=-1)
-        q = q.view(B, T, nh, hd).transpose(1, 2)
-        k = k.view(B, T, nh, hd).transpose(1, 2)
-        v = v.view(B, T, nh, hd).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        c = self.cfg
+        nh, nkv, hd = c.n_head, c.n_kv_head, c.head_dim
+        q, k, v = self.qkv(x).split([D, c.kv_dim, c.kv_dim], dim=-1)
+        q = apply_rope(q.view(B, T, nh, hd).transpose(1, 2), cos, sin)
+        k = apply_rope(k.view(B, T, nkv, hd).transpose(1, 2), cos, sin)
+        v = v.view(B, T, nkv, hd).transpose(1, 2)
+        past = 0
+        if cache is not None:
+            if cache[layer] is not None:
+                past = cache[layer][0].shape[2]
+                k, v = torch.cat([cache[layer][0], k], dim=2), torch.cat([cache[layer][1], v], dim=2)
+            cache[layer] = (k, v)
+        if nkv != nh:
+            k, v = k.repeat_interleave(nh // nkv, dim=1), v.repeat_interleave(nh // nkv, dim=1)
+        if past == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif T == 1:
+            y = F.scaled_dot_product_attention(q, k, v)
+        else:
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(y.transpose(1, 2).reshape(B, T, D))
 
 
@@ -207,15 +240,56 @@ class VersatileFFN(nn.Module):
         return Y, routing
 
 
+class UpcycledFFN(nn.Module):
+    """The FFN sub-layer of a pretrained dense model upcycled into VersatileFFN, in a form
+    that contains the dense model exactly (a departure from the paper's block; the reasons
+    and measurements are in docs/UPCYCLING.md).
+
+    Width: the virtual experts are single hidden units. A unit whose gate activation
+    |silu(gate)| is below the layer's calibrated `gate_threshold` is skipped for that token
+    (its up and down projections are not needed; its gate was computed). Threshold 0 keeps
+    every unit: exactly the dense FFN.
+    Depth: ℓ = argmax(depth_router(H)) + 1 as in the paper; loop k ≥ 2 adds
+    loop_gate[k-2] · FFN(norm(H_{k-1})) with the full FFN. Both start at zero (ℓ = 1, no-op
+    loops), so an untrained extra loop cannot hurt the pretrained function."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.ffn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.ffn = SwiGLU(cfg)
+        self.depth_router = nn.Linear(cfg.d_model, cfg.max_loops, bias=False)
+        self.loop_gate = nn.Parameter(torch.zeros(cfg.max_loops - 1))
+        self.register_buffer("gate_threshold", torch.zeros(()))
+
+    def init_identity(self):
+        """Routers and gates at the dense model's function: ℓ = 1 everywhere, no skipping."""
+        with torch.no_grad():
+            self.depth_router.weight.zero_()
+            self.loop_gate.zero_()
+            self.gate_threshold.zero_()
+
+    def forward(self, H, tau: float = 1.0):
+        gate, up = self.ffn.w_in(self.ffn_norm(H)).split(self.cfg.d_ff, dim=-1)
+        act = F.silu(gate)
+        keep = act.abs() >= self.gate_threshold
+        Y = H + self.ffn.w_out(act * keep * up)
+        loops = self.depth_router(H).argmax(-1) + 1                                      # [B,T]
+        for k in range(2, self.cfg.max_loops + 1):
+            extra = self.loop_gate[k - 2] * self.ffn(self.ffn_norm(Y))
+            Y = Y + (loops >= k).unsqueeze(-1).type_as(Y) * extra
+        return Y, {"loops": loops, "ffn_share": keep.float().mean(-1)}
+
+
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.attn = CausalSelfAttention(cfg)
-        self.ffn = VersatileFFN(cfg)
+        self.ffn = UpcycledFFN(cfg) if cfg.ffn_kind == "upcycled" else VersatileFFN(cfg)
 
-    def forward(self, x, cos, sin, tau):
-        x = x + self.attn(self.attn_norm(x), cos, sin)
+    def forward(self, x, cos, sin, tau, cache=None, layer=0):
+        x = x + self.attn(self.attn_norm(x), cos, sin, cache, layer)
         return self.ffn(x, tau)
 
 
@@ -226,34 +300,47 @@ class VersatileLM(nn.Module):
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm_f = RMSNorm(cfg.d_model, cfg.norm_eps)
+        if not cfg.tie_embeddings:
+            self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.apply(self._init_weights)
         # GPT-2 style: scale residual output projections by depth.
         for name, p in self.named_parameters():
             if name.endswith("attn.proj.weight") or name.endswith("ffn.w_out.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        for block in self.blocks:
+            if isinstance(block.ffn, UpcycledFFN):
+                block.ffn.init_identity()
 
     @staticmethod
     def _init_weights(module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, idx, targets=None, tau: float = 1.0):
+    def head_weight(self):
+        return self.tok_emb.weight if self.cfg.tie_embeddings else self.lm_head.weight
+
+    def forward(self, idx, targets=None, tau: float = 1.0, cache: list = None):
         """Returns (logits, loss, aux). aux["routing"] is a per-layer list (None for
         baselines); aux["balance_loss"] sums the load-balancing loss over layers.
-        The output head is tied to the token embedding."""
+        The output head is tied to the token embedding unless cfg.tie_embeddings is False.
+        cache: optional per-layer list of (k, v), None at first, extended in place: the new
+        tokens idx continue the cached ones (greedy decoding)."""
         B, T = idx.shape
-        cos, sin = rope_tables(self.cfg.head_dim, torch.arange(T, device=idx.device), self.cfg.rope_theta)
+        past = 0 if cache is None or cache[0] is None else cache[0][0].shape[2]
+        cos, sin = rope_tables(self.cfg.head_dim, torch.arange(past, past + T, device=idx.device), self.cfg.rope_theta)
         x = self.tok_emb(idx)
         routing, balance = [], x.new_zeros((), dtype=torch.float32)
-        for block in self.blocks:
-            x, r = block(x, cos, sin, tau)
+        for i, block in enumerate(self.blocks):
+            x, r = block(x, cos, sin, tau, cache, i)
             routing.append(r)
-            if r is not None:
+            if r is not None and "balance_loss" in r:
                 balance = balance + r["balance_loss"]
-        logits = F.linear(self.norm_f(x), self.tok_emb.weight)
+        logits = F.linear(self.norm_f(x), self.head_weight())
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
