@@ -21,7 +21,15 @@ VersatileFFN on the CPU execution provider ("cpu-sparse" variant):
 If nodes cost about 1 µs each on the CPU EP; weight reshapes/slices are constant-folded
 at session creation. int8 weights (MatMulNBits) are kept out of If branches, where
 onnxruntime does not pre-pack them. Attention is onnxruntime's GroupQueryAttention by default (see
-_gqa_attention) or standard ops (attention="plain").
+_gqa_attention) or standard ops (attention="plain"); grouped-query attention (n_kv_head < n_head)
+keeps n_kv_head heads in the KV cache, and an optional QKV bias is an Add after the qkv product.
+The output head is the embedding (tied) or lm_head.weight (tie_embeddings False).
+
+UpcycledFFN (ffn_kind "upcycled", a pretrained dense model's FFN, see _upcycled_ffn): no control
+flow. Gate and up come from one w_in product; units with |silu(gate)| below the layer's
+threshold are zeroed (masked: every unit is still computed, route_ffn_share reports the kept
+share); extra loops are masked full FFN steps, emitted only when the layer's router and loop
+gates are not zero.
 """
 import numpy as np
 import onnx
@@ -38,6 +46,14 @@ INPUT_NAMES = {"input_ids": "input_ids", "num_logits": "num_logits",
 OUTPUT_NAMES = {"logits": "logits", "present_key": "present_key_{i}", "present_value": "present_value_{i}",
                 "loops": "route_loops", "lambda": "route_lambda", "experts": "route_experts",
                 "weights": "route_weights", "loop_probs": "route_loop_probs"}
+UPCYCLED_EXPERT_SLOTS = 2   # route_experts/route_weights keep FORMAT.md's width 2 (all -1 / 0) for upcycled
+
+
+def output_names(cfg: ModelConfig) -> dict:
+    """The graph's output names by FORMAT.md key: OUTPUT_NAMES, plus route_ffn_share for upcycled."""
+    if cfg.ffn_kind == "upcycled":
+        return {**OUTPUT_NAMES, "ffn_share": "route_ffn_share"}
+    return dict(OUTPUT_NAMES)
 
 
 QBLOCK = 32         # int8 weights: MatMulNBits blocks of 32 input features, one fp32 scale each
@@ -52,13 +68,19 @@ class QWeight:
         self.q, self.scales, self.n, self.k = name + ".q8", name + ".scales", n, k
 
 
-def quantize_int8_blocks(w: np.ndarray):
+def quantize_int8_blocks(w: np.ndarray, rows: int = 4096):
+    """Row chunks of `rows` bound the temporaries (a 150k-row output head would otherwise
+    need several fp32 copies of itself); the result is the same as in one piece."""
     n, k = w.shape
-    blocks = w.reshape(n, k // QBLOCK, QBLOCK)
-    scale = np.abs(blocks).max(-1) / 127.0
-    scale[scale == 0] = 1.0
-    q = np.clip(np.round(blocks / scale[..., None]), -127, 127).astype(np.int16) + 128
-    return q.astype(np.uint8), scale.astype(np.float32)
+    q = np.empty((n, k // QBLOCK, QBLOCK), np.uint8)
+    scales = np.empty((n, k // QBLOCK), np.float32)
+    for r in range(0, n, rows):
+        blocks = w[r:r + rows].reshape(-1, k // QBLOCK, QBLOCK)
+        scale = np.abs(blocks).max(-1) / 127.0
+        scale[scale == 0] = 1.0
+        q[r:r + rows] = np.clip(np.round(blocks / scale[..., None]), -127, 127).astype(np.int16) + 128
+        scales[r:r + rows] = scale
+    return q, scales
 
 
 class GraphBuilder:
@@ -71,7 +93,11 @@ class GraphBuilder:
         # the main graph: initializers live in the outer scope, visible to every branch.
         self.root = parent.root if parent else self
         if not parent:
-            self.inits, self.n, self._consts = [], 0, {}
+            # Initializers go straight into the ModelProto that build_graph returns (appending
+            # copies each tensor once; the temporary is dropped at once), so a large model is
+            # never held twice, as make_graph + make_model would (each copies every tensor).
+            self.model = onnx.ModelProto()
+            self.inits, self.n, self._consts = self.model.graph.initializer, 0, {}
 
     def fresh(self, hint: str) -> str:
         self.root.n += 1
@@ -116,7 +142,7 @@ class GraphBuilder:
         if matmul and self.weights_dtype == "int8" and arr.shape[1] % QBLOCK == 0:
             qw = QWeight(name, *arr.shape)
             q, scales = quantize_int8_blocks(arr)
-            self.root.inits += [numpy_helper.from_array(q, qw.q), numpy_helper.from_array(scales, qw.scales)]
+            self.root.inits.extend([numpy_helper.from_array(q, qw.q), numpy_helper.from_array(scales, qw.scales)])
             return qw
         if self.weights_dtype == "float16":
             self.root.inits.append(numpy_helper.from_array(arr.astype(np.float16), name + ".fp16"))
@@ -175,7 +201,7 @@ def build_graph(cfg: ModelConfig, sd: dict, weights_dtype: str = "float32", atte
     if attention not in ATTENTION:
         raise ValueError(f"attention must be one of {ATTENTION}, not {attention!r}")
     g = GraphBuilder(weights_dtype)
-    nh, hd = cfg.n_head, cfg.head_dim
+    nkv, hd = cfg.n_kv_head, cfg.head_dim     # the KV cache holds the key/value heads only
 
     inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "T"]),
               helper.make_tensor_value_info("num_logits", TensorProto.INT64, [1])]
@@ -186,14 +212,18 @@ def build_graph(cfg: ModelConfig, sd: dict, weights_dtype: str = "float32", atte
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, "N", cfg.vocab_size])]
     for i in range(cfg.n_layer):
         for kind in ("key", "value"):
-            inputs.append(helper.make_tensor_value_info(f"past_{kind}_{i}", TensorProto.FLOAT, [1, nh, cache_len, hd]))
-            outputs.append(helper.make_tensor_value_info(f"present_{kind}_{i}", TensorProto.FLOAT, [1, nh, present_len, hd]))
+            inputs.append(helper.make_tensor_value_info(f"past_{kind}_{i}", TensorProto.FLOAT, [1, nkv, cache_len, hd]))
+            outputs.append(helper.make_tensor_value_info(f"present_{kind}_{i}", TensorProto.FLOAT, [1, nkv, present_len, hd]))
     L = cfg.n_layer
+    upcycled = cfg.ffn_kind == "upcycled"
+    slots = UPCYCLED_EXPERT_SLOTS if upcycled else cfg.top_k
     outputs += [helper.make_tensor_value_info("route_loops", TensorProto.INT64, [L, "T"]),
                 helper.make_tensor_value_info("route_lambda", TensorProto.FLOAT, [L, "T"]),
-                helper.make_tensor_value_info("route_experts", TensorProto.INT64, [L, "T", cfg.top_k]),
-                helper.make_tensor_value_info("route_weights", TensorProto.FLOAT, [L, "T", cfg.top_k]),
+                helper.make_tensor_value_info("route_experts", TensorProto.INT64, [L, "T", slots]),
+                helper.make_tensor_value_info("route_weights", TensorProto.FLOAT, [L, "T", slots]),
                 helper.make_tensor_value_info("route_loop_probs", TensorProto.FLOAT, [L, "T", cfg.max_loops])]
+    if upcycled:
+        outputs.append(helper.make_tensor_value_info("route_ffn_share", TensorProto.FLOAT, [L, "T"]))
 
     # Lengths and positions: P from the first layer's past, T from the new tokens.
     ids = g.op("Squeeze", ["input_ids", g.const([0])])                                  # [T]
@@ -205,29 +235,44 @@ def build_graph(cfg: ModelConfig, sd: dict, weights_dtype: str = "float32", atte
 
     emb = g.weight("tok_emb.weight", sd["tok_emb.weight"])
     x = g.op("Gather", [emb, ids], axis=0)                                             # [T, d]
-    route = {k: [] for k in ("loops", "lambda", "experts", "weights", "loop_probs")}
+    route_names = output_names(cfg)
+    route = {k: [] for k in ("loops", "lambda", "experts", "weights", "loop_probs", "ffn_share") if k in route_names}
     zeros_T = g.op("ConstantOfShape", [T], value=helper.make_tensor("z", TensorProto.INT64, [1], [0]))
     for i in range(L):
         p = f"blocks.{i}."
         hn = g.rmsnorm(x, g.weight(p + "attn_norm.weight", sd[p + "attn_norm.weight"]), cfg.norm_eps)
-        o = attend(i, g.linear(hn, g.weight(p + "attn.qkv.weight", sd[p + "attn.qkv.weight"], matmul=True)))
+        qkv = g.linear(hn, g.weight(p + "attn.qkv.weight", sd[p + "attn.qkv.weight"], matmul=True))
+        if cfg.qkv_bias:
+            qkv = g.op("Add", [qkv, g.weight(p + "attn.qkv.bias", sd[p + "attn.qkv.bias"])])
+        o = attend(i, qkv)
         x = g.op("Add", [x, g.linear(o, g.weight(p + "attn.proj.weight", sd[p + "attn.proj.weight"], matmul=True))])
-        x = _ffn(g, cfg, sd, p + "ffn.", x, T0, zeros_T, route, variant)
+        if upcycled:
+            x = _upcycled_ffn(g, cfg, sd, p + "ffn.", x, zeros_T, route)
+        else:
+            x = _ffn(g, cfg, sd, p + "ffn.", x, T0, zeros_T, route, variant)
 
     # Head: the last num_logits rows only.
     xs = g.op("Slice", [x, g.op("Sub", [T, "num_logits"]), T, g.const([0])])
     xs = g.rmsnorm(xs, g.weight("norm_f.weight", sd["norm_f.weight"]), cfg.norm_eps)
-    head = g.weight("lm_head", sd["tok_emb.weight"], matmul=True) if weights_dtype == "int8" else emb  # tied
+    if not cfg.tie_embeddings:
+        head = g.weight("lm_head", sd["lm_head.weight"], matmul=True)
+    else:   # tied: the embedding matrix itself, or its int8 copy for MatMulNBits
+        head = g.weight("lm_head", sd["tok_emb.weight"], matmul=True) if weights_dtype == "int8" else emb
     g.op("Unsqueeze", [g.linear(xs, head), g.const([0])], name="logits")
-    for key, out in (("loops", "route_loops"), ("lambda", "route_lambda"), ("experts", "route_experts"),
-                     ("weights", "route_weights"), ("loop_probs", "route_loop_probs")):
-        g.op("Concat", [g.op("Unsqueeze", [r, g.const([0])]) for r in route[key]], axis=0, name=out)
+    for key in route:
+        g.op("Concat", [g.op("Unsqueeze", [r, g.const([0])]) for r in route[key]], axis=0, name=route_names[key])
 
-    graph = helper.make_graph(g.nodes, f"vffn_{cfg.ffn_kind}", inputs, outputs, initializer=g.inits)
+    # What helper.make_graph + make_model write, without copying the initializers.
+    model = g.model
+    model.graph.node.extend(g.nodes)
+    model.graph.name = f"vffn_{cfg.ffn_kind}"
+    model.graph.input.extend(inputs)
+    model.graph.output.extend(outputs)
     uses_ms = attention == "gqa" or weights_dtype == "int8"
-    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid("com.microsoft", 1)] if uses_ms else [])
-    model = helper.make_model(graph, opset_imports=opsets,
-                              producer_name="vffn-export", ir_version=IR_VERSION)
+    model.ir_version = IR_VERSION
+    model.opset_import.extend([helper.make_opsetid("", OPSET)] +
+                              ([helper.make_opsetid("com.microsoft", 1)] if uses_ms else []))
+    model.producer_name = "vffn-export"
     return model
 
 
@@ -241,7 +286,7 @@ def _gqa_attention(g: GraphBuilder, cfg: ModelConfig, T, S, P0, S0):
     and onnxruntime-node 1.30; WebGPU has a kernel, unverified): RoPE (rotate-half), cache
     append and causal attention over past + new in one kernel. It reads RoPE tables for
     positions 0..S-1 and takes each new token's position from the cache length."""
-    nh = cfg.n_head
+    nh, nkv = cfg.n_head, cfg.n_kv_head
     pos = g.op("Cast", [g.op("Range", [g.const(0), S0, g.const(1)])], to=TensorProto.FLOAT)
     angles = g.op("Mul", [g.op("Unsqueeze", [pos, g.const([1])]), g.const(_inv_freq(cfg), np.float32)])  # [S, hd/2]
     cos, sin = g.op("Cos", [angles]), g.op("Sin", [angles])
@@ -253,14 +298,17 @@ def _gqa_attention(g: GraphBuilder, cfg: ModelConfig, T, S, P0, S0):
                    [g.op("Unsqueeze", [qkv, g.const([0])]), "", "", f"past_key_{i}", f"past_value_{i}",
                     seqlens_k, total_len, cos, sin],
                    n_out=3, names=[g.fresh("gqa"), f"present_key_{i}", f"present_value_{i}"],
-                   domain="com.microsoft", num_heads=nh, kv_num_heads=nh, do_rotary=1, rotary_interleaved=0)[0]
+                   domain="com.microsoft", num_heads=nh, kv_num_heads=nkv, do_rotary=1, rotary_interleaved=0)[0]
         return g.op("Squeeze", [out, g.const([0])])
     return attend
 
 
 def _plain_attention(g: GraphBuilder, cfg: ModelConfig, T, S, P0, S0):
-    """The same attention in standard ONNX ops: Concat KV cache, explicit RoPE and mask."""
-    d, nh, hd = cfg.d_model, cfg.n_head, cfg.head_dim
+    """The same attention in standard ONNX ops: Concat KV cache, explicit RoPE and mask.
+    Grouped-query attention: the cache holds n_kv_head heads; each is repeated for its
+    n_head / n_kv_head query heads (query head j reads key/value head j // group)."""
+    d, nh, nkv, hd = cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.head_dim
+    group = nh // nkv
     pos = g.op("Range", [P0, S0, g.const(1)])                                                       # [T]
     angles = g.op("Mul", [g.op("Unsqueeze", [g.op("Cast", [pos], to=TensorProto.FLOAT), g.const([1])]),
                           g.const(_inv_freq(cfg), np.float32)])
@@ -277,15 +325,23 @@ def _plain_attention(g: GraphBuilder, cfg: ModelConfig, T, S, P0, S0):
         rotated = g.op("Concat", [g.op("Neg", [hi]), lo], axis=2)
         return g.op("Add", [g.op("Mul", [x, cos]), g.op("Mul", [rotated, sin])])
 
-    def heads(t):
-        return g.op("Transpose", [g.op("Reshape", [t, g.const([-1, nh, hd])])], perm=[1, 0, 2])     # [nh, T, hd]
+    def heads(t, n):
+        return g.op("Transpose", [g.op("Reshape", [t, g.const([-1, n, hd])])], perm=[1, 0, 2])      # [n, T, hd]
+
+    def repeat_kv(t):   # [1, nkv, S, hd] -> [nh, S, hd]
+        if group == 1:
+            return g.op("Squeeze", [t, g.const([0])])
+        t = g.op("Unsqueeze", [g.op("Squeeze", [t, g.const([0])]), g.const([1])])                   # [nkv, 1, S, hd]
+        t = g.op("Expand", [t, g.op("Concat", [g.const([nkv, group]), g.op("Shape", [t], start=2)], axis=0)])
+        return g.op("Reshape", [t, g.const([nh, -1, hd])])
 
     def attend(i, qkv):
-        q, k, v = g.op("Split", [qkv, g.const([d, d, d])], n_out=3, axis=1)
-        q, k, v = rope(heads(q)), rope(heads(k)), heads(v)
+        kvd = nkv * hd
+        q, k, v = g.op("Split", [qkv, g.const([d, kvd, kvd])], n_out=3, axis=1)
+        q, k, v = rope(heads(q, nh)), rope(heads(k, nkv)), heads(v, nkv)
         pk = g.op("Concat", [f"past_key_{i}", g.op("Unsqueeze", [k, g.const([0])])], axis=2, name=f"present_key_{i}")
         pv = g.op("Concat", [f"past_value_{i}", g.op("Unsqueeze", [v, g.const([0])])], axis=2, name=f"present_value_{i}")
-        K, V = g.op("Squeeze", [pk, g.const([0])]), g.op("Squeeze", [pv, g.const([0])])
+        K, V = repeat_kv(pk), repeat_kv(pv)
         scores = g.op("MatMul", [g.op("Mul", [q, g.const(1.0 / np.sqrt(hd), np.float32)]),
                                  g.op("Transpose", [K], perm=[0, 2, 1])])
         att = g.op("Softmax", [g.op("Add", [scores, bias])], axis=-1)
@@ -435,10 +491,10 @@ def _width_path(g: GraphBuilder, cfg: ModelConfig, H, h1, w_out, w_out_slices, e
                  lambda b: b.if_(small_all_easy, gathered, by_expert))
 
 
-def _constant_routing(g: GraphBuilder, cfg: ModelConfig, n_loops: int, zeros_T, route):
+def _constant_routing(g: GraphBuilder, cfg: ModelConfig, n_loops: int, zeros_T, route, slots: int = None):
     """Baselines: ℓ = the fixed loop count, λ = 0, experts −1 with weight 0, loop_probs
-    one-hot at ℓ (zeros when ℓ > max_loops)."""
-    tk, L = cfg.top_k, cfg.max_loops
+    one-hot at ℓ (zeros when ℓ > max_loops). slots: width of experts/weights (top_k)."""
+    tk, L = cfg.top_k if slots is None else slots, cfg.max_loops
     route["loops"].append(g.op("Add", [zeros_T, g.const(n_loops)]))
     zf = g.op("Cast", [zeros_T], to=TensorProto.FLOAT)
     route["lambda"].append(zf)
@@ -447,3 +503,54 @@ def _constant_routing(g: GraphBuilder, cfg: ModelConfig, n_loops: int, zeros_T, 
     route["weights"].append(g.op("Cast", [g.op("Add", [col, g.const([0] * tk)])], to=TensorProto.FLOAT))
     one_hot = [1.0 if k + 1 == n_loops else 0.0 for k in range(L)]
     route["loop_probs"].append(g.op("Add", [g.op("Unsqueeze", [zf, g.const([1])]), g.const(one_hot, np.float32)]))
+
+
+def _upcycled_ffn(g: GraphBuilder, cfg: ModelConfig, sd: dict, p: str, H, zeros_T, route):
+    """UpcycledFFN (model.py) with its residual, masked (no control flow, so int8 weights
+    stay pre-packed): act = silu(gate); keep = |act| >= the layer's gate_threshold;
+    Y = H + W_out (act · keep · up); then, for k = 2..max_loops, Y += [ℓ ≥ k] · loop_gate[k-2] ·
+    FFN(norm(Y)), computed for every token and selected per token. A loop whose gate is 0 is
+    a no-op and is left out; when every gate or the whole depth router is 0 no loop is
+    emitted and ℓ = 1 (route_loop_probs one-hot at 1). Routing: ℓ, λ 0, experts −1 / weight 0,
+    and route_ffn_share = the share of the d_ff hidden units kept (mean of keep)."""
+    h = cfg.d_ff
+    norm_w = g.weight(p + "ffn_norm.weight", sd[p + "ffn_norm.weight"])
+    w_in = g.weight(p + "ffn.w_in.weight", sd[p + "ffn.w_in.weight"], matmul=True)
+    w_out = g.weight(p + "ffn.w_out.weight", sd[p + "ffn.w_out.weight"], matmul=True)
+    threshold = float(sd[p + "gate_threshold"])
+    loop_gate = sd[p + "loop_gate"].detach().float().cpu().numpy().reshape(-1)
+    router = sd[p + "depth_router.weight"]
+
+    gate, up = g.op("Split", [g.linear(g.rmsnorm(H, norm_w, cfg.norm_eps), w_in), g.const([h, h])], n_out=2, axis=1)
+    act = g.op("Mul", [gate, g.op("Sigmoid", [gate])])
+    zf = g.op("Cast", [zeros_T], to=TensorProto.FLOAT)                                                # [T] zeros
+    if threshold > 0:
+        keep = g.op("Cast", [g.op("GreaterOrEqual", [g.op("Abs", [act]), g.const(threshold, np.float32)])],
+                    to=TensorProto.FLOAT)                                                             # [T, h]
+        act = g.op("Mul", [act, keep])
+        share = g.op("ReduceMean", [keep], axes=[-1], keepdims=0)                                     # [T]
+    else:   # |act| >= 0 always: every unit kept, share 1
+        share = g.op("Add", [zf, g.const(1.0, np.float32)])
+    Y = g.op("Add", [H, g.linear(g.op("Mul", [act, up]), w_out)])
+    route["ffn_share"].append(share)
+
+    gates = [(k, float(loop_gate[k - 2])) for k in range(2, cfg.max_loops + 1) if float(loop_gate[k - 2]) != 0.0]
+    if not gates or not bool(torch.any(router != 0)):
+        _constant_routing(g, cfg, 1, zeros_T, {k: v for k, v in route.items() if k != "ffn_share"},
+                          slots=UPCYCLED_EXPERT_SLOTS)
+        return Y
+
+    loop_logits = g.linear(H, g.weight(p + "depth_router.weight", router))                           # [T, L]
+    loops = g.op("Add", [g.op("ArgMax", [loop_logits], axis=1, keepdims=0), g.const(1)])              # [T]
+    for k, gk in gates:
+        extra = g.linear(g.swiglu_hidden(g.rmsnorm(Y, norm_w, cfg.norm_eps), w_in, h), w_out)
+        chosen = g.op("Unsqueeze", [g.op("Cast", [g.op("GreaterOrEqual", [loops, g.const(k)])], to=TensorProto.FLOAT),
+                                    g.const([1])])                                                    # [T, 1]
+        Y = g.op("Add", [Y, g.op("Mul", [chosen, g.op("Mul", [extra, g.const(gk, np.float32)])])])
+    col = g.op("Unsqueeze", [zeros_T, g.const([1])])
+    route["loops"].append(loops)
+    route["lambda"].append(zf)
+    route["experts"].append(g.op("Add", [col, g.const([-1] * UPCYCLED_EXPERT_SLOTS)]))
+    route["weights"].append(g.op("Cast", [g.op("Add", [col, g.const([0] * UPCYCLED_EXPERT_SLOTS)])], to=TensorProto.FLOAT))
+    route["loop_probs"].append(g.op("Softmax", [loop_logits], axis=1))
+    return Y

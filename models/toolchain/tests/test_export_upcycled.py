@@ -1,0 +1,215 @@
+"""Exporting pretrained-shaped (qwen2) models: grouped-query attention, QKV bias, untied
+head, the upcycled FFN (threshold-skipped hidden units, gated extra loops, route_ffn_share),
+int8, external data, and special tokens given by the caller. Tiny random models only."""
+import json
+import os
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import export_fixtures  # noqa: F401  (puts the toolchain on sys.path)
+
+import export
+from model import ModelConfig, VersatileLM
+from onnx_infer import OrtLM
+
+LIMIT = 1e-4
+QWEN_SHAPE = dict(vocab_size=300, n_layer=2, n_head=4, n_kv_head=2, d_model=64, d_ff=128, context_length=256,
+                  rope_theta=1e6, norm_eps=1e-6, qkv_bias=True, tie_embeddings=False)
+# Special tokens at ids other than 0..5, like Qwen's, with extra stop ids.
+SPECIAL_TOKENS = {"eot": "<|endoftext|>", "pad": "<|fim_pad|>", "fim_prefix": "<|fim_prefix|>",
+                  "fim_suffix": "<|fim_suffix|>", "fim_middle": "<|fim_middle|>", "file_sep": "<|file_sep|>"}
+SPECIAL_IDS = {"eot": 290, "pad": 295, "fim_prefix": 292, "fim_suffix": 294, "fim_middle": 293, "file_sep": 296}
+STOP_IDS = [290, 296, 295, 297, 298, 292, 294, 293]
+PROMPT = [5, 17, 200, 33, 48, 101, 7, 250, 12, 99, 64, 3]
+DECODE = [41, 180, 77]
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    """A minimal tokenizer.json / tokenizer_config.json pair with the specials above."""
+    d = tmp_path_factory.mktemp("tok")
+    added = [{"id": i, "content": SPECIAL_TOKENS[k], "special": True} for k, i in SPECIAL_IDS.items()]
+    added += [{"id": 297, "content": "<|im_end|>", "special": True}, {"id": 298, "content": "<|repo_name|>", "special": True}]
+    vocab = {f"t{i}": i for i in range(290)}
+    (d / "tokenizer.json").write_text(json.dumps({"added_tokens": added, "model": {"type": "BPE", "vocab": vocab}}))
+    (d / "special_config.json").write_text(json.dumps({"clean_up_tokenization_spaces": False}))
+    return str(d / "tokenizer.json"), str(d / "special_config.json")
+
+
+def qwen_model(kind: str = "dense", seed: int = 3, **kw) -> VersatileLM:
+    torch.manual_seed(seed)
+    model = VersatileLM(ModelConfig(**{**QWEN_SHAPE, "ffn_kind": kind, **kw})).eval()
+    with torch.no_grad():
+        model.tok_emb.weight.normal_(0.0, 0.5)
+        model.lm_head.weight.normal_(0.0, 0.1)
+        for b in model.blocks:
+            b.attn.qkv.weight.normal_(0.0, 0.1)
+            b.attn.qkv.bias.normal_(0.0, 0.1)
+            b.ffn.ffn.w_in.weight.normal_(0.0, 0.1)
+    return model
+
+
+def upcycled_from(dense: VersatileLM, thresholds=None, loops: bool = False) -> VersatileLM:
+    """The dense model's weights in an upcycled block (router, gates, thresholds zero), then
+    optional per-layer thresholds and, in layer 0 only, a random depth router with nonzero
+    loop gates (layer 1 keeps zero gates: its graph has no loop nodes)."""
+    cfg = ModelConfig(**{**dense.cfg.to_dict(), "ffn_kind": "upcycled"})
+    model = VersatileLM(cfg).eval()
+    missing, unexpected = model.load_state_dict(dense.state_dict(), strict=False)
+    assert not unexpected and all(any(n in k for n in ("depth_router", "loop_gate", "gate_threshold")) for k in missing)
+    with torch.no_grad():
+        for i, b in enumerate(model.blocks):
+            if thresholds is not None:
+                b.ffn.gate_threshold.fill_(thresholds[i])
+            if loops and i == 0:
+                torch.manual_seed(11)
+                b.ffn.depth_router.weight.normal_(0.0, 0.5)
+                b.ffn.loop_gate.copy_(torch.tensor([0.5, -0.25, 0.75]))
+    return model
+
+
+def export_to(model, folder, tok, **kw) -> dict:
+    tokenizer, tok_config = tok
+    return export.export_model(model.cfg, model.state_dict(), str(folder), tokenizer=tokenizer,
+                               tokenizer_config=tok_config, special_tokens=SPECIAL_TOKENS, special_ids=SPECIAL_IDS,
+                               stop_ids=STOP_IDS, export_date=None, **kw)
+
+
+def run_ort(folder):
+    """Prompt (all logits) then DECODE one token at a time on the KV cache: logits [S, V]
+    and the per-step outputs."""
+    lm = OrtLM(str(folder))
+    steps = [lm.step(PROMPT, num_logits=len(PROMPT))] + [lm.step([t]) for t in DECODE]
+    return np.concatenate([s["logits"][0] for s in steps]), steps
+
+
+def routing_of(steps, key):
+    return np.concatenate([s[key] for s in steps], axis=1)   # [L, S]
+
+
+@torch.no_grad()
+def reference(model):
+    logits, _, aux = model(torch.tensor([PROMPT + DECODE]))
+    return logits[0].numpy(), aux["routing"]
+
+
+@pytest.mark.parametrize("attention", ["gqa", "plain"])
+def test_dense_qwen2_shape(tmp_path, tok, attention):
+    model = qwen_model("dense")
+    m = export_to(model, tmp_path / "m", tok, attention=attention)
+    logits, steps = run_ort(tmp_path / "m")
+    ref, _ = reference(model)
+    maxdiff = float(np.abs(logits - ref).max())
+    print(f"\n[qwen2-shape dense {attention}] logits maxdiff {maxdiff:.2e}")
+    assert maxdiff <= LIMIT
+    # The cache holds the key/value heads only.
+    assert steps[-1]["present_key_1"].shape == (1, 2, len(PROMPT) + len(DECODE), 16)
+    a = m["architecture"]
+    assert (a["kind"], a["n_head"], a["n_kv_head"], a["qkv_bias"], a["tie_embeddings"]) == ("dense", 4, 2, True, False)
+    assert m["tokenizer"]["special_ids"] == SPECIAL_IDS and m["generation"]["stop_ids"] == STOP_IDS
+    assert m["tokenizer"]["config_file"] == "tokenizer_config.json" and "tokenizer_config.json" in m["files"]
+    assert "ffn_share" not in m["graph"]["outputs"]
+    assert "292" in (tmp_path / "m" / "README.md").read_text()   # the card names the given special ids
+
+
+def test_upcycled_zero_thresholds_is_the_dense_model(tmp_path, tok):
+    dense = qwen_model("dense")
+    up = upcycled_from(dense)
+    ref_dense, _ = reference(dense)
+    ref_up, routing = reference(up)
+    assert float(np.abs(ref_up - ref_dense).max()) <= 1e-5
+    export_to(dense, tmp_path / "dense", tok)
+    m = export_to(up, tmp_path / "up", tok)
+    ort_dense, _ = run_ort(tmp_path / "dense")
+    ort_up, steps = run_ort(tmp_path / "up")
+    assert float(np.abs(ort_up - ref_up).max()) <= LIMIT
+    assert float(np.abs(ort_up - ort_dense).max()) <= LIMIT
+    np.testing.assert_array_equal(routing_of(steps, "route_ffn_share"), 1.0)
+    np.testing.assert_array_equal(routing_of(steps, "route_loops"), 1)
+    np.testing.assert_array_equal(routing_of(steps, "route_experts"), -1)
+    assert steps[0]["route_experts"].shape == (2, len(PROMPT), 2)
+    np.testing.assert_array_equal(routing_of(steps, "route_lambda"), 0.0)
+    probs = np.concatenate([s["route_loop_probs"] for s in steps], axis=1)
+    np.testing.assert_array_equal(probs, np.broadcast_to([1.0, 0, 0, 0], probs.shape))   # one-hot at ℓ = 1
+    # The graph is the dense one plus nothing: no threshold mask, no loops, no control flow.
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "up" / "model.onnx")).graph.node]
+    assert "Abs" not in ops and "ArgMax" not in ops and "If" not in ops
+    a = m["architecture"]
+    assert (a["kind"], a["n_experts"], a["top_k"], a["gate_thresholds"]) == ("upcycled", 128, 0, [0.0, 0.0])
+    assert m["graph"]["outputs"]["ffn_share"] == "route_ffn_share"
+    assert m["graph"]["variant"] == "masked" and list(m["graph"]["variants"]) == ["masked"]
+
+
+@pytest.fixture(scope="module")
+def thresholded():
+    """Thresholds that keep roughly half the units, and masked loops in layer 0."""
+    return upcycled_from(qwen_model("dense"), thresholds=[0.2, 0.3], loops=True)
+
+
+def test_upcycled_thresholds_and_loops(tmp_path, tok, thresholded):
+    model = thresholded
+    ref, routing = reference(model)
+    m = export_to(model, tmp_path / "m", tok)
+    logits, steps = run_ort(tmp_path / "m")
+    maxdiff = float(np.abs(logits - ref).max())
+    share = routing_of(steps, "route_ffn_share")
+    ref_share = np.stack([r["ffn_share"][0].numpy() for r in routing])
+    print(f"\n[upcycled] logits maxdiff {maxdiff:.2e}, kept share {share.mean():.2f}")
+    assert maxdiff <= LIMIT
+    np.testing.assert_allclose(share, ref_share, atol=1e-6)
+    assert 0.2 < share.mean() < 0.9
+    loops = routing_of(steps, "route_loops")
+    np.testing.assert_array_equal(loops[0], routing[0]["loops"][0].numpy())
+    assert len(set(loops[0].tolist())) > 1            # layer 0 spreads over loop counts
+    np.testing.assert_array_equal(loops[1], 1)        # layer 1: zero gates, no loop nodes
+    probs = np.concatenate([s["route_loop_probs"] for s in steps], axis=1)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-6)
+    assert m["architecture"]["gate_thresholds"] == pytest.approx([0.2, 0.3])
+
+
+def test_upcycled_int8(tmp_path, tok, thresholded):
+    model = thresholded
+    m = export_to(model, tmp_path / "q8", tok, weights_dtype="int8")
+    export_to(model, tmp_path / "f32", tok)
+    assert m["graph"]["weights_dtype"] == "int8"
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "q8" / "model.onnx")).graph.node]
+    # per layer qkv, proj, w_in, w_out; 3 loops x (w_in, w_out) in layer 0; the untied head
+    assert ops.count("MatMulNBits") == 2 * 4 + 3 * 2 + 1 and "Gemm" in ops and "If" not in ops
+    a, _ = run_ort(tmp_path / "f32")
+    b, steps = run_ort(tmp_path / "q8")
+    rel = float(np.abs(a - b).max() / np.abs(a).max())
+    same_top1 = float((a.argmax(-1) == b.argmax(-1)).mean())
+    print(f"\n[upcycled int8] max |diff| / max |logit| {rel:.3f}, same top-1 {same_top1:.0%}")
+    assert rel < 0.05 and same_top1 >= 0.8
+    assert np.isfinite(routing_of(steps, "route_ffn_share")).all()
+
+
+def test_external_data_forced(tmp_path, tok, thresholded):
+    model = thresholded
+    m = export_to(model, tmp_path / "ext", tok, external_data=True)
+    folder = tmp_path / "ext"
+    assert "model.onnx.data" in m["files"] and m["graph"]["external_data"] == ["model.onnx.data"]
+    assert sorted(os.listdir(folder)) == ["README.md", "manifest.json", "model.onnx", "model.onnx.data",
+                                         "tokenizer.json", "tokenizer_config.json"]
+    import hashlib
+    data = (folder / "model.onnx.data").read_bytes()
+    assert m["files"]["model.onnx.data"] == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    assert (folder / "model.onnx").stat().st_size < len(data) / 4     # the weights are in the data file
+    ref, _ = reference(model)
+    logits, _ = run_ort(folder)
+    assert float(np.abs(logits - ref).max()) <= LIMIT
+    assert "model.onnx.data" in (folder / "README.md").read_text()
+
+
+def test_special_ids_checked_against_tokenizer(tmp_path, tok):
+    model = qwen_model("dense")
+    with pytest.raises(export.ExportError, match="<\\|fim_pad\\|> must have id 1"):
+        export.export_model(model.cfg, model.state_dict(), str(tmp_path / "m"), tokenizer=tok[0],
+                            special_tokens=SPECIAL_TOKENS, special_ids={**SPECIAL_IDS, "pad": 1})
+    with pytest.raises(export.ExportError, match="outside the model's vocabulary"):
+        export.export_model(model.cfg, model.state_dict(), str(tmp_path / "m"), tokenizer=tok[0],
+                            special_tokens=SPECIAL_TOKENS, special_ids=SPECIAL_IDS, stop_ids=[300])
+    assert not os.listdir(tmp_path)
