@@ -14,6 +14,13 @@ import torch.nn.functional as F
 
 
 WIDTH_EXTRA = 1.0 / 12.0      # the width path's extra cost in dense-FFN units (2/8 of W_out = F/12)
+GATE_COST = 1.0 / 3.0         # upcycled: the gate projection, always computed (a third of a dense FFN)
+
+
+def upcycled_cost(share, loops):
+    """Upcycled FFN cost in dense-FFN units: the gate projection, the up and down projections
+    of the kept share of units, and a full FFN per extra loop (docs/UPCYCLING.md)."""
+    return GATE_COST + (1 - GATE_COST) * share + (loops - 1)
 
 
 class EvalError(RuntimeError):
@@ -28,6 +35,15 @@ class RoutingStats:
         self.fixed_loops = fixed_loops
         self.loops = np.zeros((n_layer, max_loops), np.int64)
         self.experts = np.zeros((n_layer, n_experts), np.int64)
+        self.share_sum = np.zeros(n_layer)       # upcycled: Σ over tokens of the kept share of FFN units
+        self.cost_sum = np.zeros(n_layer)        # upcycled: Σ over tokens of the layer's FFN cost
+
+    def add_share(self, layer: int, loops: np.ndarray, share: np.ndarray):
+        """Upcycled models: ℓ and the kept share of FFN units per token."""
+        loops, share = loops.reshape(-1), share.reshape(-1).astype(np.float64)
+        self.loops[layer] += np.bincount(loops - 1, minlength=self.max_loops)[:self.max_loops]
+        self.share_sum[layer] += share.sum()
+        self.cost_sum[layer] += upcycled_cost(share, loops).sum()
 
     def add(self, layer: int, loops: np.ndarray, experts: np.ndarray):
         """loops: ℓ (1..max_loops) per token; experts: [tokens, k] chosen experts, -1 = unused."""
@@ -37,6 +53,18 @@ class RoutingStats:
         self.experts[layer] += np.bincount(e, minlength=self.n_experts)[:self.n_experts]
 
     def summary(self) -> dict:
+        if self.kind == "upcycled":
+            n = np.maximum(self.loops.sum(1), 1)
+            share = self.loops / n[:, None]
+            layers = [{"layer": i, "ffn_share": float(self.share_sum[i] / n[i]),
+                       "loop_share": [float(x) for x in share[i]],
+                       "compute_vs_dense": float(self.cost_sum[i] / n[i])} for i in range(self.n_layer)]
+            compute = float(np.mean([la["compute_vs_dense"] for la in layers]))
+            tot = self.loops.sum(0) / max(self.loops.sum(), 1)
+            return {"kind": self.kind, "tokens": int(self.loops[0].sum()),
+                    "ffn_share": float(np.mean([la["ffn_share"] for la in layers])),
+                    "loop_share": [float(x) for x in tot], "compute_vs_dense": compute,
+                    "compute_vs_4loop": compute / self.max_loops, "layers": layers}
         if self.kind != "versatile":
             c = 1.0 if self.kind == "dense" else float(self.fixed_loops)
             return {"kind": self.kind, "compute_vs_dense": c, "compute_vs_4loop": c / 4}
@@ -109,6 +137,9 @@ class TorchModel:
         for i, r in enumerate(aux["routing"]):
             if r is None:
                 continue
+            if "ffn_share" in r:
+                stats.add_share(i, r["loops"].cpu().numpy(), r["ffn_share"].cpu().numpy())
+                continue
             loops = r["loops"].cpu().numpy()
             experts = r["experts"].cpu().numpy().copy()
             experts[loops == self.cfg.max_loops] = -1
@@ -167,6 +198,9 @@ class OnnxModel:
             if self.kind == "versatile":
                 for i in range(out["route_loops"].shape[0]):
                     stats.add(i, out["route_loops"][i], out["route_experts"][i])
+            elif self.kind == "upcycled":
+                for i in range(out["route_loops"].shape[0]):
+                    stats.add_share(i, out["route_loops"][i], out["route_ffn_share"][i])
         return losses
 
     def start(self, prompt: list[int]):

