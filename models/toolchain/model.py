@@ -276,8 +276,10 @@ class UpcycledFFN(nn.Module):
         Y = H + self.ffn.w_out(act * keep * up)
         loops = self.depth_router(H).argmax(-1) + 1                                      # [B,T]
         for k in range(2, self.cfg.max_loops + 1):
-            extra = self.loop_gate[k - 2] * self.ffn(self.ffn_norm(Y))
-            Y = Y + (loops >= k).unsqueeze(-1).type_as(Y) * extra
+            chosen = loops >= k
+            if not bool(chosen.any()):   # the usual case: no token asked for another loop
+                break
+            Y = Y + chosen.unsqueeze(-1).type_as(Y) * self.loop_gate[k - 2] * self.ffn(self.ffn_norm(Y))
         return Y, {"loops": loops, "ffn_share": keep.float().mean(-1)}
 
 
