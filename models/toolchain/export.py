@@ -48,7 +48,8 @@ class ExportError(Exception):
 
 def check_state_dict(cfg: ModelConfig, sd: dict, where: str):
     """Names and shapes against a freshly built model, so a mismatch is reported here, not inside ONNX."""
-    expected = {k: tuple(v.shape) for k, v in VersatileLM(cfg).state_dict().items()}
+    with torch.device("meta"):   # shapes only: no memory, no random init (a 0.5B model would take GBs)
+        expected = {k: tuple(v.shape) for k, v in VersatileLM(cfg).state_dict().items()}
     missing, extra = sorted(set(expected) - set(sd)), sorted(set(sd) - set(expected))
     if missing or extra:
         raise ExportError(f"{where}: parameters do not match the config (missing {missing[:5]}, "
