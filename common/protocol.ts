@@ -27,6 +27,8 @@ export interface TokenRouting {
   experts: [number, number][];     // the two virtual experts per layer (−1 when unused)
   weights: [number, number][];     // their softmax weights
   loopProbs?: number[][];          // per layer, softmax over the 4 loop counts
+  /** Upcycled models only: per layer, the share (0..1) of the FFN's hidden units this token used in loop 1. */
+  ffnShare?: number[];
 }
 
 export interface TokenInfo {
@@ -59,6 +61,8 @@ export interface ComputeSummary {
   loopShare: number[];             // share of (token, layer) pairs at ℓ = 1, 2, 3, 4
   vsDense: number;                 // mean over generated tokens
   vsMax: number;
+  /** Upcycled models only: mean share of FFN hidden units used, over generated tokens and layers. */
+  meanFfnShare?: number;
 }
 
 // ---------- completion ----------
@@ -108,11 +112,14 @@ export const AnalyzeRequest = new RequestType<AnalyzeParams, AnalyzeResult, void
 
 // ---------- models ----------
 
+/** versatile: trained VersatileFFN; dense / loop: its baselines; upcycled: a pretrained dense model turned into VersatileFFN. */
+export type ModelKind = 'versatile' | 'dense' | 'loop' | 'upcycled';
+
 export interface ModelInfo {
   name: string;
   displayName: string;
   path: string;
-  kind: 'versatile' | 'dense' | 'loop';
+  kind: ModelKind;
   parameters: number;
   diskBytes: number;
   nLayer: number;

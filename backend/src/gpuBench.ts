@@ -18,7 +18,7 @@ import { median } from './engine/calibrate';
 import { Engine } from './engine/engine';
 import { argmax } from './engine/generator';
 import { KvCache } from './engine/kvCache';
-import { defaultModelOrder, graphFileFor, listModelFolders, Manifest, readManifest } from './engine/modelFolder';
+import { defaultModelOrder, graphFileFor, kvHeads, listModelFolders, Manifest, readManifest } from './engine/modelFolder';
 import { chooseThreads, sessionOptions } from './engine/providers';
 import { ModelSession, webgpuMaxChunk } from './engine/session';
 import { percentile } from './engine/telemetry';
@@ -58,8 +58,9 @@ class RawRunner {
 
   reset(): void {
     for (const t of [...this.pastK, ...this.pastV]) t.dispose();
-    const { n_layer, n_head } = this.m.architecture;
-    const empty = () => new Tensor('float32', new Float32Array(0), [1, n_head, 0, this.m.graph.head_dim]);
+    const { n_layer } = this.m.architecture;
+    const heads = kvHeads(this.m);
+    const empty = () => new Tensor('float32', new Float32Array(0), [1, heads, 0, this.m.graph.head_dim]);
     this.pastK = Array.from({ length: n_layer }, empty);
     this.pastV = Array.from({ length: n_layer }, empty);
     this.length = 0;

@@ -2,7 +2,7 @@
 // every handler stops errors at the boundary (log, status, empty result with `error`).
 import { CancellationToken, createConnection, InitializeResult } from 'vscode-languageserver/node';
 import {
-  AnalyzeRequest, BackendInitOptions, CompleteParams, CompleteRequest, CompletionTelemetryNotification, ListModelsRequest,
+  AnalyzeRequest, AnalyzeResult, BackendInitOptions, CompleteParams, CompleteRequest, CompletionTelemetryNotification, ListModelsRequest,
   ProviderPreference, ProviderStatusRequest, SetProviderRequest, StatsRequest, StatusNotification, SwitchModelRequest, SwitchModelResult,
 } from '../../common/protocol';
 import { emptyCompleteResult } from './engine/completion';
@@ -71,7 +71,7 @@ connection.onRequest(CompleteRequest, (params, token) => {
 });
 
 connection.onRequest(AnalyzeRequest, (params, token) => {
-  const fail = (error: string) => ({
+  const fail = (error: string): AnalyzeResult => ({
     tokens: [], compute: { meanLoopsPerLayer: [], loopShare: [0, 0, 0, 0], vsDense: 0, vsMax: 0 }, model: '', timings: emptyTimings(), error,
   });
   return guard('analyze', fail, (e) => e.analyze(params, signal(token)));

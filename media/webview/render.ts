@@ -2,7 +2,7 @@
 // the tokens × layers heat map of ℓ, compute, the stage timeline and why it stopped.
 // Stable data-testid attributes are part of the e2e tests' contract.
 import type { TokenInfo } from '../../common/protocol';
-import { difficultyBucket, meanLoops } from '../../extension/src/inspector/difficulty';
+import { difficultyBucket, meanFfnShare, meanLoops } from '../../extension/src/inspector/difficulty';
 import type { BackendModelStats, InspectedRun } from '../../extension/src/inspector/messages';
 import type { UsageSummary } from '../../extension/src/stats';
 import { el, ms, pct, roving, visible } from './dom';
@@ -65,7 +65,9 @@ function renderStop(run: InspectedRun): HTMLElement {
 }
 
 function tokenLabel(t: TokenInfo, i: number): string {
-  return `Token ${i + 1} "${visible(t.text)}": mean loops ${meanLoops(t.routing.loops).toFixed(2)}, confidence ${pct(t.prob)}, compute ${t.computeVsDense.toFixed(2)}× dense`;
+  const share = meanFfnShare(t.routing.ffnShare);
+  return `Token ${i + 1} "${visible(t.text)}": mean loops ${meanLoops(t.routing.loops).toFixed(2)}, confidence ${pct(t.prob)}, compute ${t.computeVsDense.toFixed(2)}× dense`
+    + (share === null ? '' : `, FFN units used ${pct(share)}`);
 }
 
 function renderTokens(tokens: TokenInfo[], detail: HTMLElement): HTMLElement {
@@ -102,17 +104,21 @@ function showToken(detail: HTMLElement, t: TokenInfo, i: number): void {
     el('p', {}, `compute ${t.computeVsDense.toFixed(2)}× dense · ${pct(t.computeVsMax)} of always-4-loops`),
     el('p', { class: 'muted' }, `ℓ per layer: ${r.loops.join(' ')}`),
   );
+  const share = meanFfnShare(r.ffnShare);
+  if (share !== null) detail.append(el('p', { class: 'muted', 'data-testid': 'ffn-share' }, `FFN units used: ${pct(share)} (mean over layers)`));
 }
 
 function showCell(detail: HTMLElement, t: TokenInfo, i: number, layer: number): void {
   const r = t.routing;
   const experts = r.experts[layer] ?? [-1, -1];
   const weights = r.weights[layer] ?? [0, 0];
-  const expertText = experts[0] < 0 ? 'no experts (width path off)' : `experts ${experts[0]} (${weights[0].toFixed(2)}) and ${experts[1]} (${weights[1].toFixed(2)})`;
+  const share = r.ffnShare?.[layer];
+  const expertText = share !== undefined ? `FFN units used: ${pct(share)}`
+    : experts[0] < 0 ? 'no experts (width path off)' : `experts ${experts[0]} (${weights[0].toFixed(2)}) and ${experts[1]} (${weights[1].toFixed(2)})`;
   const probs = r.loopProbs?.[layer];
   detail.replaceChildren(
     el('p', {}, el('strong', {}, `Token ${i + 1} `), el('code', {}, visible(t.text)), ` · layer ${layer}`),
-    el('p', {}, `ℓ = ${r.loops[layer]} · λ = ${(r.lambdas[layer] ?? 0).toFixed(2)} · ${expertText}`),
+    el('p', {}, share !== undefined ? `ℓ = ${r.loops[layer]} · ${expertText}` : `ℓ = ${r.loops[layer]} · λ = ${(r.lambdas[layer] ?? 0).toFixed(2)} · ${expertText}`),
   );
   if (probs) detail.append(el('p', { class: 'muted' }, `router: ${probs.map((p, k) => `ℓ${k + 1} ${pct(p)}`).join(' · ')}`));
 }
@@ -121,13 +127,16 @@ function cellLabel(t: TokenInfo, i: number, layer: number): string {
   const r = t.routing;
   const e = r.experts[layer] ?? [-1, -1];
   const w = r.weights[layer] ?? [0, 0];
+  const share = r.ffnShare?.[layer];
+  if (share !== undefined) return `Token ${i + 1} "${visible(t.text)}", layer ${layer}: loops ${r.loops[layer]}, FFN units used ${pct(share)}`;
   const experts = e[0] < 0 ? 'no experts' : `experts ${e[0]} weight ${w[0].toFixed(2)}, ${e[1]} weight ${w[1].toFixed(2)}`;
   return `Token ${i + 1} "${visible(t.text)}", layer ${layer}: loops ${r.loops[layer]}, lambda ${(r.lambdas[layer] ?? 0).toFixed(2)}, ${experts}`;
 }
 
 function renderHeatmap(tokens: TokenInfo[], detail: HTMLElement): HTMLElement {
   const layers = tokens.reduce((n, t) => Math.max(n, t.routing.loops.length), 0);
-  const wrap = el('div', { class: 'heatmap-wrap' }, el('h3', {}, 'Loops ℓ per token and layer'));
+  const shares = tokens.some((t) => t.routing.ffnShare !== undefined);
+  const wrap = el('div', { class: 'heatmap-wrap' }, el('h3', {}, shares ? 'Loops ℓ per token and layer; shade: share of FFN units used' : 'Loops ℓ per token and layer'));
   const table = el('table', { class: 'heatmap', 'data-testid': 'heatmap', role: 'grid', 'aria-label': `Heat map: ${tokens.length} tokens by ${layers} layers, loops per cell`, 'data-layers': String(layers), 'data-tokens': String(tokens.length) });
   const cells: HTMLElement[] = [];
   const conf = el('tr', { class: 'conf-row', 'data-testid': 'confidence' }, el('th', { scope: 'row' }, 'conf'));
@@ -141,7 +150,15 @@ function renderHeatmap(tokens: TokenInfo[], detail: HTMLElement): HTMLElement {
     const row = el('tr', {}, el('th', { scope: 'row' }, `L${layer}`));
     tokens.forEach((t, i) => {
       const l = t.routing.loops[layer] ?? 0;
+      const share = t.routing.ffnShare?.[layer];
       const td = el('td', { class: `cell lv-${Math.max(1, Math.min(4, l))}`, role: 'gridcell', 'data-testid': 'heatmap-cell', 'data-token': String(i), 'data-layer': String(layer), 'aria-label': cellLabel(t, i, layer) }, String(l));
+      if (share !== undefined) {
+        // Upcycled models: the shade is the share of the layer's FFN hidden units the token used.
+        td.classList.add('ffn-share');
+        td.dataset.share = share.toFixed(3);
+        td.title = `FFN units used: ${pct(share)}`;
+        td.style.setProperty('--share', String(Math.max(0, Math.min(1, share))));
+      }
       const show = (): void => showCell(detail, t, i, layer);
       td.addEventListener('mouseenter', show);
       td.addEventListener('focus', show);
@@ -159,6 +176,10 @@ function renderCompute(run: InspectedRun): HTMLElement {
   const c = run.compute;
   const box = el('div', { class: 'compute', 'data-testid': 'compute' }, el('h3', {}, 'Compute'));
   box.append(el('p', {}, `FFN compute ${c.vsDense.toFixed(2)}× a dense model · ${pct(c.vsMax)} of always running 4 loops`));
+  if (c.meanFfnShare !== undefined) {
+    box.append(el('p', { class: 'muted', 'data-testid': 'ffn-share-mean' },
+      `FFN units used: ${pct(c.meanFfnShare)} on average (cost per layer: 1/3 gate + 2/3 × share used + 1 per extra loop)`));
+  }
   const bars = el('div', { class: 'shares', role: 'img', 'aria-label': `Share of token-layer pairs by loops: ${c.loopShare.map((s, k) => `${k + 1} loops ${pct(s)}`).join(', ')}` });
   c.loopShare.forEach((share, k) => {
     const bar = el('span', { class: `share lv-${k + 1}`, title: `ℓ=${k + 1}: ${pct(share)}` }, share >= 0.08 ? `ℓ${k + 1} ${pct(share)}` : '');

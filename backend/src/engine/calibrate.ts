@@ -1,7 +1,6 @@
 // Provider choice by measurement, per model and machine: time a prefill and a few decode steps on
 // each usable provider, pick the one with the lowest completion cost, and remember the answer in a
 // small JSON cache so that the next start pays nothing.
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ExecutionProvider } from '../../../common/protocol';
@@ -9,6 +8,9 @@ import { KvCache } from './kvCache';
 import { graphFileFor, Manifest } from './modelFolder';
 import { autoCandidates } from './providers';
 import { ModelSession } from './session';
+import { readJsonObject, userCacheDir, writeJsonAtomic } from './userCache';
+
+export { userCacheDir };
 
 /** Measured cost of one provider (medians over the repeats). */
 export interface ProviderTiming {
@@ -70,10 +72,27 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-/** Deterministic non-special token ids for timing runs. */
-export function timingIds(n: number, vocab: number, firstNormal = 6): number[] {
-  const span = Math.max(1, vocab - firstNormal);
-  return Array.from({ length: n }, (_, i) => firstNormal + ((i * 7919 + 13) % span));
+/**
+ * Deterministic ordinary token ids for timing runs: from [lo, hi), the ids between the special ids
+ * at the bottom of the vocabulary (0..5 in the project's own tokenizers) and those at the top
+ * (151643.. in Qwen's).
+ */
+export function timingIds(n: number, vocab: number, specialIds: readonly number[] = []): number[] {
+  const { lo, hi } = ordinaryIdRange(vocab, specialIds);
+  const span = Math.max(1, hi - lo);
+  return Array.from({ length: n }, (_, i) => lo + ((i * 7919 + 13) % span));
+}
+
+/** [lo, hi): above the special ids in the lower half of the vocabulary, below those in the upper half. */
+export function ordinaryIdRange(vocab: number, specialIds: readonly number[]): { lo: number; hi: number } {
+  let lo = 0;
+  let hi = vocab;
+  for (const id of specialIds) {
+    if (!Number.isInteger(id) || id < 0 || id >= vocab) continue;
+    if (id < vocab / 2) lo = Math.max(lo, id + 1);
+    else hi = Math.min(hi, id);
+  }
+  return hi > lo ? { lo, hi } : { lo: 0, hi: vocab };
 }
 
 /**
@@ -83,7 +102,8 @@ export function timingIds(n: number, vocab: number, firstNormal = 6): number[] {
 export async function measureSession(session: ModelSession, manifest: Manifest, o: Required<Pick<CalibrateOptions, 'prefillTokens' | 'decodeSteps' | 'repeats'>>): Promise<ProviderTiming> {
   const ctx = manifest.architecture.context_length;
   const prefillTokens = Math.max(1, Math.min(o.prefillTokens, ctx - o.decodeSteps - 1));
-  const ids = timingIds(prefillTokens + o.decodeSteps, manifest.architecture.vocab_size);
+  const special = [...Object.values(manifest.tokenizer.special_ids ?? {}), ...(manifest.generation?.stop_ids ?? [])];
+  const ids = timingIds(prefillTokens + o.decodeSteps, manifest.architecture.vocab_size, special);
   const prefills: number[] = [];
   const steps: number[] = [];
   for (let r = 0; r <= o.repeats; r++) {
@@ -112,15 +132,6 @@ interface CacheEntry extends CalibrationChoice {
   measuredAt: string;
 }
 
-/** The OS user cache dir for this app: $XDG_CACHE_HOME or ~/.cache, ~/Library/Caches, %LOCALAPPDATA%. */
-export function userCacheDir(): string {
-  if (process.env.VFFN_CACHE_DIR) return process.env.VFFN_CACHE_DIR;
-  const home = os.homedir();
-  if (process.platform === 'win32') return path.join(process.env.LOCALAPPDATA ?? path.join(home, 'AppData', 'Local'), 'versatileffn');
-  if (process.platform === 'darwin') return path.join(home, 'Library', 'Caches', 'versatileffn');
-  return path.join(process.env.XDG_CACHE_HOME || path.join(home, '.cache'), 'versatileffn');
-}
-
 export function calibrationCacheFile(): string {
   return path.join(userCacheDir(), 'calibration.json');
 }
@@ -139,23 +150,15 @@ export function calibrationKey(manifest: Manifest, providers: readonly Execution
 }
 
 export function readCalibrationCache(file: string): Record<string, CacheEntry> {
-  try {
-    const data = JSON.parse(readFileSync(file, 'utf8'));
-    return data && typeof data === 'object' && !Array.isArray(data) ? data : {};
-  } catch {
-    return {}; // missing or corrupt: measure again
-  }
+  return readJsonObject<CacheEntry>(file); // missing or corrupt: measure again
 }
 
 /** Adds one entry; writes a temp file then renames (never half-written). Failures are not fatal. */
 export function writeCalibrationCache(file: string, key: string, entry: CacheEntry, log?: (m: string) => void): void {
   try {
-    mkdirSync(path.dirname(file), { recursive: true });
     const all = readCalibrationCache(file);
     all[key] = entry;
-    const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
-    writeFileSync(tmp, JSON.stringify(all, null, 1) + '\n');
-    renameSync(tmp, file);
+    writeJsonAtomic(file, all);
   } catch (e) {
     log?.(`calibration cache ${file} not written: ${(e as Error).message}`);
   }

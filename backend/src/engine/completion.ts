@@ -73,12 +73,11 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
   const t1 = performance.now();
 
   const stopIds = gen.stop_ids ?? [m.tokenizer.special.eot, m.tokenizer.special.file_sep];
-  const sp = m.tokenizer.special;
   const generator = new Generator(m.session, m.cache, {
     temperature, topP: params.topP ?? 1, stopIds,
     rng: temperature > 0 ? seededRng(params.seed ?? 0) : undefined,
-    // FIM markers and padding are never text to insert.
-    processors: [banTokens([sp.pad, sp.fim_prefix, sp.fim_suffix, sp.fim_middle].filter((id) => !stopIds.includes(id)))],
+    // FIM markers, padding and the tokenizer's other special tokens (<|im_start|>, …) are never text to insert.
+    processors: [banTokens(bannedIds(m, stopIds))],
   });
   const prefill = await generator.appendTokens(prompt.ids, {
     fromScratch: params.includePromptTokens, allLogits: params.includePromptTokens, shouldStop: () => ctl.stopReason() !== null,
@@ -199,8 +198,15 @@ function scorePrompt(m: LoadedModel, ids: readonly number[], routing: TokenRouti
 }
 
 function tokenInfo(m: LoadedModel, id: number, prob: number, entropy: number, routing: TokenRouting): TokenInfo {
-  const c = computeCost(m.manifest.architecture.kind, routing.loops);
+  const c = computeCost(m.manifest.architecture.kind, routing.loops, routing.ffnShare);
   return { id, text: m.tokenizer.tokenText(id), prob, entropy, routing, computeVsDense: c.vsDense, computeVsMax: c.vsMax };
+}
+
+/** Special tokens that are not stop tokens: the FIM markers, padding and the tokenizer's special added tokens. */
+export function bannedIds(m: Pick<LoadedModel, 'tokenizer'>, stopIds: readonly number[]): number[] {
+  const sp = m.tokenizer.special;
+  const ids = new Set([sp.pad, sp.fim_prefix, sp.fim_suffix, sp.fim_middle, ...m.tokenizer.controlIds]);
+  return [...ids].filter((id) => Number.isInteger(id) && !stopIds.includes(id)).sort((a, b) => a - b);
 }
 
 function clampInt(x: number, lo: number, hi: number): number {

@@ -3,12 +3,13 @@ import { Tensor } from 'onnxruntime-node';
 
 export interface KvShape {
   nLayer: number;
+  /** Heads of the cache: the model's KV heads (n_kv_head with grouped-query attention, else n_head). */
   nHead: number;
   headDim: number;
 }
 
 /**
- * Keys and values have layout [1, n_head, P, head_dim]. `tokens[i]` is the token whose K/V sit at
+ * Keys and values have layout [1, n_kv_head, P, head_dim]. `tokens[i]` is the token whose K/V sit at
  * position i, so a new prompt can reuse the longest prefix it shares with `tokens`.
  */
 export class KvCache {

@@ -1,7 +1,9 @@
 // Reads and checks a model folder (models/FORMAT.md) before anything is loaded from it.
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, readdirSync, readFileSync, Stats, statSync } from 'node:fs';
 import * as path from 'node:path';
+import type { ModelKind } from '../../../common/protocol';
+import { readJsonObject, userCacheDir, writeJsonAtomic } from './userCache';
 
 export const MANIFEST_FORMAT = 'versatileffn-onnx';
 export const SUPPORTED_FORMAT_VERSIONS: readonly number[] = [1];
@@ -16,15 +18,22 @@ export interface Manifest {
   display_name: string;
   description?: string;
   architecture: {
-    kind: 'versatile' | 'dense' | 'loop';
+    kind: ModelKind;
     n_layer: number;
     n_head: number;
+    /** Key/value heads (grouped-query attention); absent: n_head. The KV cache has this many heads. */
+    n_kv_head?: number;
     d_model: number;
     d_ff?: number;
     vocab_size: number;
     max_loops?: number;
+    /** For upcycled models the virtual experts are single FFN hidden units (n_experts may equal d_ff; top_k may be 0). */
     n_experts?: number;
     top_k?: number;
+    qkv_bias?: boolean;
+    tie_embeddings?: boolean;
+    /** Upcycled: per layer, the gate threshold below which a hidden unit is skipped. */
+    gate_thresholds?: number[];
     fixed_loops?: number | null;
     context_length: number;
     rope_theta?: number;
@@ -36,6 +45,8 @@ export interface Manifest {
     outputs: {
       logits: string; present_key: string; present_value: string;
       loops?: string; lambda?: string; experts?: string; weights?: string; loop_probs?: string;
+      /** Upcycled: float32 [n_layer, T], share of the FFN's hidden units each token used in loop 1. */
+      ffn_share?: string;
     };
     head_dim: number;
     weights_dtype?: string;
@@ -82,6 +93,13 @@ export function readManifest(dir: string): Manifest {
   return validateManifest(raw, file);
 }
 
+export const MODEL_KINDS: readonly ModelKind[] = ['versatile', 'dense', 'loop', 'upcycled'];
+
+/** Heads of the KV cache: n_kv_head (grouped-query attention), else n_head. */
+export function kvHeads(manifest: Manifest): number {
+  return manifest.architecture.n_kv_head ?? manifest.architecture.n_head;
+}
+
 export function validateManifest(raw: unknown, file: string): Manifest {
   const m = raw as Partial<Manifest> | null;
   const bad = (what: string): never => {
@@ -98,9 +116,13 @@ export function validateManifest(raw: unknown, file: string): Manifest {
   }
   if (typeof m.name !== 'string' || m.name === '') bad('has no "name"');
   const a = m.architecture;
-  if (!a || !['versatile', 'dense', 'loop'].includes(a.kind)) bad('has no valid architecture.kind');
+  if (!a || !MODEL_KINDS.includes(a.kind)) bad(`has no valid architecture.kind (one of ${MODEL_KINDS.join(', ')})`);
   for (const k of ['n_layer', 'n_head', 'vocab_size', 'context_length'] as const) {
     if (!Number.isInteger(a![k]) || a![k] <= 0) bad(`has no valid architecture.${k}`);
+  }
+  if (a!.n_kv_head !== undefined && a!.n_kv_head !== null
+    && (!Number.isInteger(a!.n_kv_head) || a!.n_kv_head <= 0 || a!.n_head % a!.n_kv_head !== 0)) {
+    bad('has an architecture.n_kv_head that does not divide n_head');
   }
   const g = m.graph;
   if (!g || typeof g.file !== 'string' || !g.inputs || !g.outputs || !Number.isInteger(g.head_dim)) bad('has no valid "graph"');
@@ -124,14 +146,51 @@ export function graphFileFor(manifest: Manifest, provider: string): string {
   return manifest.graph.file;
 }
 
+export interface VerifyOptions {
+  /** Record of files already hashed (see VerifiedRecord); null: no record, hash every file. Default: verified.json in the user cache dir. */
+  cacheFile?: string | null;
+  /** Only files at least this large are recorded (default 64 MiB): hashing small files costs nothing. */
+  cacheMinBytes?: number;
+  /** A file is recorded only when its mtime and ctime were this much older than the hash (default 3 s). */
+  recordMinAgeMs?: number;
+}
+
+/**
+ * A file that was hashed and matched: a later load of the same file (same path, inode, size, mtime and
+ * ctime) with the same expected sha256 skips hashing it again. ctime cannot be set from user space
+ * (touch sets mtime only), and a file is recorded only when both times were at least
+ * RECORD_MIN_AGE_MS older than the hash, so a rewrite within the file system's timestamp
+ * granularity cannot pass as unchanged.
+ */
+interface VerifiedRecord {
+  bytes: number;
+  ino: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  sha256: string;
+  checkedAt: string;
+}
+
+const RECORD_MIN_AGE_MS = 3_000;
+const MAX_RECORDS = 64;
+
+export function verifiedCacheFile(): string {
+  return path.join(userCacheDir(), 'verified.json');
+}
+
 /** Checks every file listed in the manifest: present, the right size, then the right sha256. */
-export async function verifyFiles(dir: string, manifest: Manifest): Promise<void> {
+export async function verifyFiles(dir: string, manifest: Manifest, opts: VerifyOptions = {}): Promise<void> {
+  const cacheFile = opts.cacheFile === undefined ? verifiedCacheFile() : opts.cacheFile;
+  const minBytes = opts.cacheMinBytes ?? 64 * 2 ** 20;
+  let records: Record<string, VerifiedRecord> | null = null;
+  let dirty = false;
   for (const [name, expect] of Object.entries(manifest.files)) {
     const file = path.join(dir, name);
     if (!existsSync(file)) {
       throw new ModelFolderError(`${name} is missing from ${dir}. Copy the whole model folder again.`, file);
     }
-    const size = statSync(file).size;
+    const st = statSync(file);
+    const size = st.size;
     if (size !== expect.bytes) {
       const what = size < expect.bytes ? 'truncated' : 'the wrong size';
       throw new ModelFolderError(
@@ -139,14 +198,48 @@ export async function verifyFiles(dir: string, manifest: Manifest): Promise<void
         file,
       );
     }
+    const want = String(expect.sha256).toLowerCase();
+    const key = path.resolve(file);
+    const useCache = cacheFile !== null && size >= minBytes;
+    if (useCache) {
+      records ??= readJsonObject<VerifiedRecord>(cacheFile);
+      if (sameFile(records[key], st, want)) continue;
+    }
+    const hashedAt = Date.now();
     const sha = await sha256File(file);
-    if (sha !== expect.sha256.toLowerCase()) {
+    if (sha !== want) {
       throw new ModelFolderError(
-        `${file} is corrupt (sha256 ${sha.slice(0, 12)}…, manifest says ${expect.sha256.slice(0, 12)}…). Copy or download the model folder again.`,
+        `${file} is corrupt (sha256 ${sha.slice(0, 12)}…, manifest says ${want.slice(0, 12)}…). Copy or download the model folder again.`,
         file,
       );
     }
+    if (useCache && records) {
+      const after = statSync(file);
+      const settled = hashedAt - Math.max(st.mtimeMs, st.ctimeMs) >= (opts.recordMinAgeMs ?? RECORD_MIN_AGE_MS);
+      if (settled && sameStat(after, st)) {
+        delete records[key];
+        records[key] = { bytes: size, ino: st.ino, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, sha256: sha, checkedAt: new Date(hashedAt).toISOString() };
+        dirty = true;
+      }
+    }
   }
+  if (dirty && cacheFile && records) {
+    const keys = Object.keys(records);
+    for (const k of keys.slice(0, Math.max(0, keys.length - MAX_RECORDS))) delete records[k];
+    try {
+      writeJsonAtomic(cacheFile, records);
+    } catch {
+      // Not fatal: the next load hashes again.
+    }
+  }
+}
+
+function sameFile(r: VerifiedRecord | undefined, st: Stats, sha256: string): boolean {
+  return !!r && r.sha256 === sha256 && r.bytes === st.size && r.ino === st.ino && r.mtimeMs === st.mtimeMs && r.ctimeMs === st.ctimeMs;
+}
+
+function sameStat(a: Stats, b: Stats): boolean {
+  return a.size === b.size && a.ino === b.ino && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
 }
 
 export function sha256File(file: string): Promise<string> {
@@ -185,11 +278,11 @@ export interface ModelFolderEntry {
 /** The model folders (subfolders with a manifest.json) in each model dir; later dirs do not shadow earlier ones. */
 /**
  * Loadable folders in the order a default is picked: real models before test models (those
- * that carry test vectors), and VersatileFFN models before their baselines.
+ * that carry test vectors); upcycled pretrained models, then VersatileFFN models, then baselines.
  */
 export function defaultModelOrder(entries: readonly ModelFolderEntry[]): ModelFolderEntry[] {
-  const rank = (e: ModelFolderEntry) =>
-    (e.manifest?.test_vectors ? 2 : 0) + (e.manifest?.architecture.kind === 'versatile' ? 0 : 1);
+  const kindRank: Record<string, number> = { upcycled: 0, versatile: 1 };
+  const rank = (e: ModelFolderEntry) => (e.manifest?.test_vectors ? 10 : 0) + (kindRank[e.manifest?.architecture.kind ?? ''] ?? 2);
   return entries.filter((e) => !e.error).sort((a, b) => rank(a) - rank(b));
 }
 

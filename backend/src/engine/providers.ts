@@ -17,7 +17,7 @@ export interface SessionChoice {
 }
 
 export interface ProbeFeeds {
-  /** Graph input names of the KV cache, with the shape [1, n_head, 0, head_dim] they take when empty. */
+  /** Graph input names of the KV cache, with the shape [1, n_kv_head, 0, head_dim] they take when empty. */
   pastNames: string[];
   nHead: number;
   headDim: number;

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { ExecutionProvider, ProviderPreference, ProviderStatus, TokenRouting } from '../../../common/protocol';
 import { KvCache, KvShape } from './kvCache';
-import { graphFileFor, Manifest } from './modelFolder';
+import { graphFileFor, kvHeads, Manifest } from './modelFolder';
 import { createSession, ProbeFeeds } from './providers';
 
 export interface StepResult {
@@ -21,7 +21,7 @@ export class ModelSession {
   private readonly names: {
     inputIds: string; numLogits: string; pastKey: string[]; pastValue: string[];
     logits: string; presentKey: string[]; presentValue: string[];
-    loops?: string; lambda?: string; experts?: string; weights?: string; loopProbs?: string;
+    loops?: string; lambda?: string; experts?: string; weights?: string; loopProbs?: string; ffnShare?: string;
   };
 
   /** Most new tokens per graph run (0: no limit); see webgpuMaxChunk. */
@@ -31,7 +31,7 @@ export class ModelSession {
     const a = manifest.architecture;
     const g = manifest.graph;
     this.maxChunk = provider.active === 'webgpu' && g.attention !== 'plain' ? webgpuMaxChunk() : 0;
-    this.kv = { nLayer: a.n_layer, nHead: a.n_head, headDim: g.head_dim };
+    this.kv = { nLayer: a.n_layer, nHead: kvHeads(manifest), headDim: g.head_dim };
     const per = (pattern: string) => Array.from({ length: a.n_layer }, (_, i) => pattern.replace('{i}', String(i)));
     const outputs = new Set(session.outputNames);
     const opt = (name?: string) => (name && outputs.has(name) ? name : undefined);
@@ -41,6 +41,7 @@ export class ModelSession {
       logits: g.outputs.logits, presentKey: per(g.outputs.present_key), presentValue: per(g.outputs.present_value),
       loops: opt(g.outputs.loops), lambda: opt(g.outputs.lambda), experts: opt(g.outputs.experts),
       weights: opt(g.outputs.weights), loopProbs: opt(g.outputs.loop_probs),
+      ffnShare: opt(g.outputs.ffn_share ?? (a.kind === 'upcycled' ? 'route_ffn_share' : undefined)),
     };
     const inputs = new Set(session.inputNames);
     for (const n of [this.names.inputIds, this.names.numLogits, ...this.names.pastKey, ...this.names.pastValue]) {
@@ -57,7 +58,7 @@ export class ModelSession {
     const per = (pattern: string) => Array.from({ length: a.n_layer }, (_, i) => pattern.replace('{i}', String(i)));
     const feeds: ProbeFeeds = {
       pastNames: [...per(manifest.graph.inputs.past_key), ...per(manifest.graph.inputs.past_value)],
-      nHead: a.n_head, headDim: manifest.graph.head_dim,
+      nHead: kvHeads(manifest), headDim: manifest.graph.head_dim,
       inputIds: manifest.graph.inputs.input_ids, numLogits: manifest.graph.inputs.num_logits,
     };
     const { session, status } = await createSession((p) => path.join(dir, graphFileFor(manifest, p)), pref, threads, feeds);
@@ -129,10 +130,12 @@ export class ModelSession {
     const experts = n.experts ? (out[n.experts].data as BigInt64Array) : undefined;
     const weights = n.weights ? (out[n.weights].data as Float32Array) : undefined;
     const probs = n.loopProbs ? (out[n.loopProbs].data as Float32Array) : undefined;
+    const share = n.ffnShare ? (out[n.ffnShare].data as Float32Array) : undefined;
     const result: TokenRouting[] = [];
     for (let j = 0; j < t; j++) {
       const r: TokenRouting = { loops: [], lambdas: [], experts: [], weights: [] };
       if (probs) r.loopProbs = [];
+      if (share) r.ffnShare = [];
       for (let l = 0; l < L; l++) {
         const lt = l * t + j;
         const ell = loops ? Number(loops[lt]) : 1;
@@ -141,6 +144,7 @@ export class ModelSession {
         r.experts.push(experts ? [Number(experts[lt * 2]), Number(experts[lt * 2 + 1])] : [-1, -1]);
         r.weights.push(weights ? [weights[lt * 2], weights[lt * 2 + 1]] : [0, 0]);
         if (probs) r.loopProbs!.push(Array.from(probs.subarray(lt * 4, lt * 4 + 4)));
+        if (share) r.ffnShare!.push(share[lt]);
       }
       result.push(r);
     }

@@ -1,11 +1,17 @@
 // Per-token and per-request numbers: probability, entropy, routing, compute, stage timings.
-import type { ComputeSummary, Timings, TokenRouting } from '../../../common/protocol';
+import type { ComputeSummary, ModelKind, Timings, TokenRouting } from '../../../common/protocol';
 
-export type ModelKind = 'versatile' | 'dense' | 'loop';
+export type { ModelKind };
 
 /** Cost of the width path relative to one dense FFN pass (top-2 of 8 expert slices, plus the router). */
 export const WIDTH_PATH_COST = 1 / 12;
 export const MAX_LOOPS = 4;
+/**
+ * Upcycled models (a pretrained SwiGLU FFN: gate, up and down projections of equal size): the gate
+ * projection always runs (1/3 of a dense FFN); up and down run only for the hidden units kept (2/3 ×
+ * the share used).
+ */
+export const UPCYCLED_GATE_COST = 1 / 3;
 
 /** Probability of `chosen` and the distribution's entropy (nats) from raw logits, computed stably. */
 export function probAndEntropy(logits: Float32Array, chosen: number, temperature = 1): { prob: number; entropy: number } {
@@ -31,18 +37,26 @@ export function probAndEntropy(logits: Float32Array, chosen: number, temperature
 /**
  * FFN compute of one token over all layers relative to a dense model and to always running 4 loops.
  * A VersatileFFN layer costs ℓ loops plus, when ℓ < 4, the width path; dense and k-loop baselines
- * have no width path.
+ * have no width path. An upcycled layer costs the gate projection, the up and down projections of the
+ * hidden units it kept in loop 1 (`ffnShare`, 1 when unknown), and a full FFN for each extra loop.
  */
-export function computeCost(kind: ModelKind, loops: readonly number[]): { vsDense: number; vsMax: number } {
-  if (loops.length === 0) return { vsDense: kind === 'versatile' ? 0 : 1, vsMax: 0 };
+export function computeCost(kind: ModelKind, loops: readonly number[], ffnShare?: readonly number[]): { vsDense: number; vsMax: number } {
+  if (loops.length === 0) return { vsDense: kind === 'versatile' || kind === 'upcycled' ? 0 : 1, vsMax: 0 };
   let sum = 0;
-  for (const l of loops) {
+  loops.forEach((l, i) => {
     if (kind === 'dense') sum += 1;
     else if (kind === 'loop') sum += l;
+    else if (kind === 'upcycled') sum += upcycledLayerCost(l, ffnShare?.[i]);
     else sum += l + (l < MAX_LOOPS ? WIDTH_PATH_COST : 0);
-  }
+  });
   const vsDense = sum / loops.length;
   return { vsDense, vsMax: vsDense / MAX_LOOPS };
+}
+
+/** One upcycled layer in dense-FFN units: 1/3 + 2/3 × share + (ℓ − 1). */
+export function upcycledLayerCost(loops: number, share: number | undefined): number {
+  const s = typeof share === 'number' && Number.isFinite(share) ? Math.min(1, Math.max(0, share)) : 1;
+  return UPCYCLED_GATE_COST + (1 - UPCYCLED_GATE_COST) * s + Math.max(0, loops - 1);
 }
 
 export function emptyRouting(): TokenRouting {
@@ -59,6 +73,8 @@ export function summarizeCompute(kind: ModelKind, routings: readonly TokenRoutin
   let vsDense = 0;
   let vsMax = 0;
   let tokens = 0;
+  let shareSum = 0;
+  let shareCount = 0;
   for (const r of routings) {
     if (r.loops.length === 0) continue;
     r.loops.forEach((l, i) => {
@@ -67,7 +83,12 @@ export function summarizeCompute(kind: ModelKind, routings: readonly TokenRoutin
       if (l >= 1 && l <= 4) loopShare[l - 1]++;
       pairs++;
     });
-    const c = computeCost(kind, r.loops);
+    for (const x of r.ffnShare ?? []) {
+      if (!Number.isFinite(x)) continue;
+      shareSum += x;
+      shareCount++;
+    }
+    const c = computeCost(kind, r.loops, r.ffnShare);
     vsDense += c.vsDense;
     vsMax += c.vsMax;
     tokens++;
@@ -77,6 +98,7 @@ export function summarizeCompute(kind: ModelKind, routings: readonly TokenRoutin
     loopShare: loopShare.map((c) => (pairs ? c / pairs : 0)),
     vsDense: tokens ? vsDense / tokens : 0,
     vsMax: tokens ? vsMax / tokens : 0,
+    ...(kind === 'upcycled' && shareCount > 0 ? { meanFfnShare: shareSum / shareCount } : {}),
   };
 }
 

@@ -13,12 +13,20 @@ export class CodeTokenizer {
   readonly special: SpecialIds;
   private readonly pieceCache = new Map<number, string>();
   private readonly heads = new Map<string, number[]>();
-  /** Whether this tokenizer's pre-tokenizer always breaks at the first non-blank character of a line. */
-  private readonly splitOk: boolean;
+  /**
+   * Where this tokenizer's pre-tokenizer always breaks: at a line's first non-blank character (the
+   * project's tokenizers keep the newline with the next line's indentation), at the line's start
+   * (Qwen2's keeps indentation apart from the newline), or neither (null: no split).
+   */
+  readonly splitMode: SplitMode | null;
 
-  private constructor(private readonly tok: Tokenizer, special: SpecialIds, readonly vocabSize: number) {
+  /**
+   * @param controlIds ids of the tokenizer's special added tokens (markers such as <|im_start|> or
+   *   Qwen's [PAD151665] fillers): never text to insert.
+   */
+  private constructor(private readonly tok: Tokenizer, special: SpecialIds, readonly vocabSize: number, readonly controlIds: readonly number[] = []) {
     this.special = special;
-    this.splitOk = splitIsExact((t) => this.encodeRaw(t));
+    this.splitMode = SPLIT_MODES.find((mode) => splitIsExact((t) => this.encodeRaw(t), mode)) ?? null;
   }
 
   static load(dir: string, manifest: Manifest): CodeTokenizer {
@@ -53,17 +61,21 @@ export class CodeTokenizer {
         throw new ModelFolderError(`${file} maps ${text} to ${got}, but manifest.json says ${want}. Re-export the model.`, file);
       }
     }
-    return new CodeTokenizer(tok, special, manifest.architecture.vocab_size);
+    const added = (json as { added_tokens?: { id?: unknown; special?: unknown }[] }).added_tokens;
+    const controlIds = Array.isArray(added)
+      ? added.filter((t) => t?.special === true && Number.isInteger(t.id)).map((t) => t.id as number)
+      : [];
+    return new CodeTokenizer(tok, special, manifest.architecture.vocab_size, controlIds);
   }
 
   /**
-   * Token ids of text. Long text is split at the first non-blank character of a line (checked at load
-   * to be a pre-tokenizer boundary of this tokenizer, so the ids equal encoding it whole) and the
-   * head's ids are remembered: as the user types, only the last lines are encoded again.
+   * Token ids of text. Long text is split at a line (at the place `splitMode` says, checked at load to
+   * be a pre-tokenizer boundary of this tokenizer, so the ids equal encoding it whole) and the head's
+   * ids are remembered: as the user types, only the last lines are encoded again.
    */
   encode(text: string): number[] {
-    if (!this.splitOk || text.length < SPLIT_MIN_CHARS || text.length > SPLIT_MAX_CHARS) return this.encodeRaw(text);
-    const j = headEnd(text);
+    if (!this.splitMode || text.length < SPLIT_MIN_CHARS || text.length > SPLIT_MAX_CHARS) return this.encodeRaw(text);
+    const j = headEnd(text, this.splitMode);
     if (j <= 0) return this.encodeRaw(text);
     const head = text.slice(0, j);
     let ids = this.heads.get(head);
@@ -106,34 +118,44 @@ const SPLIT_MAX_CHARS = 65_536;
 const TAIL_MIN_CHARS = 256;
 const HEAD_CACHE_SIZE = 32;
 
+export type SplitMode = 'indent' | 'lineStart';
+const SPLIT_MODES: readonly SplitMode[] = ['indent', 'lineStart'];
+
 /**
- * The last split point at least TAIL_MIN_CHARS before the end: the first non-blank character of a
- * line (0: none). Only used when `splitIsExact` holds for the tokenizer.
+ * The last split point at least TAIL_MIN_CHARS before the end, on a line that has a non-blank
+ * character after its indentation (spaces and tabs): that character ('indent') or the line's start
+ * ('lineStart'). 0: none. Only used when `splitIsExact` holds for the tokenizer and mode.
  */
-export function headEnd(text: string): number {
+export function headEnd(text: string, mode: SplitMode = 'indent'): number {
   let nl = text.lastIndexOf('\n', text.length - TAIL_MIN_CHARS);
   while (nl >= 0) {
-    let p = nl + 1;
-    while (p < text.length && (text.charCodeAt(p) === 32 || text.charCodeAt(p) === 9)) p++;
-    const c = text.charCodeAt(p);
-    if (p < text.length && c !== 10 && c !== 13) return p;
+    const p = firstNonBlank(text, nl + 1);
+    if (p >= 0) return mode === 'indent' ? p : nl + 1;
     nl = nl > 0 ? text.lastIndexOf('\n', nl - 1) : -1;
   }
   return 0;
 }
 
+/** Position of the first character after spaces and tabs from `start`, when it is not whitespace; else -1. */
+function firstNonBlank(text: string, start: number): number {
+  let p = start;
+  while (p < text.length && (text.charCodeAt(p) === 32 || text.charCodeAt(p) === 9)) p++;
+  return p < text.length && /\S/.test(text[p]) ? p : -1;
+}
+
 const SPLIT_PROBE = [
   'function f(a, b) {', '    if (a) {', '        return b;  ', '    }', '', '  \t', '\treturn a + b; // x', '}',
   'class X:', '    def g(self, y=1):', '        """doc"""', '        return [y, {"k": 2}]', '', '', '#include <x.h>', '  <|endoftext|>', 'end',
+  '  });', '', '\t\t// comment', 'x = 1  \r', '  y = 2\r', '', '    ', '   12345', "  's", '  "str"', 'last',
 ].join('\n');
 
-/** True when encoding at every headEnd-style split point gives the same ids as encoding whole. */
-function splitIsExact(encode: (s: string) => number[]): boolean {
+/** True when encoding at every split point of `mode` gives the same ids as encoding whole. */
+export function splitIsExact(encode: (s: string) => number[], mode: SplitMode): boolean {
   const whole = encode(SPLIT_PROBE);
-  for (let i = 1; i < SPLIT_PROBE.length; i++) {
-    if (SPLIT_PROBE[i - 1] === '\n' || SPLIT_PROBE[i] === '\n' || /\s/.test(SPLIT_PROBE[i])) continue;
-    const lineStart = SPLIT_PROBE.lastIndexOf('\n', i - 1) + 1;
-    if (SPLIT_PROBE.slice(lineStart, i).trim() !== '') continue;
+  for (let nl = SPLIT_PROBE.indexOf('\n'); nl >= 0; nl = SPLIT_PROBE.indexOf('\n', nl + 1)) {
+    const p = firstNonBlank(SPLIT_PROBE, nl + 1);
+    if (p < 0) continue;
+    const i = mode === 'indent' ? p : nl + 1;
     const parts = encode(SPLIT_PROBE.slice(0, i)).concat(encode(SPLIT_PROBE.slice(i)));
     if (parts.length !== whole.length || parts.some((x, k) => x !== whole[k])) return false;
   }

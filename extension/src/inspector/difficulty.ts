@@ -16,3 +16,11 @@ export function difficultyBucket(loops: readonly number[]): 1 | 2 | 3 | 4 {
   if (m < 3.25) return 3;
   return 4;
 }
+
+/** Mean share of FFN hidden units a token used over the layers (upcycled models), or null when not reported. */
+export function meanFfnShare(share: readonly number[] | undefined): number | null {
+  if (!share || share.length === 0) return null;
+  let sum = 0;
+  for (const x of share) sum += x;
+  return sum / share.length;
+}

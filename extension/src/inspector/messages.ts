@@ -129,11 +129,13 @@ function tokenProblem(t: unknown): string | null {
   if (r.lambdas.length !== r.loops.length || r.experts.length !== r.loops.length || r.weights.length !== r.loops.length) {
     return 'routing arrays differ in length';
   }
+  if (r.ffnShare !== undefined && (!isNumArray(r.ffnShare) || r.ffnShare.length !== r.loops.length)) return 'ffnShare is not one number per layer';
   return null;
 }
 
 function isCompute(v: unknown): v is ComputeSummary {
-  return isObject(v) && isNumArray(v.meanLoopsPerLayer) && isNumArray(v.loopShare) && isNum(v.vsDense) && isNum(v.vsMax);
+  return isObject(v) && isNumArray(v.meanLoopsPerLayer) && isNumArray(v.loopShare) && isNum(v.vsDense) && isNum(v.vsMax)
+    && (v.meanFfnShare === undefined || isNum(v.meanFfnShare));
 }
 
 function isTimings(v: unknown): v is Timings {

@@ -83,6 +83,7 @@ class Fixer {
         experts: loops.map((_, i) => this.pair(r.experts?.[i])),
         weights: loops.map((_, i) => this.pair(r.weights?.[i])),
         ...(r.loopProbs ? { loopProbs: r.loopProbs.map((p) => this.nums(p)) } : {}),
+        ...(Array.isArray(r.ffnShare) ? { ffnShare: loops.map((_, i) => this.num(r.ffnShare?.[i])) } : {}),
       },
       computeVsDense: this.num(t.computeVsDense),
       computeVsMax: this.num(t.computeVsMax),
@@ -95,6 +96,7 @@ class Fixer {
       loopShare: this.nums(c?.loopShare),
       vsDense: this.num(c?.vsDense),
       vsMax: this.num(c?.vsMax),
+      ...(c?.meanFfnShare !== undefined ? { meanFfnShare: this.num(c.meanFfnShare) } : {}),
     };
   }
 

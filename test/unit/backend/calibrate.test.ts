@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'no
 import * as path from 'node:path';
 import { test } from 'node:test';
 import {
-  calibrate, calibrationKey, chooseByTimings, createMeasuredSession, median, ProviderTiming, readCalibrationCache, timingIds,
+  calibrate, calibrationKey, chooseByTimings, createMeasuredSession, median, ordinaryIdRange, ProviderTiming, readCalibrationCache, timingIds,
 } from '../../../backend/src/engine/calibrate';
 import { readManifest } from '../../../backend/src/engine/modelFolder';
 import { autoCandidates } from '../../../backend/src/engine/providers';
@@ -39,9 +39,14 @@ test('median and timing ids', () => {
   assert.equal(median([3, 1, 2]), 2);
   assert.equal(median([4, 1, 2, 3]), 2.5);
   assert.ok(Number.isNaN(median([])));
-  const ids = timingIds(600, 2048);
+  const ids = timingIds(600, 2048, [0, 1, 2, 3, 4, 5]);
   assert.equal(ids.length, 600);
   assert.ok(ids.every((i) => i >= 6 && i < 2048));
+  // Qwen: special ids at the top of the vocabulary, ordinary ids from 0.
+  const qwen = timingIds(5000, 151936, [151643, 151662, 151659, 151661, 151660, 151664, 151645]);
+  assert.ok(qwen.every((i) => i >= 0 && i < 151643));
+  assert.ok(qwen.some((i) => i < 6));
+  assert.deepEqual(ordinaryIdRange(100, []), { lo: 0, hi: 100 });
 });
 
 test('calibration on cpu only: measures tiny-test, returns cpu, writes then reads the cache', async () => {

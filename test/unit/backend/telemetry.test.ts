@@ -32,6 +32,26 @@ test('compute: versatile counts loops plus the width path below 4 loops; baselin
   close(computeCost('loop', [2, 2]).vsDense, 2);
 });
 
+test('compute: upcycled counts the gate projection, the kept share of up/down, and a full FFN per extra loop', () => {
+  // 1/3 + 2/3 × share + (ℓ − 1) per layer, averaged over layers.
+  close(computeCost('upcycled', [1, 1], [1, 1]).vsDense, 1);
+  close(computeCost('upcycled', [1, 1], [0, 0]).vsDense, 1 / 3);
+  close(computeCost('upcycled', [1, 2], [0.5, 0.25]).vsDense, ((1 / 3 + 1 / 3) + (1 / 3 + 1 / 6 + 1)) / 2);
+  close(computeCost('upcycled', [4], [0.62]).vsMax, (1 / 3 + (2 / 3) * 0.62 + 3) / 4);
+  // Share unknown (an older graph without the output): counted as all units used.
+  close(computeCost('upcycled', [1, 1]).vsDense, 1);
+  assert.deepEqual(computeCost('upcycled', []), { vsDense: 0, vsMax: 0 });
+});
+
+test('compute summary: upcycled mean FFN share; other kinds have none', () => {
+  const r = (loops: number[], ffnShare?: number[]) => ({ loops, lambdas: [], experts: [], weights: [], ...(ffnShare ? { ffnShare } : {}) });
+  const s = summarizeCompute('upcycled', [r([1, 1], [0.5, 1]), r([2, 1], [0, 0.5])]);
+  close(s.meanFfnShare!, 0.5);
+  close(s.vsDense, ((1 / 3 + 1 / 3 + 1) / 2 + (1 / 3 + 1 + 1 / 3 + 1 / 3) / 2) / 2);
+  assert.equal('meanFfnShare' in summarizeCompute('versatile', [r([1, 1])]), false);
+  assert.equal('meanFfnShare' in summarizeCompute('upcycled', []), false);
+});
+
 test('compute summary: per-layer mean, loop shares, mean cost', () => {
   const r = (loops: number[]) => ({ loops, lambdas: [], experts: [], weights: [] });
   const s = summarizeCompute('versatile', [r([1, 4]), r([3, 4]), r([])]);

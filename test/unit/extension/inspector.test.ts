@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { CompleteResult, TokenInfo } from '../../../common/protocol';
-import { difficultyBucket, meanLoops } from '../../../extension/src/inspector/difficulty';
+import { difficultyBucket, meanFfnShare, meanLoops } from '../../../extension/src/inspector/difficulty';
 import { parseHostMessage, parseWebviewMessage } from '../../../extension/src/inspector/messages';
 import { runFromAnalysis, runFromCompletion } from '../../../extension/src/inspector/runs';
 import { UsageStats, percentile } from '../../../extension/src/stats';
@@ -130,4 +130,25 @@ test('non-finite numbers from the backend are repaired, not fatal', () => {
   assert.equal(run.repaired, 2);
   assert.equal(run.tokens[0]!.entropy, 0);
   assert.ok(parseHostMessage(JSON.parse(JSON.stringify({ type: 'run', run }))).ok);
+});
+
+test('upcycled runs carry the FFN share per token and layer, and its mean', () => {
+  const r = completeResult();
+  const withShare = {
+    ...r,
+    tokens: r.tokens.map((t, k) => ({ ...t, routing: { ...t.routing, ffnShare: [0.5 + k / 10, 0.25] } })),
+    compute: { ...r.compute, meanFfnShare: 0.4 },
+  };
+  const run = runFromCompletion(JSON.parse(JSON.stringify(withShare)));
+  assert.deepEqual(run.tokens.map((t) => t.routing.ffnShare), [[0.5, 0.25], [0.6, 0.25]]);
+  assert.equal(run.compute.meanFfnShare, 0.4);
+  assert.equal(meanFfnShare(run.tokens[0]!.routing.ffnShare), 0.375);
+  assert.equal(meanFfnShare(undefined), null);
+  assert.ok(parseHostMessage(JSON.parse(JSON.stringify({ type: 'run', run }))).ok);
+  // Models without the share keep runs without it.
+  assert.equal(runFromCompletion(r).tokens[0]!.routing.ffnShare, undefined);
+  assert.equal('meanFfnShare' in runFromCompletion(r).compute, false);
+  const wrongLength = { ...run, tokens: [{ ...run.tokens[0]!, routing: { ...run.tokens[0]!.routing, ffnShare: [0.5] } }] };
+  const parsed = parseHostMessage({ type: 'run', run: wrongLength });
+  assert.ok(!parsed.ok && /ffnShare/.test(parsed.reason));
 });

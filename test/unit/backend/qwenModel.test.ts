@@ -1,0 +1,39 @@
+// The real default model (Qwen2.5-Coder-0.5B upcycled, built by scripts/setup.sh into
+// models/qwen2.5-coder-0.5b-vffn; VFFN_QWEN_MODEL=/path/to/folder overrides): a fixed FIM prompt
+// completes as it should, through the whole engine (prompt, GQA cache, stops, post-processing).
+// Skipped when the folder is not there.
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { after, before, test } from 'node:test';
+import { Engine } from '../../../backend/src/engine/engine';
+import { MODELS } from './helpers';
+
+const DIR = path.resolve(process.env.VFFN_QWEN_MODEL || path.join(MODELS, 'qwen2.5-coder-0.5b-vffn'));
+const skip = existsSync(path.join(DIR, 'manifest.json'))
+  ? false
+  : `no real model at ${DIR} (built by scripts/setup.sh; VFFN_QWEN_MODEL=/path/to/model-folder overrides)`;
+
+let engine: Engine;
+before(async () => {
+  if (skip) return;
+  engine = new Engine({ modelDirs: [path.dirname(DIR)], provider: 'cpu', threads: 0 });
+  const r = await engine.start(path.basename(DIR));
+  assert.ok(r.ok && r.active === path.basename(DIR), r.error);
+});
+after(async () => {
+  await engine?.dispose();
+});
+
+const complete = (prefix: string, suffix: string, maxTokens = 32) =>
+  engine.complete({ requestId: 'qwen', languageId: 'python', prefix, suffix, maxTokens, maxTimeMs: 60_000 });
+
+test('def add(a, b): return ▮ completes with a + b', { skip }, async () => {
+  const r = await complete('def add(a, b):\n    return ', '\n\nprint(add(1, 2))\n');
+  assert.equal(r.error, undefined);
+  assert.equal(r.completion, 'a + b', JSON.stringify({ completion: r.completion, stop: r.stopReason, trimmed: r.trimmed }));
+  // Upcycled routing reaches the result: a share of FFN units per layer for every token.
+  const n = engine.activeModel!.manifest.architecture.n_layer;
+  assert.ok(r.tokens.every((t) => t.routing.ffnShare?.length === n && t.computeVsDense > 0));
+  assert.ok(r.compute.meanFfnShare !== undefined && r.compute.meanFfnShare > 0 && r.compute.meanFfnShare <= 1);
+});
