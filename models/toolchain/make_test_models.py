@@ -13,6 +13,7 @@ but scaled so the tiny model behaves like a routed model: the embedding gives cl
 greedy margins (no near-ties between PyTorch and onnxruntime) and the routers spread
 tokens over loop counts 1..4 and over the experts.
 """
+import math
 import argparse
 import json
 import os
@@ -111,7 +112,7 @@ def make(out_root: str, tokenizer_path: str, kind: str, tok):
             break
     else:
         raise RuntimeError("no seed gave a usable test model; adjust scaled_random_model")
-    vectors = {"prompt_ids": prompt, "greedy_ids": greedy, "greedy_min_margin": round(margin, 4),
+    vectors = {"prompt_ids": prompt, "greedy_ids": greedy, "greedy_min_margin": math.floor(margin * 1000) / 1000,
                "note": "greedy_ids from PyTorch (full recompute); routing_* cover prompt_ids + greedy_ids[:-1]"}
     if kind == "versatile":
         vectors["routing_loops"] = [r["loops"][0].tolist() for r in routing]
