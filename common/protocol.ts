@@ -16,7 +16,8 @@ export type StopReason =
 
 /** One post-processing edit and why it happened (shown in the inspector). */
 export interface TrimInfo {
-  rule: 'suffix_overlap' | 'duplicate_line' | 'equals_rest_of_line' | 'repeats_next_lines' | 'low_confidence' | 'trailing_whitespace';
+  rule: 'suffix_overlap' | 'duplicate_line' | 'equals_rest_of_line' | 'clashes_with_rest_of_line' | 'repeats_next_lines'
+    | 'low_confidence' | 'trailing_whitespace';
   removedText: string;
 }
 

@@ -1,5 +1,5 @@
 // `vffn`: the backend without VS Code.
-//   vffn complete FILE --line N --col M [--model DIR] [--max-tokens N]   one completion (line/col 1-based)
+//   vffn complete FILE --line N --col M [--model DIR] [--max-tokens N] [--max-time-ms N]   one completion (line/col 1-based)
 //   vffn complete --jsonl [--model DIR]       JSON lines {prefix, suffix, language, maxTokens} in, one result line out each
 //   vffn bench [--model DIR]... [--out FILE] [--samples N]   the benchmark; report under bench/results/
 //   vffn soak [--model DIR] [--requests N]    many completions; RSS along the way (leak check)
@@ -13,7 +13,7 @@ import { Engine } from './engine/engine';
 import { listModelFolders, resolveModelDirs } from './engine/modelFolder';
 
 const USAGE = `usage:
-  vffn complete FILE --line N --col M [--model DIR] [--max-tokens N]
+  vffn complete FILE --line N --col M [--model DIR] [--max-tokens N] [--max-time-ms N]
   vffn complete --jsonl [--model DIR]
   vffn bench [--model DIR]... [--out FILE] [--samples N]
   vffn soak [--model DIR] [--requests N]
@@ -87,8 +87,10 @@ async function completeFile(args: Args): Promise<void> {
   const offset = lines.slice(0, line - 1).reduce((n, l) => n + l.length + 1, 0) + col - 1;
   const engine = await engineFor(flag(args, 'model'));
   const maxTokens = flag(args, 'max-tokens') ? Number(flag(args, 'max-tokens')) : undefined;
+  // The time limit counts from the request's arrival, a cold prefill included (seconds for a long prompt on a big model).
+  const maxTimeMs = flag(args, 'max-time-ms') ? Number(flag(args, 'max-time-ms')) : undefined;
   const r = await engine.complete({
-    requestId: 'cli', languageId: path.extname(file).slice(1), prefix: text.slice(0, offset), suffix: text.slice(offset), maxTokens,
+    requestId: 'cli', languageId: path.extname(file).slice(1), prefix: text.slice(0, offset), suffix: text.slice(offset), maxTokens, maxTimeMs,
   });
   process.stdout.write(`${r.completion}\n`);
   process.stdout.write(`${JSON.stringify(compact(r))}\n`);

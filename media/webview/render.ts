@@ -27,6 +27,7 @@ const TRIM_TEXT: Record<string, string> = {
   suffix_overlap: 'overlap with the code after the cursor',
   duplicate_line: 'a line duplicating existing code',
   equals_rest_of_line: 'text equal to the rest of the line',
+  clashes_with_rest_of_line: 'text that would clash with the code after the cursor on its line',
   repeats_next_lines: 'lines repeating the next lines',
   low_confidence: 'low-confidence tail',
   trailing_whitespace: 'trailing whitespace',

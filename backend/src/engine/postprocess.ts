@@ -26,11 +26,33 @@ export function postprocess(completion: string, ctx: PostprocessContext): Postpr
   const restOfLine = nl < 0 ? ctx.suffix : ctx.suffix.slice(0, nl);
 
   if (restOfLine.trim() !== '' && text.trim() === restOfLine.trim()) cut('equals_rest_of_line', 0);
+  if (restOfLine.trim() !== '' && text.trim() !== '' && clashesWithRestOfLine(text, ctx.prefix.slice(ctx.prefix.lastIndexOf('\n') + 1), restOfLine)) {
+    cut('clashes_with_rest_of_line', 0);
+  }
   cut('repeats_next_lines', repeatsNextLinesAt(text, ctx.suffix.slice(nl < 0 ? ctx.suffix.length : nl + 1)));
   cut('duplicate_line', duplicateLineAt(text, ctx.prefix));
   cut('suffix_overlap', text.length - suffixOverlap(text, ctx.suffix));
   cut('trailing_whitespace', text.trimEnd().length);
   return { text, trimmed };
+}
+
+/** A rewrite counts when the completion's first line and the rest of the line share this much of their start. */
+const MIN_REWRITE_CHARS = 8;
+
+/**
+ * Code follows the cursor on its line and the completion would clash with it: the cursor sits in the
+ * line's indentation (text there lands before the indentation), or the completion rewrites that code
+ * (its first line starts like the rest of the line for at least 8 characters and half its length:
+ * `while (i < n && ids[i] !== …) {` before `while (i < n && ids[i] === …) i++;`).
+ */
+export function clashesWithRestOfLine(text: string, cursorLine: string, restOfLine: string): boolean {
+  if (cursorLine.trim() === '' && /^[ \t]/.test(restOfLine)) return true;
+  const nl = text.indexOf('\n');
+  const a = (nl < 0 ? text : text.slice(0, nl)).trim();
+  const b = restOfLine.trim();
+  let k = 0;
+  while (k < a.length && k < b.length && a[k] === b[k]) k++;
+  return k >= MIN_REWRITE_CHARS && k >= a.length / 2;
 }
 
 /** Length of the longest non-blank end of `text` that the suffix starts with. */

@@ -40,8 +40,21 @@ export interface Prompt {
 /** The prefix's start moves in steps of this many characters, so it does not move on every keystroke. */
 export const PREFIX_CUT_STEP = 1024;
 
-export function defaultBudget(contextLength: number, maxTokens: number): PromptBudget {
-  const total = Math.max(8, contextLength - maxTokens - 1);
+/**
+ * Most prompt tokens by default, whatever the model's context length: a cold prefill costs about
+ * 4-8 ms per token for Qwen2.5-Coder-0.5B (int8) on two CPU cores, so a 32k-context model given
+ * everything the extension sends (256 lines, recent chunks) would spend 15-25 s before its first
+ * token. VFFN_MAX_PROMPT_TOKENS overrides.
+ */
+export const DEFAULT_MAX_PROMPT_TOKENS = 1024;
+
+export function maxPromptTokens(): number {
+  const v = Number(process.env.VFFN_MAX_PROMPT_TOKENS);
+  return Number.isInteger(v) && v >= 16 ? v : DEFAULT_MAX_PROMPT_TOKENS;
+}
+
+export function defaultBudget(contextLength: number, maxTokens: number, maxPrompt = maxPromptTokens()): PromptBudget {
+  const total = Math.max(8, Math.min(maxPrompt, contextLength - maxTokens - 1));
   return { total, suffixMax: Math.min(64, Math.floor(total / 8)), contextMax: Math.floor(total / 4) };
 }
 

@@ -35,9 +35,15 @@ export class StopRules {
   readonly restOfLine: string;
   readonly singleLine: boolean;
   private readonly suffixLine: string | null;
+  /** The text before the cursor on its line. */
+  private readonly cursorLine: string;
+  /** Nothing but spaces and tabs before the cursor on its line. */
+  private readonly blankCursorLine: boolean;
 
   constructor(private readonly ctx: StopContext) {
     const line = ctx.prefix.slice(ctx.prefix.lastIndexOf('\n') + 1);
+    this.cursorLine = line;
+    this.blankCursorLine = line.trim() === '';
     this.cursorIndent = indentWidth(line.trim() === '' ? line : line.slice(0, line.length - line.trimStart().length));
     const nl = ctx.suffix.indexOf('\n');
     this.restOfLine = nl < 0 ? ctx.suffix : ctx.suffix.slice(0, nl);
@@ -68,16 +74,34 @@ export class StopRules {
     return null;
   }
 
-  /** Start of the first line after the first that has text and is indented less than the cursor (minus its newline). */
+  /**
+   * Start of the first line after the first that has text and is indented less than the block the
+   * completion is in (minus its newline). That block's indentation is the cursor's; on a line with
+   * nothing but indentation before the cursor, the indentation the completion's first line reaches
+   * (a model that writes a method body from column 0 is in the body: its closing line ends it).
+   */
   private dedentAt(text: string): number | null {
+    const indent = this.blockIndent(text);
     let start = text.indexOf('\n');
     while (start >= 0) {
       const next = text.indexOf('\n', start + 1);
       const line = text.slice(start + 1, next < 0 ? text.length : next);
-      if (line.trim() !== '' && indentWidth(leading(line)) < this.cursorIndent) return start;
+      if (line.trim() !== '' && indentWidth(leading(line)) < indent) return start;
       start = next;
     }
     return null;
+  }
+
+  private blockIndent(text: string): number {
+    if (!this.blankCursorLine) return this.cursorIndent;
+    let start = 0;
+    for (;;) {
+      const end = text.indexOf('\n', start);
+      const line = (start === 0 ? this.cursorLine : '') + text.slice(start, end < 0 ? text.length : end);
+      if (line.trim() !== '') return Math.max(this.cursorIndent, indentWidth(leading(line)));
+      if (end < 0) return this.cursorIndent;
+      start = end + 1;
+    }
   }
 
   /** Position of a closing bracket that closes something opened before the cursor, when the rest of the line supplies it. */
@@ -95,10 +119,19 @@ export class StopRules {
     return null;
   }
 
-  /** Start of a generated line that repeats the suffix's first non-empty line (minus its newline). */
+  /**
+   * Start of a generated line that repeats the suffix's first non-empty line (minus its newline); 0
+   * when the cursor's line, blank before the cursor, becomes that line (the model went straight on
+   * to rewrite the code after the cursor).
+   */
   private suffixRepeatAt(text: string): number | null {
     const target = this.suffixLine;
     if (target === null) return null;
+    if (this.blankCursorLine) {
+      const nl = text.indexOf('\n');
+      const first = this.cursorLine + (nl < 0 ? text : text.slice(0, nl));
+      if ((nl >= 0 || first.trim().length >= target.trim().length) && first.trim() !== '' && sameLine(first, target)) return 0;
+    }
     let start = text.indexOf('\n');
     while (start >= 0) {
       const next = text.indexOf('\n', start + 1);
@@ -111,23 +144,34 @@ export class StopRules {
   }
 }
 
-/** Shortest period a degenerate loop may have, and how often it must repeat to count. */
+/** Longest period a degenerate loop may have, and how often it must repeat to count. */
 const MAX_PERIOD = 16;
 const MIN_REPEATS = 4;
+/** Longer units within one line (`.replace("-", "_")` × n) count after 3 copies. */
+const MAX_LONG_PERIOD = 80;
+const MIN_LONG_REPEATS = 3;
 
 /**
  * Small models fall into loops (", 1, 1, 1, ..."). When the text ends with one unit of 1..16
- * characters repeated at least 4 times back to back, keep the text up to the end of the
- * unit's first occurrence: what came before the loop plus one copy of it.
+ * characters repeated at least 4 times back to back, keep the text up to the end of the unit's
+ * first occurrence: what came before the loop plus one copy of it. A unit of 17..80 characters
+ * without a line break repeated at least 3 times (`.replace("-", "_")` × n) ends the text before
+ * the line it started on.
  */
 export function repeatingTailAt(text: string): number | null {
-  for (let period = 1; period <= MAX_PERIOD; period++) {
-    if (period * MIN_REPEATS > text.length) break;
+  for (let period = 1; period <= MAX_LONG_PERIOD; period++) {
+    const repeats = period <= MAX_PERIOD ? MIN_REPEATS : MIN_LONG_REPEATS;
+    if (period * repeats > text.length) continue;
     const unit = text.slice(text.length - period);
     if (unit.trim() === '') continue;              // runs of spaces or newlines are indentation, not loops
+    if (period > MAX_PERIOD && unit.includes('\n')) continue; // repeated lines: postprocess's duplicate_line
     let start = text.length - period;
     while (start - period >= 0 && text.slice(start - period, start) === unit) start -= period;
-    if ((text.length - start) / period >= MIN_REPEATS) return start + period;
+    if ((text.length - start) / period < repeats) continue;
+    // A long unit repeated within a line makes the whole line garbage, and the unit's copy ends at
+    // whatever token boundary the loop was caught on: drop the line the loop started on.
+    if (period > MAX_PERIOD) return Math.max(0, text.lastIndexOf('\n', start));
+    return start + period;
   }
   return null;
 }

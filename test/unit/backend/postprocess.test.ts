@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { postprocess, suffixOverlap } from '../../../backend/src/engine/postprocess';
+import { clashesWithRestOfLine, postprocess, suffixOverlap } from '../../../backend/src/engine/postprocess';
 
 test('trims the part of the completion that the suffix already has', () => {
   const r = postprocess('a, b)', { prefix: 'f(', suffix: ')\n' });
@@ -38,4 +38,20 @@ test('trailing whitespace goes, and a clean completion is untouched', () => {
   assert.equal(r.text, 'x = 1');
   assert.deepEqual(r.trimmed, [{ rule: 'trailing_whitespace', removedText: '  \n  ' }]);
   assert.deepEqual(postprocess('x = 1', { prefix: 'let ', suffix: '\n' }), { text: 'x = 1', trimmed: [] });
+});
+
+test('drops a completion that clashes with the code after the cursor on its line (captured from Qwen2.5-Coder)', () => {
+  // The cursor before an existing statement: the model wrote a variant of it.
+  const rewrite = postprocess('while (i < n && ids[i] !== this.ids[i]) {', { prefix: '    let i = 0;\n    ', suffix: 'while (i < n && ids[i] === this.ids[i]) i++;\n    return i;\n' });
+  assert.deepEqual(rewrite, { text: '', trimmed: [{ rule: 'clashes_with_rest_of_line', removedText: 'while (i < n && ids[i] !== this.ids[i]) {' }] });
+  // The cursor in the indentation of a line: text would land before the indentation.
+  const indent = postprocess('            return', { prefix: '        case str() | bytes():\n', suffix: '            out = message\n' });
+  assert.equal(indent.text, '');
+  assert.equal(indent.trimmed[0].rule, 'clashes_with_rest_of_line');
+  // Ordinary insertions before code stay.
+  assert.equal(clashesWithRestOfLine('x, ', 'foo(', 'y)'), false);
+  assert.equal(clashesWithRestOfLine('const total = ', '  ', 'items.length;'), false);
+  assert.equal(clashesWithRestOfLine('await ', '  return ', 'fetchAll(urls);'), false);
+  assert.equal(clashesWithRestOfLine('fetchAll(urls).then(', '  return ', 'fetchAll(urls);'), true);
+  assert.equal(postprocess('x', { prefix: 'a = ', suffix: '\n' }).text, 'x');
 });

@@ -71,6 +71,10 @@ test('zero budget and empty parts', () => {
   const b = defaultBudget(1024, 64);
   assert.equal(b.total, 959);
   assert.ok(b.suffixMax <= 128 && b.contextMax > 0);
+  // A long context (Qwen's 32k) is capped: prefill time grows with every prompt token.
+  assert.equal(defaultBudget(32768, 64).total, 1024);
+  assert.equal(defaultBudget(32768, 64, 4096).total, 4096);
+  assert.deepEqual(defaultBudget(32768, 64), { total: 1024, suffixMax: 64, contextMax: 256 });
 });
 
 test('with the real tokenizer, one more typed character keeps almost the whole prompt as a common prefix', () => {

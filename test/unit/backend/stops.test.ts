@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { postprocess } from '../../../backend/src/engine/postprocess';
 import { indentWidth, repeatingTailAt, StopContext, StopRules } from '../../../backend/src/engine/stops';
 
 function rules(prefix: string, suffix: string, over: Partial<StopContext> = {}) {
@@ -74,4 +75,69 @@ test('a degenerate loop stops generation, keeping one copy of the repeated unit'
   assert.equal(repeatingTailAt('return total;'), null);
   assert.equal(repeatingTailAt('\n        \n        \n        \n        '), null);  // indentation is not a loop
   assert.deepEqual(rules('x = [', '\n').check(step('0, 1, 1, 1, 1')), { reason: 'repetition', keepChars: 4 });
+});
+
+// ---------- captured outputs of Qwen2.5-Coder-0.5B upcycled (int8) ----------
+// This instruct model almost never ends the middle with <|endoftext|>: it rewrites the suffix or
+// writes on into new code. The raw greedy outputs below were captured from the backend on real
+// files (cursor line, suffix head, raw output); each is fed one character at a time as generation
+// would, then cut and post-processed as completion.ts does.
+
+function finish(prefix: string, suffix: string, raw: string): { completion: string; reason: string | null } {
+  const r = rules(prefix, suffix);
+  for (let i = 1; i <= raw.length; i++) {
+    const d = r.check(step(raw.slice(0, i), { prevLength: i - 1, count: 1 }));
+    if (d) return { completion: postprocess(raw.slice(0, d.keepChars), { prefix, suffix }).text, reason: d.reason };
+  }
+  return { completion: postprocess(raw, { prefix, suffix }).text, reason: null };
+}
+
+test('qwen: def add(a, b): return ▮ → a + b, not the suffix rewritten with other numbers', () => {
+  const out = finish('def add(a, b):\n    return ', '\n\nprint(add(1, 2))\n', 'a + b\n\nprint(add(5, 3))');
+  assert.deepEqual(out, { completion: 'a + b', reason: 'dedent' });
+});
+
+test('qwen: a statement completed, then a dedented line of a new block: the statement only', () => {
+  const prefix = 'def atomic_write(path: str, write):\n    fd, tmp = tempfile.mkstemp()\n    os.close(fd)\n    try:\n        ';
+  const suffix = '\n        os.chmod(tmp, 0o644)\n        os.replace(tmp, path)\n';
+  const raw = 'write(tmp)\n    finally:\n        os.remove(tmp)\n\n\ndef atomic_write_if_exists(path: str, write):\n    """Calls write(tmp_path)';
+  assert.deepEqual(finish(prefix, suffix, raw), { completion: 'write(tmp)', reason: 'dedent' });
+});
+
+test('qwen: blank line between two functions, the model re-emits the next function: nothing is offered', () => {
+  const prefix = 'def _posixify(name: str) -> str:\n    return "-".join(name.split()).lower()\n\n\n';
+  const suffix = '\ndef make_str(value: t.Any) -> str:\n    """Converts a value into a valid string."""\n    if isinstance(value, bytes):\n';
+  const raw = 'def make_str(value: t.Any) -> str:\n    """Converts a value into a valid string."""\n    if isinstance(value, bytes):\n        try:\n            return value.decode(sys.getfilesystemencoding())\n        except UnicodeError:\n            pass';
+  assert.deepEqual(finish(prefix, suffix, raw), { completion: '', reason: 'suffix_repeat' });
+});
+
+test('qwen: a method body written from column 0 ends where the method closes, not in a new method', () => {
+  const prefix = 'export class Lru<K, V> {\n  private readonly map = new Map<K, V>();\n\n  delete(key: K): boolean {\n';
+  const suffix = '\n  }\n\n  clear(): void {\n    this.map.clear();\n  }\n}\n';
+  const raw = '    while (this.map.size > this.capacity) {\n      const oldest = this.map.keys().next().value as K;\n      this.map.delete(oldest);\n    }\n    return this.map.delete(key);\n  }\n\n  /** Returns an';
+  const out = finish(prefix, suffix, raw);
+  assert.equal(out.reason, 'dedent');
+  assert.equal(out.completion, raw.slice(0, raw.indexOf('\n  }')));
+});
+
+test('qwen: a long unit looping within the line drops the line', () => {
+  const raw = 'name.replace("-", "_").replace("_", "-").replace("-", "_").replace("_", "-").replace("-", "_").replace("-", "_").replace("-", "_").replace("-", "_").replace';
+  const out = finish('def _posixify(name: str) -> str:\n    return ', '\n\n\ndef _safecall(func):\n    pass\n', raw);
+  assert.deepEqual(out, { completion: '', reason: 'repetition' });
+  // On a later line, the lines before the loop stay.
+  assert.equal(repeatingTailAt('x = 1\ny = a.b("c").b("c").b("c")'.replace(/b\("c"\)/g, 'replace("-", "_")')), 'x = 1'.length);
+});
+
+test('qwen: a block, then the suffix\'s next line rewritten: the block only', () => {
+  const prefix = '  commonPrefixLength(ids: readonly number[]): number {\n    const n = Math.min(ids.length, this.ids.length);\n    let i = 0;\n    ';
+  const suffix = '\n    return i;\n  }\n\n  /** Takes over the graph\'s present tensors. */\n  update(newIds: readonly number[]): void {\n';
+  const raw = 'while (i < n && ids[i] === this.ids[i]) {\n      i++;\n    }\n    return i;\n  }\n\n  /** Adds a new token to the cache. */\n  add(token: number, layer: number): void';
+  assert.deepEqual(finish(prefix, suffix, raw), { completion: 'while (i < n && ids[i] === this.ids[i]) {\n      i++;\n    }', reason: 'suffix_repeat' });
+});
+
+test('qwen: code after the cursor on its line: the closing bracket it supplies ends the completion', () => {
+  const prefix = '    for (const t of [...presentKeys, ...presentValues]) {\n      if (';
+  const suffix = ') throw new Error(`KV cache: present has ${t.dims[2]} positions, expected ${expect}`);\n    }\n';
+  const raw = 't.dims[2] !== expect) throw new Error(`KV cache: present has ${t.dims[2]} positions, expected ${expect}`);\n    }\n    this.disposeLayers();';
+  assert.deepEqual(finish(prefix, suffix, raw), { completion: 't.dims[2] !== expect', reason: 'bracket_balance' });
 });
