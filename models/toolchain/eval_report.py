@@ -45,6 +45,7 @@ def markdown(report: dict) -> str:
     row("share of tokens at ℓ=1/2/3/4", lambda e: " / ".join(f"{x:.2f}" for x in e["routing"]["loop_share"]))
     row("expert share min–max (over layers)",
         lambda e: f"{_pct(e['routing']['expert_share_min'])}–{_pct(e['routing']['expert_share_max'])}")
+    row("FFN units used per token (upcycled)", lambda e: _pct(e["routing"]["ffn_share"]))
     row("FFN compute per token vs dense", lambda e: f"{e['routing']['compute_vs_dense']:.2f}×")
     row("FFN compute per token vs always-4-loops", lambda e: f"{e['routing']['compute_vs_4loop']:.2f}×")
 
@@ -62,6 +63,13 @@ def markdown(report: dict) -> str:
             f"{v['both_exact']} both" for k, v in report["fim_paired"].items()) + "."]
     for n in names:
         r = models[n]["routing"]
+        if r.get("kind") == "upcycled":
+            lines += ["", f"Routing of {n} ({r['tokens']:,} validation tokens): share of FFN units used and "
+                      "FFN compute (1/3 gate + 2/3 × share + extra loops) per layer; ℓ = 1 share.", "",
+                      "| layer | units used | compute vs dense | ℓ = 1 |", "|---|---|---|---|"]
+            lines += [f"| {la['layer']} | {_pct(la['ffn_share'])} | {la['compute_vs_dense']:.3f}× | "
+                      f"{la['loop_share'][0]:.2f} |" for la in r["layers"]]
+            lines.append(f"| all | {_pct(r['ffn_share'])} | {r['compute_vs_dense']:.3f}× | {r['loop_share'][0]:.2f} |")
         if r.get("kind") != "versatile":
             continue
         lines += ["", f"Routing of {n} ({r['tokens']:,} validation tokens, eval mode, ℓ = argmax; "

@@ -85,7 +85,7 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
     if not res:
         lines += ["Not measured yet for this build.", ""]
     else:
-        lines += [f"{r.get('settings_text', '')}", "",
+        lines += [r.get("settings_text", ""), "",
                   "| model | val loss (Python / JS / TS) | FIM exact match [95% CI] | FFN compute vs dense |",
                   "|---|---|---|---|"]
         for k in ("dense", "upcycled"):
@@ -105,12 +105,8 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
                       "|---" * (len(layers) + 1) + "|",
                       "| units used | " + " | ".join(f"{la['ffn_share']:.0%}" for la in layers) + " |",
                       "| ℓ = 1 | " + " | ".join(f"{la['loop_share'][0]:.0%}" for la in layers) + " |", ""]
-    ex = r.get("examples", {}).get(kind)
-    if ex:
-        lines += ["## Ten fixed examples", "", "Prompts fixed in `models/toolchain/examples/`; greedy completions "
-                  "from the backend CLI with this folder.", ""]
-        for e in ex:
-            lines += [f"**{e['name']}**", "", "```", e["completion"], "```", ""]
+    for title, body in r.get("sections", {}).get(kind, {}).items():
+        lines += [f"## {title}", "", body.strip(), ""]
     lines += ["## Limitations", "",
               "- The routing saves FFN compute by accounting; this graph computes every unit and masks, so",
               "  wall-clock time is the dense model's (kernels that skip units are a separate piece of work).",

@@ -1,0 +1,83 @@
+"""
+Collects the measurements the built cards show into results.json (committed, small): the
+evaluate.py reports of the dense source and the upcycled model (run on the same cases), a
+paired FIM comparison, and the ten fixed examples completed by each folder through the
+backend CLI. build.py renders them into the model cards at set-up.
+
+    python models/toolchain/upcycle/measure.py --dense-report models/work/eval/dense \
+        --upcycled-report models/work/eval/upcycled [--examples] [--machine "..."]
+"""
+import argparse
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOOLCHAIN = os.path.dirname(HERE)
+sys.path.insert(0, TOOLCHAIN)
+from atomic import atomic_write_text  # noqa: E402
+
+REPO = os.path.abspath(os.path.join(TOOLCHAIN, "..", ".."))
+RESULTS = os.path.join(HERE, "results.json")
+
+
+def summarize(report_path: str) -> tuple[dict, list]:
+    rep = json.load(open(report_path + ".json"))
+    (name, m), = rep["models"].items()
+    fim = m["fim"]["overall"]
+    by_lang = {k: v["loss"] for k, v in m["val_loss"].items() if k != "overall"}
+    out = {"val_loss": m["val_loss"]["overall"]["loss"], "val_loss_by_lang": by_lang,
+           "fim_exact": fim["exact"], "fim_exact_ci95": fim["exact_ci95"], "fim_n": fim["n"],
+           "fim_strict": fim["strict"], "fim_by_lang": {k: m["fim"][k]["exact"] for k in m["fim"] if k != "overall"},
+           "compute_vs_dense": m["routing"]["compute_vs_dense"], "seconds_fim": m["seconds_fim"],
+           "settings": rep["settings"]}
+    if m["routing"].get("layers") and m["kind"] == "upcycled":
+        out["ffn_share"] = m["routing"]["ffn_share"]
+        out["layers"] = m["routing"]["layers"]
+    cases = [json.loads(line) for line in open(report_path + ".fim.jsonl")]
+    exact = [c["completions"][name].strip() == c["middle"].strip() for c in cases]
+    return out, exact
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dense-report", required=True, help="evaluate.py --out path of the dense source")
+    ap.add_argument("--upcycled-report", required=True, help="evaluate.py --out path of the upcycled model")
+    ap.add_argument("--examples", action="store_true", help="also complete the ten fixed examples (backend CLI)")
+    ap.add_argument("--machine", default="2-core dev VM (2x Intel Xeon, 24 GiB, no GPU), onnxruntime CPU EP")
+    args = ap.parse_args()
+    dense, dense_exact = summarize(args.dense_report)
+    up, up_exact = summarize(args.upcycled_report)
+    if len(dense_exact) != len(up_exact) or dense["settings"]["seed"] != up["settings"]["seed"]:
+        sys.exit("the two reports are not on the same FIM cases (seed and count must match)")
+    results = json.load(open(RESULTS)) if os.path.exists(RESULTS) else {}
+    results.update({
+        "machine": args.machine,
+        "models": {"dense": dense, "upcycled": up},
+        "paired": {"only_dense_exact": sum(d and not u for d, u in zip(dense_exact, up_exact)),
+                   "only_upcycled_exact": sum(u and not d for d, u in zip(dense_exact, up_exact)),
+                   "both_exact": sum(d and u for d, u in zip(dense_exact, up_exact))},
+        "fim_ratio": up["fim_exact"] / dense["fim_exact"] if dense["fim_exact"] else None,
+    })
+    s = dense["settings"]
+    results["settings_text"] = (
+        f"Project validation split (python, javascript, typescript): loss on {s['loss_tokens_per_language']:,} "
+        f"tokens per language in windows of {s.get('loss_context')}; {s['fim_cases']} single-line FIM cases "
+        f"(seed {s['seed']}), prompt + 48 new tokens ≤ {s['fim_context']} tokens, greedy; exact match ignores "
+        f"indentation, 95% Wilson interval. Both models are the int8 ONNX folders as shipped, run with "
+        f"onnxruntime on {args.machine}. Paired on the same cases: {results['paired']['both_exact']} both right, "
+        f"{results['paired']['only_dense_exact']} only dense, {results['paired']['only_upcycled_exact']} only upcycled.")
+    if args.examples:
+        from card_sections import examples_section
+        from build import DENSE_NAME, VFFN_NAME
+        from pathlib import Path
+        results["sections"] = {kind: {"Examples": examples_section(Path(REPO) / "models" / name)}
+                               for kind, name in (("upcycled", VFFN_NAME), ("dense", DENSE_NAME))}
+    atomic_write_text(RESULTS, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    print(json.dumps({k: results[k] for k in ("paired", "fim_ratio")}, indent=1))
+    print(f"dense FIM {dense['fim_exact']:.3f}, upcycled {up['fim_exact']:.3f} at {up['compute_vs_dense']:.3f}x FFN "
+          f"compute; wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+// End-to-end with the real default model (Qwen2.5-Coder-0.5B upcycled, built by `npm run setup`):
+// real VS Code (code-server + headless Chromium), real backend, real 0.5B model on the CPU.
+// Skipped, with the reason, when the set-up has not built the model.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Page } from 'playwright-core';
+import { REPO, createProfile, removeProfile, startCodeServer, type CodeServer, type Profile } from './codeServer';
+import { openFile, openWorkbench, screenshot, statusText, waitForGhostText, waitForReady, type Workbench } from './browser';
+
+const ARTIFACTS = path.join(process.env.VFFN_E2E_ARTIFACTS ?? path.join(REPO, 'test-results', 'e2e'), 'default-model');
+const FOLDER = path.join(REPO, 'models', 'qwen2.5-coder-0.5b-vffn');
+const built = fs.existsSync(path.join(FOLDER, 'manifest.json'));
+const skip = built ? false : `${FOLDER} is not built (npm run setup builds it)`;
+const MODEL = built ? (JSON.parse(fs.readFileSync(path.join(FOLDER, 'manifest.json'), 'utf8')).name as string) : '';
+
+let profile: Profile | undefined;
+let server: CodeServer | undefined;
+let wb: Workbench | undefined;
+let page: Page;
+
+const watchdog = setTimeout(() => {
+  console.error('e2e (default model) watchdog: 8 minutes passed, tearing down');
+  void teardown().finally(() => process.exit(1));
+}, 8 * 60_000);
+watchdog.unref();
+
+async function teardown(): Promise<void> {
+  await wb?.close().catch(() => {});
+  wb = undefined;
+  await server?.stop().catch(() => {});
+  server = undefined;
+  if (profile) removeProfile(profile, path.join(ARTIFACTS, 'logs'));
+  profile = undefined;
+}
+
+before(async () => {
+  if (!built) return;
+  fs.rmSync(ARTIFACTS, { recursive: true, force: true });
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  profile = createProfile({
+    extensionSource: REPO,
+    // the real folder, not the link: the profile gets its own copy, as an installed extension would
+    models: { [MODEL]: fs.realpathSync(FOLDER) },
+    settings: { 'versatileffn.debounceMs': 50, 'versatileffn.defaultModel': MODEL, 'versatileffn.provider': 'cpu' },
+    files: { 'add.py': 'def add(a, b):\n', 'README.md': '# e2e workspace\n' },
+  });
+  server = await startCodeServer(profile, 60_000);
+  wb = await openWorkbench(server.url, 90_000);
+  page = wb.page;
+}, { timeout: 240_000 });
+
+after(teardown, { timeout: 30_000 });
+
+test('the real default model completes `return ` in add(a, b) with a + b as ghost text', { skip, timeout: 240_000 }, async () => {
+  try {
+    await openFile(page, 'add.py');
+    await waitForReady(page, MODEL, 120_000);
+    await page.keyboard.press('Control+End');
+    await page.keyboard.type('    return ', { delay: 30 });
+    const ghost = await waitForGhostText(page, 60_000);
+    console.log(`ghost text from ${MODEL}: ${JSON.stringify(ghost)}; status: ${await statusText(page)}`);
+    await screenshot(page, ARTIFACTS, '01-ghost-text');
+    assert.match(ghost.replace(/\s+/g, ' '), /^a \+ b/);
+  } catch (err) {
+    if (wb) await screenshot(page, ARTIFACTS, '01-ghost-text-FAILED');
+    throw err;
+  }
+});
