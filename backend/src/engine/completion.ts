@@ -92,8 +92,11 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
   };
   if (prefill.cancelled) return ended()!;
 
+  // The time limit bounds generation, not reading the prompt: a cold prompt on a 0.5B model takes
+  // seconds on a CPU and is what makes the next keystrokes fast (KV cache), so a limit that counted it
+  // would return nothing for the first completion in every file.
   const rules = new StopRules({
-    prefix: input.prefix, suffix: input.suffix, maxTokens, maxTimeMs, startedAt: ctl.arrivedAt, confidenceCutoff: params.confidenceCutoff ?? 0,
+    prefix: input.prefix, suffix: input.suffix, maxTokens, maxTimeMs, startedAt: performance.now(), confidenceCutoff: params.confidenceCutoff ?? 0,
   });
   const tokens: GeneratedToken[] = [];
   const ids: number[] = [];

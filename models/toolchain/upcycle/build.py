@@ -45,9 +45,9 @@ SPECIAL_TOKENS = {"eot": "<|endoftext|>", "pad": "<|fim_pad|>", "fim_prefix": "<
 # the FIM and repository sentinels.
 STOP_TOKENS = ["<|endoftext|>", "<|im_end|>", "<|file_sep|>", "<|repo_name|>", "<|fim_pad|>",
                "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"]
-# Files whose change must rebuild the exports.
+# Files whose change must re-export the graphs (the cards are re-rendered on every run: cheap).
 BUILD_INPUTS = ["model.py", "onnx_graph.py", "export.py", "upcycle/convert.py", "upcycle/build.py",
-                "upcycle/routing.json", "upcycle/results.json", "upcycle/card.py"]
+                "upcycle/routing.json"]
 
 
 class BuildError(Exception):
@@ -111,23 +111,24 @@ def export_step(conv: str, kind: str, routing: dict, cache: str, key: str, log) 
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(os.path.join(conv, "tokenizer.json"))
     special_ids = {k: tok.token_to_id(v) for k, v in SPECIAL_TOKENS.items()}
-    results = json.load(open(RESULTS)) if os.path.exists(RESULTS) else None
+    results = _results()
     info = card.model_info(kind, routing, results)
     staging = out + ".staging"
     shutil.rmtree(staging, ignore_errors=True)
     with torch.no_grad():
-        manifest = export_model(
-            cfg, sd, staging, name=name, display_name=info["display_name"], description=info["description"],
-            tokenizer=os.path.join(conv, "tokenizer.json"),
-            tokenizer_config=os.path.join(conv, "tokenizer_config.json"), weights_dtype=WEIGHTS_DTYPE,
-            special_tokens=SPECIAL_TOKENS, special_ids=special_ids,
-            stop_ids=[tok.token_to_id(t) for t in STOP_TOKENS],
-            training=info["training"], metrics=info["metrics"], card=None)
-    # The card needs the manifest, so it is written after and re-hashed; only then is the
-    # folder renamed into place, so a half-finished one is never taken for a build.
-    card.finish_folder(staging, manifest, kind, routing, results, LICENSE)
+        export_model(cfg, sd, staging, name=name, display_name=info["display_name"], description=info["description"],
+                     tokenizer=os.path.join(conv, "tokenizer.json"),
+                     tokenizer_config=os.path.join(conv, "tokenizer_config.json"), weights_dtype=WEIGHTS_DTYPE,
+                     special_tokens=SPECIAL_TOKENS, special_ids=special_ids,
+                     stop_ids=[tok.token_to_id(t) for t in STOP_TOKENS], training=info["training"])
+    # Licence and card before the rename, so a half-finished folder is never taken for a build.
+    card.finish_folder(staging, kind, routing, results, LICENSE)
     os.replace(staging, out)
     return out
+
+
+def _results():
+    return json.load(open(RESULTS)) if os.path.exists(RESULTS) else None
 
 
 def link(target: str, models_dir: str, name: str):
@@ -155,6 +156,9 @@ def build(cache: str = None, models_dir: str = None, force: bool = False, log=pr
     out = {}
     for kind in ("upcycled", "dense"):
         folder = export_step(conv, kind, routing_doc, cache, key, log)
+        import card
+        if card.finish_folder(folder, kind, routing_doc, _results(), LICENSE):
+            log(f"card: {os.path.basename(folder)}/README.md updated from results.json")
         link(folder, models_dir, os.path.basename(folder))
         out[kind] = folder
     log(f"models ready in {time.time() - t0:.0f}s: {', '.join(os.path.basename(f) for f in out.values())}")

@@ -5,7 +5,6 @@ number comes from the committed routing.json (calibration run) and results.json
 """
 import json
 import os
-import shutil
 
 from source import GGUF_SHA256, UPSTREAM
 
@@ -116,16 +115,26 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
     return "\n".join(lines)
 
 
-def finish_folder(folder: str, manifest: dict, kind: str, routing: dict, results: dict | None, license_path: str):
-    """Writes README.md, LICENSE and NOTICE into an exported folder and re-hashes the manifest."""
+def finish_folder(folder: str, kind: str, routing: dict, results: dict | None, license_path: str) -> bool:
+    """Writes README.md (from the measurements), LICENSE and NOTICE into an exported folder and
+    re-hashes them in its manifest; the metrics in the manifest follow results.json. Returns
+    whether anything changed (each file is replaced atomically, so a reader never sees half)."""
+    from atomic import atomic_write_text
     from export import file_entry
-    with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as f:
-        f.write(render(manifest, kind, routing, results))
-    shutil.copyfile(license_path, os.path.join(folder, "LICENSE"))
-    with open(os.path.join(folder, "NOTICE"), "w", encoding="utf-8") as f:
-        f.write(NOTICE)
-    for name in ("README.md", "LICENSE", "NOTICE"):
-        manifest["files"][name] = file_entry(os.path.join(folder, name))
-    with open(os.path.join(folder, "manifest.json"), "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+    manifest_path = os.path.join(folder, "manifest.json")
+    manifest = json.load(open(manifest_path, encoding="utf-8"))
+    manifest["metrics"] = {**manifest.get("metrics", {}), **model_info(kind, routing, results)["metrics"]}
+    with open(license_path, encoding="utf-8") as f:
+        texts = {"README.md": render(manifest, kind, routing, results), "LICENSE": f.read(), "NOTICE": NOTICE}
+    changed = False
+    for name, text in texts.items():
+        path = os.path.join(folder, name)
+        if not os.path.exists(path) or open(path, encoding="utf-8").read() != text:
+            atomic_write_text(path, text)
+            changed = True
+        manifest["files"][name] = file_entry(path)
+    new = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    if open(manifest_path, encoding="utf-8").read() != new:
+        atomic_write_text(manifest_path, new)
+        changed = True
+    return changed
