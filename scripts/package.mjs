@@ -107,10 +107,17 @@ function modelFiles(name) {
   return [...new Set(['manifest.json', ...listed, ...card])];
 }
 
-/** Model folders to ship: the trained ones (not the tiny test models), else tiny-test. */
+/**
+ * Model folders to ship: the default model the set-up builds (kind "upcycled", ~1.1 GB: its dense
+ * source stays out, Compare Models uses it where the set-up built it), else the trained ones (not
+ * the tiny test models), else tiny-test.
+ */
 function defaultModels() {
   const dir = join(root, 'models');
+  const kind = (n) => JSON.parse(readFileSync(join(dir, n, 'manifest.json'), 'utf8')).architecture?.kind;
   const found = readdirSync(dir).filter((n) => existsSync(join(dir, n, 'manifest.json')) && !n.startsWith('tiny-test'));
+  const upcycled = found.filter((n) => kind(n) === 'upcycled');
+  if (upcycled.length > 0) return upcycled;
   return found.length > 0 ? found : ['tiny-test'];
 }
 

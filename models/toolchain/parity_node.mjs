@@ -26,7 +26,7 @@ class Model {
     });
     const a = m.manifest.architecture;
     m.nLayer = a.n_layer;
-    m.nHead = a.n_head;
+    m.nHead = a.n_kv_head ?? a.n_head; // the cache holds the key/value heads (fewer with grouped-query attention)
     m.headDim = m.manifest.graph.head_dim;
     m.reset();
     return m;

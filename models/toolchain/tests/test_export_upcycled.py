@@ -213,3 +213,26 @@ def test_special_ids_checked_against_tokenizer(tmp_path, tok):
         export.export_model(model.cfg, model.state_dict(), str(tmp_path / "m"), tokenizer=tok[0],
                             special_tokens=SPECIAL_TOKENS, special_ids=SPECIAL_IDS, stop_ids=[300])
     assert not os.listdir(tmp_path)
+
+
+@pytest.mark.skipif(not export_fixtures.node_available(), reason="node or node_modules/onnxruntime-node missing")
+def test_upcycled_zero_thresholds_is_the_dense_model_in_node(tmp_path, tok):
+    """The identity the upcycling builds on, in onnxruntime-node (the backend's runtime):
+    "all units, one loop" gives the dense model's logits, prompt and KV-cache decode alike."""
+    dense = qwen_model("dense")
+    up = upcycled_from(dense)
+    export_to(dense, tmp_path / "dense", tok)
+    export_to(up, tmp_path / "up", tok)
+    chunks = [PROMPT] + [[t] for t in DECODE]
+    req = tmp_path / "req.json"
+    req.write_text(json.dumps({"chunks": chunks}))
+    out = {}
+    for name in ("dense", "up"):
+        export_fixtures.run_node("run", str(tmp_path / name), str(req), str(tmp_path / f"{name}.json"))
+        steps = json.loads((tmp_path / f"{name}.json").read_text())["steps"]
+        out[name] = np.concatenate([np.asarray(s["logits"]["data"], np.float32).reshape(-1, dense.cfg.vocab_size)
+                                    for s in steps])
+    ref, _ = reference(dense)
+    assert out["up"].shape == ref.shape
+    assert float(np.abs(out["up"] - out["dense"]).max()) <= LIMIT
+    assert float(np.abs(out["up"] - ref).max()) <= LIMIT
