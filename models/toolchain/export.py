@@ -123,6 +123,7 @@ def architecture(cfg: ModelConfig, n_params: int, sd: dict = None) -> dict:
         a.update(n_kv_head=cfg.n_kv_head, qkv_bias=cfg.qkv_bias, tie_embeddings=cfg.tie_embeddings)
     if upcycled:
         a["gate_thresholds"] = [float(sd[f"blocks.{i}.ffn.gate_threshold"]) for i in range(cfg.n_layer)]
+        a["down_thresholds"] = [float(sd.get(f"blocks.{i}.ffn.down_threshold", 0.0)) for i in range(cfg.n_layer)]
     return a
 
 
@@ -206,7 +207,7 @@ def export_model(cfg: ModelConfig, sd: dict, out_dir: str, *, name: str = None, 
         if os.path.exists(tok_config):
             shutil.copyfile(tok_config, os.path.join(tmp, "tokenizer_config.json"))
             files.append("tokenizer_config.json")
-        n_params = sum(v.numel() for k, v in sd.items() if not k.endswith(".gate_threshold"))   # buffers, not parameters
+        n_params = sum(v.numel() for k, v in sd.items() if not k.endswith(("_threshold",)))   # buffers, not parameters
         data_files = [f for f in graph_files if f.endswith(".data")]
         manifest = {
             "format": "versatileffn-onnx",

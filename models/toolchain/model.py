@@ -245,10 +245,13 @@ class UpcycledFFN(nn.Module):
     that contains the dense model exactly (a departure from the paper's block; the reasons
     and measurements are in docs/UPCYCLING.md).
 
-    Width: the virtual experts are single hidden units. A unit whose gate activation
-    |silu(gate)| is below the layer's calibrated `gate_threshold` is skipped for that token
-    (its up and down projections are not needed; its gate was computed). Threshold 0 keeps
-    every unit: exactly the dense FFN.
+    Width: the virtual experts are single hidden units, routed in two stages per token:
+    a unit whose gate activation |silu(gate)| is below the layer's `gate_threshold` is
+    skipped (its up and down projections are not needed); of the rest, a unit whose
+    computed activation |silu(gate)·up| is below `down_threshold` skips the down
+    projection. Thresholds 0 keep every unit: exactly the dense FFN. ffn_share is the share
+    of the up and down projections' work done, (units up-computed + units down-computed) /
+    (2·d_ff), so FFN cost = 1/3 (gate) + 2/3 · ffn_share.
     Depth: ℓ = argmax(depth_router(H)) + 1 as in the paper; loop k ≥ 2 adds
     loop_gate[k-2] · FFN(norm(H_{k-1})) with the full FFN. Both start at zero (ℓ = 1, no-op
     loops), so an untrained extra loop cannot hurt the pretrained function."""
@@ -261,6 +264,7 @@ class UpcycledFFN(nn.Module):
         self.depth_router = nn.Linear(cfg.d_model, cfg.max_loops, bias=False)
         self.loop_gate = nn.Parameter(torch.zeros(cfg.max_loops - 1))
         self.register_buffer("gate_threshold", torch.zeros(()))
+        self.register_buffer("down_threshold", torch.zeros(()))
 
     def init_identity(self):
         """Routers and gates at the dense model's function: ℓ = 1 everywhere, no skipping."""
@@ -268,19 +272,23 @@ class UpcycledFFN(nn.Module):
             self.depth_router.weight.zero_()
             self.loop_gate.zero_()
             self.gate_threshold.zero_()
+            self.down_threshold.zero_()
 
     def forward(self, H, tau: float = 1.0):
         gate, up = self.ffn.w_in(self.ffn_norm(H)).split(self.cfg.d_ff, dim=-1)
         act = F.silu(gate)
-        keep = act.abs() >= self.gate_threshold
-        Y = H + self.ffn.w_out(act * keep * up)
+        keep_up = act.abs() >= self.gate_threshold
+        hidden = act * keep_up * up
+        keep_down = keep_up & (hidden.abs() >= self.down_threshold)
+        Y = H + self.ffn.w_out(hidden * keep_down)
         loops = self.depth_router(H).argmax(-1) + 1                                      # [B,T]
         for k in range(2, self.cfg.max_loops + 1):
             chosen = loops >= k
             if not bool(chosen.any()):   # the usual case: no token asked for another loop
                 break
             Y = Y + chosen.unsqueeze(-1).type_as(Y) * self.loop_gate[k - 2] * self.ffn(self.ffn_norm(Y))
-        return Y, {"loops": loops, "ffn_share": keep.float().mean(-1)}
+        up_share = keep_up.float().mean(-1)
+        return Y, {"loops": loops, "ffn_share": (up_share + keep_down.float().mean(-1)) / 2, "up_share": up_share}
 
 
 class Block(nn.Module):

@@ -507,31 +507,45 @@ def _constant_routing(g: GraphBuilder, cfg: ModelConfig, n_loops: int, zeros_T, 
 
 def _upcycled_ffn(g: GraphBuilder, cfg: ModelConfig, sd: dict, p: str, H, zeros_T, route):
     """UpcycledFFN (model.py) with its residual, masked (no control flow, so int8 weights
-    stay pre-packed): act = silu(gate); keep = |act| >= the layer's gate_threshold;
-    Y = H + W_out (act · keep · up); then, for k = 2..max_loops, Y += [ℓ ≥ k] · loop_gate[k-2] ·
+    stay pre-packed): act = silu(gate); keep_up = |act| >= the layer's gate_threshold;
+    hidden = act · keep_up · up; keep_down = |hidden| >= down_threshold;
+    Y = H + W_out (hidden · keep_down); then, for k = 2..max_loops, Y += [ℓ ≥ k] · loop_gate[k-2] ·
     FFN(norm(Y)), computed for every token and selected per token. A loop whose gate is 0 is
     a no-op and is left out; when every gate or the whole depth router is 0 no loop is
     emitted and ℓ = 1 (route_loop_probs one-hot at 1). Routing: ℓ, λ 0, experts −1 / weight 0,
-    and route_ffn_share = the share of the d_ff hidden units kept (mean of keep)."""
+    and route_ffn_share = (mean(keep_up) + mean(keep_down)) / 2, the share of the up and down
+    projections' work done (FFN cost 1/3 + 2/3 · share)."""
     h = cfg.d_ff
     norm_w = g.weight(p + "ffn_norm.weight", sd[p + "ffn_norm.weight"])
     w_in = g.weight(p + "ffn.w_in.weight", sd[p + "ffn.w_in.weight"], matmul=True)
     w_out = g.weight(p + "ffn.w_out.weight", sd[p + "ffn.w_out.weight"], matmul=True)
     threshold = float(sd[p + "gate_threshold"])
+    down_threshold = float(sd[p + "down_threshold"]) if p + "down_threshold" in sd else 0.0
     loop_gate = sd[p + "loop_gate"].detach().float().cpu().numpy().reshape(-1)
     router = sd[p + "depth_router.weight"]
 
     gate, up = g.op("Split", [g.linear(g.rmsnorm(H, norm_w, cfg.norm_eps), w_in), g.const([h, h])], n_out=2, axis=1)
     act = g.op("Mul", [gate, g.op("Sigmoid", [gate])])
     zf = g.op("Cast", [zeros_T], to=TensorProto.FLOAT)                                                # [T] zeros
+    one = g.op("Add", [zf, g.const(1.0, np.float32)])                                                # [T] ones
+    up_share = down_share = None   # [T] shares of units whose up / down projection is done
     if threshold > 0:
-        keep = g.op("Cast", [g.op("GreaterOrEqual", [g.op("Abs", [act]), g.const(threshold, np.float32)])],
-                    to=TensorProto.FLOAT)                                                             # [T, h]
-        act = g.op("Mul", [act, keep])
-        share = g.op("ReduceMean", [keep], axes=[-1], keepdims=0)                                     # [T]
-    else:   # |act| >= 0 always: every unit kept, share 1
-        share = g.op("Add", [zf, g.const(1.0, np.float32)])
-    Y = g.op("Add", [H, g.linear(g.op("Mul", [act, up]), w_out)])
+        keep_up = g.op("Cast", [g.op("GreaterOrEqual", [g.op("Abs", [act]), g.const(threshold, np.float32)])],
+                       to=TensorProto.FLOAT)                                                          # [T, h]
+        act = g.op("Mul", [act, keep_up])
+        up_share = g.op("ReduceMean", [keep_up], axes=[-1], keepdims=0)
+    hidden = g.op("Mul", [act, up])
+    if down_threshold > 0:   # units skipped at the gate have hidden 0 < threshold: skipped here too
+        keep_down = g.op("Cast", [g.op("GreaterOrEqual", [g.op("Abs", [hidden]), g.const(down_threshold, np.float32)])],
+                         to=TensorProto.FLOAT)
+        hidden = g.op("Mul", [hidden, keep_down])
+        down_share = g.op("ReduceMean", [keep_down], axes=[-1], keepdims=0)
+    Y = g.op("Add", [H, g.linear(hidden, w_out)])
+    if up_share is None and down_share is None:   # thresholds 0: every unit, share 1
+        share = one
+    else:   # without a down threshold the down projection follows the up one
+        u = up_share or one
+        share = g.op("Mul", [g.op("Add", [u, down_share or u]), g.const(0.5, np.float32)])
     route["ffn_share"].append(share)
 
     gates = [(k, float(loop_gate[k - 2])) for k in range(2, cfg.max_loops + 1) if float(loop_gate[k - 2]) != 0.0]

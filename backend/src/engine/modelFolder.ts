@@ -34,6 +34,8 @@ export interface Manifest {
     tie_embeddings?: boolean;
     /** Upcycled: per layer, the gate threshold below which a hidden unit is skipped. */
     gate_thresholds?: number[];
+    /** Upcycled: per layer, the |silu(gate)·up| threshold below which a kept unit skips its down projection. */
+    down_thresholds?: number[];
     fixed_loops?: number | null;
     context_length: number;
     rope_theta?: number;

@@ -52,18 +52,20 @@ def qwen_model(kind: str = "dense", seed: int = 3, **kw) -> VersatileLM:
     return model
 
 
-def upcycled_from(dense: VersatileLM, thresholds=None, loops: bool = False) -> VersatileLM:
+def upcycled_from(dense: VersatileLM, thresholds=None, loops: bool = False, down=None) -> VersatileLM:
     """The dense model's weights in an upcycled block (router, gates, thresholds zero), then
     optional per-layer thresholds and, in layer 0 only, a random depth router with nonzero
     loop gates (layer 1 keeps zero gates: its graph has no loop nodes)."""
     cfg = ModelConfig(**{**dense.cfg.to_dict(), "ffn_kind": "upcycled"})
     model = VersatileLM(cfg).eval()
     missing, unexpected = model.load_state_dict(dense.state_dict(), strict=False)
-    assert not unexpected and all(any(n in k for n in ("depth_router", "loop_gate", "gate_threshold")) for k in missing)
+    assert not unexpected and all(any(n in k for n in ("depth_router", "loop_gate", "_threshold")) for k in missing)
     with torch.no_grad():
         for i, b in enumerate(model.blocks):
             if thresholds is not None:
                 b.ffn.gate_threshold.fill_(thresholds[i])
+            if down is not None:
+                b.ffn.down_threshold.fill_(down[i])
             if loops and i == 0:
                 torch.manual_seed(11)
                 b.ffn.depth_router.weight.normal_(0.0, 0.5)
@@ -146,7 +148,7 @@ def test_upcycled_zero_thresholds_is_the_dense_model(tmp_path, tok):
 @pytest.fixture(scope="module")
 def thresholded():
     """Thresholds that keep roughly half the units, and masked loops in layer 0."""
-    return upcycled_from(qwen_model("dense"), thresholds=[0.2, 0.3], loops=True)
+    return upcycled_from(qwen_model("dense"), thresholds=[0.2, 0.3], loops=True, down=[0.05, 0.0])
 
 
 def test_upcycled_thresholds_and_loops(tmp_path, tok, thresholded):
@@ -168,6 +170,19 @@ def test_upcycled_thresholds_and_loops(tmp_path, tok, thresholded):
     probs = np.concatenate([s["route_loop_probs"] for s in steps], axis=1)
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-6)
     assert m["architecture"]["gate_thresholds"] == pytest.approx([0.2, 0.3])
+    assert m["architecture"]["down_thresholds"] == pytest.approx([0.05, 0.0])
+
+
+def test_upcycled_down_threshold_alone(tmp_path, tok):
+    """Layer 0 skips only down projections (by |silu(gate)·up|), layer 1 only at the gate."""
+    model = upcycled_from(qwen_model("dense"), thresholds=[0.0, 0.2], down=[0.08, 0.0])
+    ref, routing = reference(model)
+    export_to(model, tmp_path / "m", tok)
+    logits, steps = run_ort(tmp_path / "m")
+    assert float(np.abs(logits - ref).max()) <= LIMIT
+    share = routing_of(steps, "route_ffn_share")
+    np.testing.assert_allclose(share, np.stack([r["ffn_share"][0].numpy() for r in routing]), atol=1e-6)
+    assert 0.5 < share[0].mean() < 1.0    # up always computed in layer 0: share = (1 + down kept) / 2
 
 
 def test_upcycled_int8(tmp_path, tok, thresholded):

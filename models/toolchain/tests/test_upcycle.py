@@ -183,6 +183,10 @@ def test_routing_file_is_validated(tmp_path):
         load_routing(str(_routing(tmp_path, version=9)), 2, 96)
     with pytest.raises(RoutingFileError, match="non-negative"):
         load_routing(str(_routing(tmp_path, gate_thresholds=[0.1, -1])), 2, 96)
+    with pytest.raises(RoutingFileError, match="non-negative"):
+        load_routing(str(_routing(tmp_path, down_thresholds=[0.1, float("nan")])), 2, 96)
+    with pytest.raises(RoutingFileError, match="one threshold per layer"):
+        load_routing(str(_routing(tmp_path, down_thresholds=[0.1])), 2, 96)
     p = _routing(tmp_path)
     doc = json.loads(p.read_text())
     doc["gate_thresholds"][0] = 0.5       # edited by hand: the checksum no longer matches

@@ -104,8 +104,10 @@ def export_step(conv: str, kind: str, routing: dict, cache: str, key: str, log) 
     model = VersatileLM(cfg)
     model.load_state_dict(load_file(os.path.join(conv, "dense.safetensors")), strict=False)
     if kind == "upcycled":
-        for block, t in zip(model.blocks, routing["gate_thresholds"]):
-            block.ffn.gate_threshold.fill_(float(t))
+        down = routing.get("down_thresholds", [0.0] * cfg.n_layer)
+        for block, g, d in zip(model.blocks, routing["gate_thresholds"], down):
+            block.ffn.gate_threshold.fill_(float(g))
+            block.ffn.down_threshold.fill_(float(d))
     sd = {k: v.detach() for k, v in model.state_dict().items()}
     del model
     from tokenizers import Tokenizer
@@ -150,11 +152,13 @@ def build(cache: str = None, models_dir: str = None, force: bool = False, log=pr
     routing_doc = load_routing(ROUTING, 24, 4864)
     gguf = fetch_gguf(cache, log)
     conv = convert_step(gguf, cache, log)
-    key = hashlib.sha256(f"{GGUF_SHA256}:{WEIGHTS_DTYPE}:{CONTEXT}:{_sha_files(BUILD_INPUTS)}".encode()).hexdigest()[:16]
-    if force:
-        shutil.rmtree(os.path.join(cache, "models", key), ignore_errors=True)
     out = {}
     for kind in ("upcycled", "dense"):
+        # The dense source does not depend on the routing: a new routing.json re-exports one folder.
+        inputs = BUILD_INPUTS if kind == "upcycled" else [f for f in BUILD_INPUTS if f != "upcycle/routing.json"]
+        key = hashlib.sha256(f"{GGUF_SHA256}:{WEIGHTS_DTYPE}:{CONTEXT}:{kind}:{_sha_files(inputs)}".encode()).hexdigest()[:16]
+        if force:
+            shutil.rmtree(os.path.join(cache, "models", key), ignore_errors=True)
         folder = export_step(conv, kind, routing_doc, cache, key, log)
         import card
         if card.finish_folder(folder, kind, routing_doc, _results(), LICENSE):

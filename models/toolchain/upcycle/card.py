@@ -58,28 +58,33 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
                   "The paper's block (8 experts of 1/8 of the FFN, top-2, fixed fusion λ = (4 − ℓ)/4) does not",
                   "contain the dense model, so an upcycled model would need an epoch of retraining we cannot run",
                   "on a CPU. This block does (docs/UPCYCLING.md has the measurements):",
-                  "- width: the virtual experts are single FFN units; a token skips unit j of layer i when",
-                  "  |silu(gate_j)| < threshold_i (its gate is computed, its up and down projections are not);",
-                  "  threshold 0 is the dense FFN exactly;",
+                  "- width: the virtual experts are single FFN units, routed per token in two stages (gate, then",
+                  "  computed activation; below); thresholds 0 are the dense FFN exactly;",
                   "- depth: the paper's depth predictor and recursive loops, with a gate per extra loop",
                   "  initialised at zero. Not trained here (no GPU): every token runs ℓ = 1.",
                   "- fusion: none needed; the output is the loop-ℓ state.", "",
                   "## Routing (calibrated on the dev CPU)", "",
-                  f"Per-layer thresholds chosen for a loss budget of {routing['budget']} nats on "
-                  f"{routing['calibration']['tokens']:,} FIM-formatted tokens of the corpus' train split "
+                  f"Two thresholds per layer: a unit whose |silu(gate)| is below the gate threshold skips its up "
+                  f"and down projections; of the rest, one whose |silu(gate)·up| is below the down threshold skips "
+                  f"its down projection. Chosen as quantiles over {routing['calibration']['tokens']:,} FIM-formatted "
+                  f"tokens of the corpus' train split for each operating point; the shipped point "
+                  f"(gate skip {routing['gate_skip']}, down skip {routing['down_skip']}) is the cheapest whose "
+                  f"calibration loss rises by at most {routing['budget']} nats "
                   f"(`models/toolchain/upcycle/calibrate.py`, {routing['calibration']['seconds']} s on "
-                  f"{routing['calibration']['machine']}). Quality against compute on "
-                  f"{routing['calibration']['validation_tokens']:,} validation tokens (Δ loss in nats against "
-                  f"the dense source, {routing['calibration']['dense_val_loss']:.3f}); FFN compute counts the gate "
+                  f"{routing['calibration']['machine']}). Every point on "
+                  f"{routing['calibration']['validation_tokens']:,} validation tokens (Δ loss in nats against the "
+                  f"dense source, {routing['calibration']['dense_val_loss']:.3f}); FFN compute counts the gate "
                   "projection for every unit:", "",
-                  "| budget | FFN compute vs dense | units kept | Δ learned thresholds | Δ uniform share | Δ oracle |",
+                  "| gate / down skip | FFN compute vs dense | Δ calibration | Δ learned thresholds | Δ uniform share | Δ oracle |",
                   "|---|---|---|---|---|---|"]
         for p in routing["curve"]:
             d = p["delta_loss"]
-            lines.append(f"| {p['budget']} | {p['compute_vs_dense']:.3f} | {p['ffn_share']:.1%} | "
-                         f"{d['learned']:+.3f} | {d['uniform']:+.3f} | {d['oracle']:+.3f} |")
-        lines += ["", "Uniform: every token keeps the same number of units per layer (its largest gates); "
-                  "oracle: per token the same count as the thresholds keep, chosen by true contribution.", ""]
+            mark = " (shipped)" if (p["gate_skip"], p["down_skip"]) == (routing["gate_skip"], routing["down_skip"]) else ""
+            lines.append(f"| {p['gate_skip']} / {p['down_skip']}{mark} | {p['compute_vs_dense']:.3f} | "
+                         f"{p['delta_cal']:+.3f} | {d['learned']:+.3f} | {d['uniform']:+.3f} | {d['oracle']:+.3f} |")
+        lines += ["", "Uniform: every token keeps the same number of units per layer as the thresholds keep on "
+                  "average (its largest gates, then its largest activations); oracle: per token the same counts as "
+                  "the thresholds, the units with the largest true contribution. Same compute in all three.", ""]
     lines += ["## Evaluation", ""]
     if not res:
         lines += ["Not measured yet for this build.", ""]

@@ -82,7 +82,7 @@ def load_model(gguf_path: str, ffn_kind: str = "dense", context_length: int = 32
     model = VersatileLM(cfg)
     missing, unexpected = model.load_state_dict(read_state_dict(reader, cfg), strict=False)
     # An upcycled model's routers, loop gates and thresholds are not in the dense source.
-    new = {n for n in missing if any(k in n for k in ("depth_router", "loop_gate", "gate_threshold"))}
+    new = {n for n in missing if any(k in n for k in ("depth_router", "loop_gate", "_threshold"))}
     if set(missing) - new or unexpected:
         raise ConvertError(f"state dict mismatch: missing {sorted(set(missing) - new)[:5]}, unexpected {unexpected[:5]}")
     return model.eval(), cfg

@@ -1,6 +1,6 @@
 """
 The committed result of routing calibration (calibrate.py): per-layer gate thresholds of
-the upcycled model, with the measurements that chose them. Small, versioned, checksummed:
+the upcycled model (gate and down thresholds), with the measurements that chose them. Small, versioned, checksummed:
 the set-up refuses a file whose shape, version or checksum is wrong.
 """
 import hashlib
@@ -38,6 +38,9 @@ def load_routing(path: str, n_layer: int, d_ff: int) -> dict:
         raise RoutingFileError(f"{path}: made for n_layer {doc.get('n_layer')}, d_ff {doc.get('d_ff')} "
                                f"with {len(t) if isinstance(t, list) else 'no'} thresholds; the model has "
                                f"n_layer {n_layer}, d_ff {d_ff}")
-    if not all(isinstance(x, (int, float)) and 0 <= x < 1e3 for x in t):
-        raise RoutingFileError(f"{path}: gate_thresholds must be finite, non-negative numbers")
+    d = doc.get("down_thresholds", [0.0] * n_layer)
+    if not isinstance(d, list) or len(d) != n_layer:
+        raise RoutingFileError(f"{path}: down_thresholds must list one threshold per layer ({n_layer})")
+    if not all(isinstance(x, (int, float)) and 0 <= x < 1e3 for x in t + d):
+        raise RoutingFileError(f"{path}: thresholds must be finite, non-negative numbers")
     return doc
