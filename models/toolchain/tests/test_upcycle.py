@@ -204,3 +204,50 @@ def test_committed_routing_file_fits_the_default_model():
         pytest.skip("no committed routing.json yet")
     doc = load_routing(path, 24, 4864)
     assert doc["source_gguf_sha256"] == __import__("source").GGUF_SHA256
+
+
+def _fake_wheels(tmp_path, monkeypatch, parts=(b"GGUF-part-one;", b"part-two")):
+    """Two tiny wheels holding a 'GGUF' in two data files, pinned like the real six."""
+    import hashlib
+    import zipfile
+    import source
+    wheel_dir = tmp_path / "cache" / "wheels"
+    wheel_dir.mkdir(parents=True)
+    wheels = []
+    for i, data in enumerate(parts, 1):
+        name, member = f"fake_part{i}-0.9.0-py3-none-any.whl", f"fake_part{i}/data/part0{i}.bin"
+        with zipfile.ZipFile(wheel_dir / name, "w") as z:
+            z.writestr(member, data)
+        wheels.append((name, hashlib.sha256((wheel_dir / name).read_bytes()).hexdigest(), member))
+    whole = b"".join(parts)
+    monkeypatch.setattr(source, "WHEELS", wheels)
+    monkeypatch.setattr(source, "GGUF_SHA256", hashlib.sha256(whole).hexdigest())
+    monkeypatch.setattr(source, "GGUF_BYTES", len(whole))
+    return source, str(tmp_path / "cache"), whole
+
+
+def test_source_assembles_and_verifies_the_pinned_wheels(tmp_path, monkeypatch):
+    source, cache, whole = _fake_wheels(tmp_path, monkeypatch)
+    path = source.fetch_gguf(cache, log=lambda m: None)
+    assert open(path, "rb").read() == whole
+    assert source.fetch_gguf(cache, log=lambda m: None) == path   # cached: nothing fetched again
+
+
+def test_source_refuses_a_tampered_wheel_and_leaves_nothing_half_written(tmp_path, monkeypatch):
+    source, cache, _ = _fake_wheels(tmp_path, monkeypatch)
+    bad = os.path.join(cache, "wheels", source.WHEELS[1][0])
+    with open(bad, "ab") as f:
+        f.write(b"tampered")
+    with pytest.raises(source.SourceError, match="sha256 .* is not the pinned"):
+        source.fetch_gguf(cache, log=lambda m: None)
+    assert not os.path.exists(bad)                                  # removed, so a re-run downloads it again
+    sources = os.path.join(cache, "sources")
+    assert not os.path.isdir(sources) or os.listdir(sources) == []  # no GGUF, whole or partial
+
+
+def test_source_refuses_an_assembled_file_with_the_wrong_checksum(tmp_path, monkeypatch):
+    source, cache, _ = _fake_wheels(tmp_path, monkeypatch)
+    monkeypatch.setattr(source, "GGUF_SHA256", "0" * 64)
+    with pytest.raises(source.SourceError, match="assembled GGUF"):
+        source.fetch_gguf(cache, log=lambda m: None)
+    assert os.listdir(os.path.join(cache, "sources")) == []         # the temporary file is gone

@@ -23,7 +23,8 @@ def model_info(kind: str, routing: dict, results: dict | None) -> dict:
     if kind == "upcycled":
         display = "Qwen2.5-Coder 0.5B · VersatileFFN (upcycled)"
         desc = ("Qwen2.5-Coder-0.5B-Instruct upcycled into VersatileFFN: per-token width routing over single "
-                "FFN units by calibrated gate thresholds; depth loops present, not trained (ℓ = 1).")
+                "FFN units by calibrated two-stage thresholds (gate, then activation); depth loops present, "
+                "not trained (ℓ = 1).")
     else:
         display = "Qwen2.5-Coder 0.5B · dense source"
         desc = "The dense Qwen2.5-Coder-0.5B-Instruct the VersatileFFN model was upcycled from (baseline)."
@@ -128,7 +129,9 @@ def finish_folder(folder: str, kind: str, routing: dict, results: dict | None, l
     from export import file_entry
     manifest_path = os.path.join(folder, "manifest.json")
     manifest = json.load(open(manifest_path, encoding="utf-8"))
-    manifest["metrics"] = {**manifest.get("metrics", {}), **model_info(kind, routing, results)["metrics"]}
+    info = model_info(kind, routing, results)
+    manifest["metrics"] = {**manifest.get("metrics", {}), **info["metrics"]}
+    manifest["display_name"], manifest["description"] = info["display_name"], info["description"]
     with open(license_path, encoding="utf-8") as f:
         texts = {"README.md": render(manifest, kind, routing, results), "LICENSE": f.read(), "NOTICE": NOTICE}
     changed = False
