@@ -62,6 +62,7 @@ class RoutingStats:
             compute = float(np.mean([la["compute_vs_dense"] for la in layers]))
             tot = self.loops.sum(0) / max(self.loops.sum(), 1)
             return {"kind": self.kind, "tokens": int(self.loops[0].sum()),
+                    "mean_loops": float((tot * np.arange(1, self.max_loops + 1)).sum()),
                     "ffn_share": float(np.mean([la["ffn_share"] for la in layers])),
                     "loop_share": [float(x) for x in tot], "compute_vs_dense": compute,
                     "compute_vs_4loop": compute / self.max_loops, "layers": layers}

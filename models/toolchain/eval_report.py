@@ -40,7 +40,7 @@ def markdown(report: dict) -> str:
     row("FIM exact match, strict (indentation)", lambda e: _pct(e["fim"]["overall"]["strict"]))
     row("FIM mean prompt / generated tokens", lambda e: f"{e['fim']['overall']['mean_prompt_tokens']:.0f} / "
         f"{e['fim']['overall']['mean_generated_tokens']:.1f}")
-    row("mean loops per layer", lambda e: f"{e['routing']['mean_loops']:.2f}" if e["kind"] == "versatile"
+    row("mean loops per layer", lambda e: f"{e['routing']['mean_loops']:.2f}" if e["kind"] in ("versatile", "upcycled")
         else ("1" if e["kind"] == "dense" else str(e["routing"]["compute_vs_dense"])))
     row("share of tokens at ℓ=1/2/3/4", lambda e: " / ".join(f"{x:.2f}" for x in e["routing"]["loop_share"]))
     row("expert share min–max (over layers)",

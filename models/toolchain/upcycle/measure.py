@@ -15,41 +15,52 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOOLCHAIN = os.path.dirname(HERE)
 sys.path.insert(0, TOOLCHAIN)
+sys.path.insert(0, HERE)
 from atomic import atomic_write_text  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(TOOLCHAIN, "..", ".."))
 RESULTS = os.path.join(HERE, "results.json")
 
 
-def summarize(report_path: str) -> tuple[dict, list]:
-    rep = json.load(open(report_path + ".json"))
-    (name, m), = rep["models"].items()
-    fim = m["fim"]["overall"]
-    by_lang = {k: v["loss"] for k, v in m["val_loss"].items() if k != "overall"}
-    out = {"val_loss": m["val_loss"]["overall"]["loss"], "val_loss_by_lang": by_lang,
-           "fim_exact": fim["exact"], "fim_exact_ci95": fim["exact_ci95"], "fim_n": fim["n"],
-           "fim_strict": fim["strict"], "fim_by_lang": {k: m["fim"][k]["exact"] for k in m["fim"] if k != "overall"},
-           "compute_vs_dense": m["routing"]["compute_vs_dense"], "seconds_fim": m["seconds_fim"],
-           "settings": rep["settings"]}
-    if m["routing"].get("layers") and m["kind"] == "upcycled":
+def summarize(report_paths: list[str]) -> tuple[dict, list]:
+    """One model's measurements from one or more evaluate.py reports (FIM cases pooled; the
+    loss and routing from the first report that has them)."""
+    from evaluate import wilson
+    reps = [json.load(open(p + ".json")) for p in report_paths]
+    entries = [next(iter(r["models"].items())) for r in reps]
+    name = entries[0][0]
+    m = next(e for _, e in entries if e.get("val_loss"))
+    cases = [json.loads(line) for p in report_paths for line in open(p + ".fim.jsonl")]
+    exact = [c["completions"][name].strip() == c["middle"].strip() for c in cases]
+    by_lang = {}
+    for lang in ("python", "javascript", "typescript"):
+        sel = [e for e, c in zip(exact, cases) if c["language"] == lang]
+        by_lang[lang] = sum(sel) / len(sel) if sel else None
+    out = {"val_loss": m["val_loss"]["overall"]["loss"],
+           "val_loss_by_lang": {k: v["loss"] for k, v in m["val_loss"].items() if k != "overall"},
+           "fim_exact": sum(exact) / len(exact), "fim_exact_ci95": wilson(sum(exact), len(exact)), "fim_n": len(exact),
+           "fim_by_lang": by_lang, "compute_vs_dense": m["routing"]["compute_vs_dense"],
+           "seconds_fim": sum(e["seconds_fim"] for _, e in entries),
+           "settings": [r["settings"] for r in reps]}
+    if m["kind"] == "upcycled":
         out["ffn_share"] = m["routing"]["ffn_share"]
         out["layers"] = m["routing"]["layers"]
-    cases = [json.loads(line) for line in open(report_path + ".fim.jsonl")]
-    exact = [c["completions"][name].strip() == c["middle"].strip() for c in cases]
     return out, exact
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dense-report", required=True, help="evaluate.py --out path of the dense source")
-    ap.add_argument("--upcycled-report", required=True, help="evaluate.py --out path of the upcycled model")
+    ap.add_argument("--dense-report", action="append", required=True,
+                    help="evaluate.py --out path of the dense source (repeatable: FIM cases are pooled)")
+    ap.add_argument("--upcycled-report", action="append", required=True,
+                    help="evaluate.py --out path of the upcycled model, same runs in the same order")
     ap.add_argument("--examples", action="store_true", help="also complete the ten fixed examples (backend CLI)")
     ap.add_argument("--machine", default="2-core dev VM (2x Intel Xeon, 24 GiB, no GPU), onnxruntime CPU EP")
     args = ap.parse_args()
     dense, dense_exact = summarize(args.dense_report)
     up, up_exact = summarize(args.upcycled_report)
-    if len(dense_exact) != len(up_exact) or dense["settings"]["seed"] != up["settings"]["seed"]:
-        sys.exit("the two reports are not on the same FIM cases (seed and count must match)")
+    if len(dense_exact) != len(up_exact) or [x["seed"] for x in dense["settings"]] != [x["seed"] for x in up["settings"]]:
+        sys.exit("the reports are not on the same FIM cases (seeds, counts and order must match)")
     results = json.load(open(RESULTS)) if os.path.exists(RESULTS) else {}
     results.update({
         "machine": args.machine,
@@ -59,11 +70,12 @@ def main():
                    "both_exact": sum(d and u for d, u in zip(dense_exact, up_exact))},
         "fim_ratio": up["fim_exact"] / dense["fim_exact"] if dense["fim_exact"] else None,
     })
-    s = dense["settings"]
+    s = dense["settings"][0]
+    seeds = ", ".join(str(x["seed"]) for x in dense["settings"])
     results["settings_text"] = (
         f"Project validation split (python, javascript, typescript): loss on {s['loss_tokens_per_language']:,} "
-        f"tokens per language in windows of {s.get('loss_context')}; {s['fim_cases']} single-line FIM cases "
-        f"(seed {s['seed']}), prompt + 48 new tokens ≤ {s['fim_context']} tokens, greedy; exact match ignores "
+        f"tokens per language in windows of {s.get('loss_context')}; {dense['fim_n']} single-line FIM cases "
+        f"(seeds {seeds}), prompt + 48 new tokens ≤ {s['fim_context']} tokens, greedy; exact match ignores "
         f"indentation, 95% Wilson interval. Both models are the int8 ONNX folders as shipped, run with "
         f"onnxruntime on {args.machine}. Paired on the same cases: {results['paired']['both_exact']} both right, "
         f"{results['paired']['only_dense_exact']} only dense, {results['paired']['only_upcycled_exact']} only upcycled.")
