@@ -279,3 +279,12 @@ function tail(file: string, lines: number): string {
     return '(no log)';
   }
 }
+
+/** Hard stop for a scenario file: whatever hangs, nothing outlives `minutes` (then teardown, exit 1). */
+export function hardStop(minutes: number, teardown: () => Promise<void>): void {
+  const timer = setTimeout(() => {
+    console.error(`e2e watchdog: ${minutes} minutes passed, tearing down`);
+    void teardown().finally(() => process.exit(1));
+  }, minutes * 60_000);
+  timer.unref();
+}

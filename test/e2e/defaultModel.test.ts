@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Page } from 'playwright-core';
-import { REPO, createProfile, removeProfile, startCodeServer, type CodeServer, type Profile } from './codeServer';
+import { REPO, createProfile, hardStop, removeProfile, startCodeServer, type CodeServer, type Profile } from './codeServer';
 import { openFile, openWorkbench, screenshot, statusText, waitForGhostText, waitForReady, type Workbench } from './browser';
 
 const ARTIFACTS = path.join(process.env.VFFN_E2E_ARTIFACTS ?? path.join(REPO, 'test-results', 'e2e'), 'default-model');
@@ -20,11 +20,7 @@ let server: CodeServer | undefined;
 let wb: Workbench | undefined;
 let page: Page;
 
-const watchdog = setTimeout(() => {
-  console.error('e2e (default model) watchdog: 8 minutes passed, tearing down');
-  void teardown().finally(() => process.exit(1));
-}, 8 * 60_000);
-watchdog.unref();
+hardStop(8, teardown);
 
 async function teardown(): Promise<void> {
   await wb?.close().catch(() => {});

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Frame, Page } from 'playwright-core';
 import {
-  REPO, commandLine, createProfile, descendants, removeProfile, sleep, startCodeServer,
+  REPO, commandLine, createProfile, descendants, hardStop, removeProfile, sleep, startCodeServer,
   type CodeServer, type Profile,
 } from './codeServer';
 import {
@@ -35,12 +35,7 @@ let wb: Workbench | undefined;
 let page: Page;
 let step = 0;
 
-// Hard stop: whatever hangs, nothing outlives 10 minutes.
-const watchdog = setTimeout(() => {
-  console.error('e2e watchdog: 10 minutes passed, tearing down');
-  void teardown().finally(() => process.exit(1));
-}, 10 * 60_000);
-watchdog.unref();
+hardStop(10, teardown);
 
 async function teardown(): Promise<void> {
   await wb?.close().catch(() => {});
