@@ -105,10 +105,11 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
         lines.append("")
         layers = res.get("upcycled", {}).get("layers")
         if kind == "upcycled" and layers:
-            lines += ["Routing per layer (validation tokens): share of FFN units used; loop share ℓ = 1..4.", "",
+            lines += ["Routing per layer (validation tokens): FFN work done (share of up and down projections "
+                      "computed, `route_ffn_share`) and the share of tokens at ℓ = 1.", "",
                       "| layer | " + " | ".join(str(la["layer"]) for la in layers) + " |",
                       "|---" * (len(layers) + 1) + "|",
-                      "| units used | " + " | ".join(f"{la['ffn_share']:.0%}" for la in layers) + " |",
+                      "| FFN work | " + " | ".join(f"{la['ffn_share']:.0%}" for la in layers) + " |",
                       "| ℓ = 1 | " + " | ".join(f"{la['loop_share'][0]:.0%}" for la in layers) + " |", ""]
     for title, body in r.get("sections", {}).get(kind, {}).items():
         lines += [f"## {title}", "", body.strip(), ""]
