@@ -237,7 +237,9 @@ def main():
     acts, hids = record(model, cal, 2_000_000, args.seed)
     if "dense" not in state:
         set_thresholds(model, [0.0] * L, [0.0] * L)
+        t = time.time()
         state["dense"] = {"cal": loss_and_share(model, cal)[0], "val": loss_and_share(model, val)[0]}
+        state["dense"]["seconds"] = round(time.time() - t)
         atomic_write_text(args.state, json.dumps(state, indent=1))
     dense_cal, dense_val = state["dense"]["cal"], state["dense"]["val"]
     log(f"dense loss: calibration {dense_cal:.4f}, validation {dense_val:.4f}")
@@ -245,6 +247,7 @@ def main():
         key = f"{g},{d}"
         if key in state["points"]:
             continue
+        t = time.time()
         gate, down = thresholds_for(acts, hids, g, d)
         set_thresholds(model, gate, down)
         set_mode(model, "threshold")
@@ -263,7 +266,8 @@ def main():
             "up_kept": float(ups.mean()), "down_kept": float(downs.mean()),
             "ffn_share_per_layer": [float(x) for x in shares], "compute_vs_dense": ffn_cost(shares),
             "compute_check": {"uniform": ffn_cost(shares_u), "oracle": ffn_cost(shares_o)},
-            "delta_loss": {"learned": lt - dense_val, "uniform": lu - dense_val, "oracle": lo - dense_val}}
+            "delta_loss": {"learned": lt - dense_val, "uniform": lu - dense_val, "oracle": lo - dense_val},
+            "seconds": round(time.time() - t)}
         atomic_write_text(args.state, json.dumps(state, indent=1))
         p = state["points"][key]
         log(f"gate {g} down {d}: compute {p['compute_vs_dense']:.3f}x dense; Δ calibration {p['delta_cal']:+.4f}; "
@@ -285,7 +289,9 @@ def main():
         "calibration": {"tokens": int(cal.size), "validation_tokens": int(val.size), "window": args.window,
                         "data": "FIM-formatted windows, train split (calibration) / val split (curve), "
                                 "python, javascript, typescript", "dense_val_loss": dense_val,
-                        "dense_cal_loss": dense_cal, "seconds": round(time.time() - t0),
+                        # measuring time over every run that contributed (a resumed run adds to it)
+                        "dense_cal_loss": dense_cal, "seconds": state["dense"].get("seconds", 0)
+                        + sum(p.get("seconds", 0) for p in points) + round(time.time() - t0),
                         "machine": "2-core dev VM, CPU", "date": time.strftime("%Y-%m-%d")},
         "curve": points,
     }
