@@ -10,7 +10,7 @@ so every clone on the machine shares one build):
   convert   GGUF -> fp32 safetensors + tokenizer.json (convert.py)
   export    the upcycled model (routing.json's thresholds) and the dense source, int8
             weights (MatMulNBits), each a complete model folder (export.py)
-  link      models/<name> -> the cached folder (a symlink; replaced atomically)
+  link      models/<name>: hard links to the cached folder's files (a symlink across filesystems)
 A failure names the step and leaves no half-written folder (exports are renamed into place).
 """
 import argparse
@@ -133,16 +133,44 @@ def _results():
     return json.load(open(RESULTS)) if os.path.exists(RESULTS) else None
 
 
+MARKER = ".built-by-setup"   # names the cache folder a models/<name> folder was linked from
+
+
 def link(target: str, models_dir: str, name: str):
-    """models/<name> -> target, replaced atomically (a real folder there is left alone)."""
+    """models/<name> becomes a folder of hard links to the cached build (real files: packaging
+    and copies see them; no extra disk), or a symlink where hard links cannot be made
+    (another filesystem). Replaced whole; a folder this build did not make is left alone."""
     dst = os.path.join(models_dir, name)
-    if os.path.exists(dst) and not os.path.islink(dst):
-        raise BuildError(f"{dst} exists and is not a link made by this build; move it away and re-run")
-    tmp = dst + ".link-tmp"
-    if os.path.lexists(tmp):
-        os.remove(tmp)
-    os.symlink(target, tmp)
-    os.replace(tmp, dst)
+    ours = os.path.islink(dst) or os.path.exists(os.path.join(dst, MARKER))
+    if os.path.lexists(dst) and not ours:
+        raise BuildError(f"{dst} exists and was not made by this build; move it away and re-run")
+    if os.path.exists(os.path.join(dst, MARKER)) and open(os.path.join(dst, MARKER)).read() == target \
+            and all(os.path.samefile(os.path.join(dst, f), os.path.join(target, f)) for f in os.listdir(target)):
+        return
+    tmp = os.path.join(models_dir, f".{name}.link-tmp")
+    _remove(tmp)
+    try:
+        os.makedirs(tmp)
+        for f in os.listdir(target):
+            os.link(os.path.join(target, f), os.path.join(tmp, f))
+        with open(os.path.join(tmp, MARKER), "w") as f:
+            f.write(target)
+    except OSError:
+        _remove(tmp)
+        os.symlink(target, tmp)
+    old = dst + ".old"
+    _remove(old)
+    if os.path.lexists(dst):
+        os.rename(dst, old)
+    os.rename(tmp, dst)
+    _remove(old)
+
+
+def _remove(path: str):
+    if os.path.islink(path) or os.path.isfile(path):
+        os.remove(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
 
 
 def build(cache: str = None, models_dir: str = None, force: bool = False, log=print) -> dict:
