@@ -27,6 +27,8 @@ sys.path.insert(0, TOOLCHAIN)
 sys.path.insert(0, HERE)
 from atomic import atomic_write, atomic_write_text  # noqa: E402
 from routing_file import RoutingFileError, load_routing  # noqa: E402
+from convert import ConvertError  # noqa: E402
+from export import ExportError  # noqa: E402
 from source import GGUF_SHA256, SourceError, default_cache, fetch_gguf  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(TOOLCHAIN, "..", ".."))
@@ -205,7 +207,7 @@ def main():
     args = ap.parse_args()
     try:
         build(args.cache, args.models, args.force, log=lambda m: print(f"  {m}", flush=True))
-    except (SourceError, RoutingFileError, BuildError) as e:
+    except (SourceError, RoutingFileError, BuildError, ConvertError, ExportError) as e:
         sys.exit(f"error: {e}")
 
 
