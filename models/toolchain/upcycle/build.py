@@ -37,7 +37,8 @@ RESULTS = os.path.join(HERE, "results.json")      # measured by evaluate.py; ren
 LICENSE = os.path.join(HERE, "LICENSE-Apache-2.0.txt")
 VFFN_NAME, DENSE_NAME = "qwen2.5-coder-0.5b-vffn", "qwen2.5-coder-0.5b-dense"
 # What the backend may put in one prompt (the source supports 32k). On 2 CPU cores a cold
-# prompt costs ~7-8 ms per token, so 1,024 tokens keep a cold completion within seconds;
+# prompt costs ~3 ms per token (bench, quiet machine; 6-8 under load), so 1,024 tokens keep a
+# cold completion within seconds;
 # choosing it from measured prefill speed per machine is the speed work's (issue 10).
 CONTEXT = 1024
 WEIGHTS_DTYPE = "int8"    # the CPU graph: a quarter of fp32's bytes per decode step

@@ -48,6 +48,16 @@ def summarize(report_paths: list[str]) -> tuple[dict, list]:
     return out, exact
 
 
+def this_machine() -> str:
+    """E.g. "2 cores (AMD EPYC), 24 GiB, onnxruntime CPU EP", from /proc (Linux)."""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        mem = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
+        return f"{os.cpu_count()} cores ({cpu}), {round(mem / 2**20)} GiB, no GPU used, onnxruntime CPU EP"
+    except (OSError, StopIteration):
+        return "unknown machine, onnxruntime CPU EP"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dense-report", action="append", required=True,
@@ -55,7 +65,7 @@ def main():
     ap.add_argument("--upcycled-report", action="append", required=True,
                     help="evaluate.py --out path of the upcycled model, same runs in the same order")
     ap.add_argument("--examples", action="store_true", help="also complete the ten fixed examples (backend CLI)")
-    ap.add_argument("--machine", default="2-core dev VM (2x Intel Xeon, 24 GiB, no GPU), onnxruntime CPU EP")
+    ap.add_argument("--machine", default=this_machine(), help="how the reports name the machine (default: read here)")
     args = ap.parse_args()
     dense, dense_exact = summarize(args.dense_report)
     up, up_exact = summarize(args.upcycled_report)
