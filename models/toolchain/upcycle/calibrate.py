@@ -41,7 +41,8 @@ sys.path.insert(0, TOOLCHAIN)
 sys.path.insert(0, HERE)
 from atomic import atomic_write_text  # noqa: E402
 from eval_models import GATE_COST  # noqa: E402
-from model import ModelConfig, VersatileLM  # noqa: E402
+from convert import load_converted  # noqa: E402
+from model import VersatileLM  # noqa: E402
 from routing_file import ROUTING_VERSION, with_checksum  # noqa: E402
 from source import GGUF_SHA256  # noqa: E402
 
@@ -50,14 +51,7 @@ LANGS = ("python", "javascript", "typescript")
 
 
 def load_upcycled(weights_dir: str) -> VersatileLM:
-    from safetensors.torch import load_file
-    cfg = json.load(open(os.path.join(weights_dir, "config.json")))
-    cfg["ffn_kind"] = "upcycled"
-    model = VersatileLM(ModelConfig.from_dict(cfg))
-    missing, unexpected = model.load_state_dict(load_file(os.path.join(weights_dir, "dense.safetensors")), strict=False)
-    if unexpected or any(not any(k in n for k in ("depth_router", "loop_gate", "_threshold")) for n in missing):
-        raise SystemExit(f"{weights_dir}: weights do not match the config ({missing[:3]}, {unexpected[:3]})")
-    return model.eval()
+    return load_converted(weights_dir, ffn_kind="upcycled")
 
 
 # ----------------------------------------------------------------------------- data

@@ -44,11 +44,8 @@ def greedy(step, ids, n, stop):
 
 
 def ours(conv_dir):
-    from safetensors.torch import load_file
-    from model import ModelConfig, VersatileLM
-    model = VersatileLM(ModelConfig.from_dict(json.load(open(os.path.join(conv_dir, "config.json")))))
-    model.load_state_dict(load_file(os.path.join(conv_dir, "dense.safetensors")))
-    model.eval()
+    from convert import load_converted
+    model = load_converted(conv_dir)
     cache = {"kv": None}
 
     def start():

@@ -19,6 +19,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+from atomic import atomic_write, atomic_write_text  # noqa: E402
 from model import ModelConfig, VersatileLM  # noqa: E402
 
 # The pre-tokenizer of Qwen2's tokenizer.json (llama.cpp's "qwen2" pre-tokenizer is the same regex).
@@ -74,18 +75,48 @@ def read_state_dict(reader, cfg: ModelConfig) -> dict:
     return sd
 
 
+def _load_weights(model: VersatileLM, sd: dict, where: str) -> VersatileLM:
+    """Loads a dense source's weights; only an upcycled model's new parts (routers, loop
+    gates, thresholds: not in the source) may be missing."""
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    new = {n for n in missing if any(k in n for k in ("depth_router", "loop_gate", "_threshold"))}
+    if set(missing) - new or unexpected:
+        raise ConvertError(f"{where}: state dict mismatch: missing {sorted(set(missing) - new)[:5]}, "
+                           f"unexpected {unexpected[:5]}")
+    return model.eval()
+
+
 def load_model(gguf_path: str, ffn_kind: str = "dense", context_length: int = 32768):
     """(VersatileLM in eval mode with the GGUF's weights, its config)."""
     from gguf import GGUFReader
     reader = GGUFReader(gguf_path)
     cfg = read_config(reader, ffn_kind, context_length)
-    model = VersatileLM(cfg)
-    missing, unexpected = model.load_state_dict(read_state_dict(reader, cfg), strict=False)
-    # An upcycled model's routers, loop gates and thresholds are not in the dense source.
-    new = {n for n in missing if any(k in n for k in ("depth_router", "loop_gate", "_threshold"))}
-    if set(missing) - new or unexpected:
-        raise ConvertError(f"state dict mismatch: missing {sorted(set(missing) - new)[:5]}, unexpected {unexpected[:5]}")
-    return model.eval(), cfg
+    return _load_weights(VersatileLM(cfg), read_state_dict(reader, cfg), gguf_path), cfg
+
+
+def write_converted(gguf_path: str, out: str) -> dict:
+    """Writes out/{tokenizer.json, tokenizer_config.json, dense.safetensors, config.json}, each
+    atomically; returns the special ids."""
+    from gguf import GGUFReader
+    from safetensors.torch import save_file
+    os.makedirs(out, exist_ok=True)
+    tj, tc, special = tokenizer_json(GGUFReader(gguf_path))
+    atomic_write_text(os.path.join(out, "tokenizer.json"), json.dumps(tj, ensure_ascii=False))
+    atomic_write_text(os.path.join(out, "tokenizer_config.json"), json.dumps(tc, indent=2))
+    model, cfg = load_model(gguf_path)
+    atomic_write(os.path.join(out, "dense.safetensors"),
+                 lambda tmp: save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp))
+    atomic_write_text(os.path.join(out, "config.json"), json.dumps(cfg.to_dict(), indent=2))
+    return special
+
+
+def load_converted(conv_dir: str, **overrides) -> VersatileLM:
+    """The model of a write_converted folder, config fields overridden (e.g. ffn_kind,
+    context_length), in eval mode."""
+    from safetensors.torch import load_file
+    cfg = {**json.load(open(os.path.join(conv_dir, "config.json"))), **overrides}
+    return _load_weights(VersatileLM(ModelConfig.from_dict(cfg)),
+                         load_file(os.path.join(conv_dir, "dense.safetensors")), conv_dir)
 
 
 def tokenizer_json(reader) -> tuple[dict, dict, dict]:
@@ -131,19 +162,8 @@ def main():
     ap.add_argument("gguf")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    from gguf import GGUFReader
-    from safetensors.torch import save_file
-    from atomic import atomic_write, atomic_write_text
-    os.makedirs(args.out, exist_ok=True)
-    reader = GGUFReader(args.gguf)
-    tj, tc, special = tokenizer_json(reader)
-    atomic_write_text(os.path.join(args.out, "tokenizer.json"), json.dumps(tj, ensure_ascii=False))
-    atomic_write_text(os.path.join(args.out, "tokenizer_config.json"), json.dumps(tc, indent=2))
-    model, cfg = load_model(args.gguf)
-    atomic_write(os.path.join(args.out, "dense.safetensors"),
-                 lambda tmp: save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp))
-    atomic_write_text(os.path.join(args.out, "config.json"), json.dumps(cfg.to_dict(), indent=2))
-    print(json.dumps({"config": cfg.to_dict(), "special_ids": special, "params": model.num_params()}))
+    special = write_converted(args.gguf, args.out)
+    print(json.dumps({"config": json.load(open(os.path.join(args.out, "config.json"))), "special_ids": special}))
 
 
 if __name__ == "__main__":
