@@ -12,7 +12,6 @@ Readers: load_checkpoint(path) -> (ModelConfig, state_dict, sidecar) is the API 
 uses; load_training_checkpoint() adds the optimizer state for resuming. Both accept the run
 folder, the .json or the .safetensors path.
 """
-import hashlib
 import json
 import os
 
@@ -21,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from atomic import atomic_write
+from fileinfo import file_entry
 from model import ModelConfig, VersatileLM
 
 FORMAT = "vffn-train-checkpoint"
@@ -42,11 +42,11 @@ def save_checkpoint(run_dir: str, model: torch.nn.Module, meta: dict, optim_stat
     weights_path = os.path.join(run_dir, WEIGHTS)
     atomic_write(weights_path, lambda p: save_file(state, p, metadata={
         "format": FORMAT, "model_config": json.dumps(meta["model_config"])}))
-    files[WEIGHTS] = _file_info(weights_path)
+    files[WEIGHTS] = file_entry(weights_path)
     if optim_state is not None:
         optim_path = os.path.join(run_dir, OPTIM)
         atomic_write(optim_path, lambda p: torch.save(optim_state, p))
-        files[OPTIM] = _file_info(optim_path)
+        files[OPTIM] = file_entry(optim_path)
     sidecar = dict(meta, format=FORMAT, format_version=FORMAT_VERSION, files=files)
     sidecar_path = os.path.join(run_dir, SIDECAR)
     atomic_write(sidecar_path, lambda p: _write_json(p, sidecar))
@@ -107,7 +107,7 @@ def load_training_checkpoint(path: str, with_optimizer: bool = False, verify: bo
         if not os.path.exists(file_path):
             raise CheckpointError(f"checkpoint file {file_path} is missing (listed in {sidecar_path}). "
                                   f"Restore it, or delete the ckpt.* files and retrain.")
-        if verify and _file_info(file_path) != info:
+        if verify and file_entry(file_path) != info:
             raise CheckpointError(f"checkpoint file {file_path} is corrupt or truncated: its size/sha256 differ "
                                   f"from {sidecar_path} (interrupted copy?). Restore it, or delete the ckpt.* files "
                                   f"and retrain.")
@@ -138,14 +138,6 @@ def load_model(path: str) -> tuple[VersatileLM, dict]:
     model = VersatileLM(cfg)
     model.load_state_dict(state_dict)
     return model.eval(), meta
-
-
-def _file_info(path: str) -> dict:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return {"bytes": os.path.getsize(path), "sha256": h.hexdigest()}
 
 
 def _write_json(path: str, obj: dict):

@@ -18,7 +18,6 @@ its own special tokens and stop ids). Graphs whose initializers exceed EXTERNAL_
 """
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ import onnx
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fileinfo import file_entry  # noqa: E402
 from model import ModelConfig, VersatileLM  # noqa: E402
 from onnx_graph import INPUT_NAMES, build_graph, output_names  # noqa: E402
 
@@ -96,14 +96,6 @@ def check_tokenizer(path: str, vocab_size: int, special_tokens: dict = None, spe
     if n_vocab > vocab_size:
         raise ExportError(f"{path}: tokenizer has {n_vocab} tokens but the model's vocab_size is {vocab_size}; "
                           f"use the tokenizer the model was trained with")
-
-
-def file_entry(path: str) -> dict:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return {"sha256": h.hexdigest(), "bytes": os.path.getsize(path)}
 
 
 def architecture(cfg: ModelConfig, n_params: int, sd: dict = None) -> dict:

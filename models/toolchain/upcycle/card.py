@@ -127,7 +127,7 @@ def finish_folder(folder: str, kind: str, routing: dict, results: dict | None, l
     re-hashes them in its manifest; the metrics in the manifest follow results.json. Returns
     whether anything changed (each file is replaced atomically, so a reader never sees half)."""
     from atomic import atomic_write_text
-    from export import file_entry
+    from fileinfo import file_entry
     manifest_path = os.path.join(folder, "manifest.json")
     manifest = json.load(open(manifest_path, encoding="utf-8"))
     info = model_info(kind, routing, results)

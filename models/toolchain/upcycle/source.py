@@ -20,6 +20,7 @@ import zipfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from atomic import atomic_write  # noqa: E402
+from fileinfo import sha256_file  # noqa: E402
 
 GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 GGUF_BYTES = 491_400_064
@@ -40,14 +41,6 @@ class SourceError(Exception):
 
 def default_cache() -> str:
     return os.environ.get("VFFN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "versatileffn")
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fetch_wheels(wheel_dir: str, log) -> None:
