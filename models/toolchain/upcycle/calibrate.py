@@ -40,7 +40,7 @@ TOOLCHAIN = os.path.dirname(HERE)
 sys.path.insert(0, TOOLCHAIN)
 sys.path.insert(0, HERE)
 from atomic import atomic_write_text  # noqa: E402
-from eval_models import GATE_COST  # noqa: E402
+from eval_models import upcycled_cost  # noqa: E402
 from convert import load_converted  # noqa: E402
 from model import VersatileLM  # noqa: E402
 from routing_file import ROUTING_VERSION, with_checksum  # noqa: E402
@@ -155,8 +155,8 @@ def loss_and_share(model, windows: np.ndarray) -> tuple[float, np.ndarray, np.nd
 
 
 def ffn_cost(shares) -> float:
-    """Mean FFN cost in dense-FFN units: the gate always, up and down for the kept share."""
-    return float(np.mean([GATE_COST + (1 - GATE_COST) * s for s in shares]))
+    """Mean FFN cost in dense-FFN units over layers (eval_models.upcycled_cost, one loop)."""
+    return float(np.mean(upcycled_cost(np.asarray(shares), 1)))
 
 
 # ----------------------------------------------------------------------------- steps
