@@ -148,7 +148,7 @@ def export_model(cfg: ModelConfig, sd: dict, out_dir: str, *, name: str = None, 
                  intended_use: str = None, generation: dict = None, attention: str = "gqa",
                  export_date: str = "now", gpu_variant: bool = False, special_tokens: dict = None,
                  special_ids: dict = None, stop_ids: list = None, tokenizer_config: str = None,
-                 card: str = None, external_data: bool = None) -> dict:
+                 card: str = None, external_data: bool = None, head_ids=None, head_rule: str = None) -> dict:
     """Writes the model folder and returns its manifest. export_date None leaves the date
     out (test models regenerate byte for byte). gpu_variant also writes model.masked.onnx,
     the graph without data-dependent control flow for GPU providers (graph.variants); an
@@ -159,7 +159,9 @@ def export_model(cfg: ModelConfig, sd: dict, out_dir: str, *, name: str = None, 
     manifest; stop_ids (default [eot, file_sep]) become generation.stop_ids.
     tokenizer_config: a tokenizer_config.json to copy (default: the one beside the
     tokenizer, if any). card: the README.md text (default: generated from the manifest).
-    external_data: save weights in model.onnx.data (None: only above EXTERNAL_DATA_BYTES)."""
+    external_data: save weights in model.onnx.data (None: only above EXTERNAL_DATA_BYTES).
+    head_ids / head_rule: a trimmed output head (onnx_graph.build_graph) and the rule that
+    chose its tokens, recorded as graph.head in the manifest."""
     if export_date == "now":
         export_date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     special_tokens = dict(SPECIAL_TOKENS if special_tokens is None else special_tokens)
@@ -189,7 +191,7 @@ def export_model(cfg: ModelConfig, sd: dict, out_dir: str, *, name: str = None, 
                 variants["masked"] = {"file": "model.masked.onnx", "providers": ["webgpu", "cuda", "dml", "coreml"]}
         graph_files, opset = [], None
         for variant, info in variants.items():
-            graph = build_graph(cfg, sd, weights_dtype, attention, variant)
+            graph = build_graph(cfg, sd, weights_dtype, attention, variant, head_ids=head_ids)
             opset = graph.opset_import[0].version
             graph_files += save_graph(graph, os.path.join(tmp, info["file"]), external_data)
             del graph   # before the next variant's weights are built
@@ -212,7 +214,8 @@ def export_model(cfg: ModelConfig, sd: dict, out_dir: str, *, name: str = None, 
                       "head_dim": cfg.head_dim, "weights_dtype": weights_dtype,
                       "variant": "masked" if cfg.ffn_kind == "upcycled" else "cpu-sparse",
                       "attention": attention, "variants": variants,
-                      **({"external_data": data_files} if data_files else {})},
+                      **({"external_data": data_files} if data_files else {}),
+                      **({"head": {"tokens": len(head_ids), "rule": head_rule or ""}} if head_ids is not None else {})},
             "tokenizer": {"file": "tokenizer.json",
                           **({"config_file": "tokenizer_config.json"} if "tokenizer_config.json" in files else {}),
                           "special_tokens": special_tokens, "special_ids": special_ids},
@@ -376,8 +379,8 @@ def main(argv=None):
     ap.add_argument("--name", help="model id (default: the folder name)")
     ap.add_argument("--display-name")
     ap.add_argument("--description", default="")
-    ap.add_argument("--weights-dtype", choices=["float32", "float16", "int8"], default="float32",
-                    help="int8: MatMulNBits (8-bit blocks of 32) for the large matrix products; decode reads 4x fewer bytes")
+    ap.add_argument("--weights-dtype", choices=["float32", "float16", "int8", "int4"], default="float32",
+                    help="int8 / int4: MatMulNBits (blocks of 32) for the large matrix products; decode reads 4x / ~6x fewer bytes")
     ap.add_argument("--attention", choices=["gqa", "plain"], default="gqa",
                     help="gqa: onnxruntime's GroupQueryAttention contrib op (fast); plain: standard ONNX ops only")
     ap.add_argument("--gpu-variant", action="store_true",

@@ -56,16 +56,24 @@ def output_names(cfg: ModelConfig) -> dict:
     return dict(OUTPUT_NAMES)
 
 
-QBLOCK = 32         # int8 weights: MatMulNBits blocks of 32 input features, one fp32 scale each
-WEIGHTS_DTYPES = ("float32", "float16", "int8")
+QBLOCK = 32         # quantized weights: MatMulNBits blocks of 32 input features, one fp32 scale each
+WEIGHTS_DTYPES = ("float32", "float16", "int8", "int4")
+LOGIT_FLOOR = -1e9  # the logit of a token a trimmed head leaves out: finite, so 0·logit stays 0
 
 
 class QWeight:
-    """An int8 weight for com.microsoft.MatMulNBits (8 bits, symmetric, zero point 128):
-    B uint8 [N, K/32, 32] in PyTorch's [out, in] order, scales fp32 [N, K/32]."""
+    """A quantized weight for com.microsoft.MatMulNBits, in PyTorch's [out, in] order:
+    int8: B uint8 [N, K/32, 32], symmetric (zero point 128); int4: B uint8 [N, K/32, 16], two
+    weights a byte (low nibble first), asymmetric with packed 4-bit zero points [N, K/64].
+    Scales fp32 [N, K/32]."""
 
-    def __init__(self, name: str, n: int, k: int):
-        self.q, self.scales, self.n, self.k = name + ".q8", name + ".scales", n, k
+    def __init__(self, name: str, n: int, k: int, bits: int):
+        self.n, self.k, self.bits = n, k, bits
+        self.q, self.scales = f"{name}.q{bits}", name + ".scales"
+        self.zero_points = name + ".zp" if bits == 4 else None
+
+    def inputs(self, x):
+        return [x, self.q, self.scales] + ([self.zero_points] if self.zero_points else [])
 
 
 def quantize_int8_blocks(w: np.ndarray, rows: int = 4096):
@@ -81,6 +89,31 @@ def quantize_int8_blocks(w: np.ndarray, rows: int = 4096):
         q[r:r + rows] = np.clip(np.round(blocks / scale[..., None]), -127, 127).astype(np.int16) + 128
         scales[r:r + rows] = scale
     return q, scales
+
+
+def quantize_int4_blocks(w: np.ndarray, rows: int = 4096):
+    """Asymmetric 4-bit blocks (min..max onto 0..15, as llama.cpp's Q4_1): a block of
+    same-signed weights keeps all 16 levels. Returns packed weights, scales and packed zero
+    points in MatMulNBits' layout."""
+    n, k = w.shape
+    nb = k // QBLOCK
+    q = np.empty((n, nb, QBLOCK // 2), np.uint8)
+    scales = np.empty((n, nb), np.float32)
+    zps = np.empty((n, (nb + 1) // 2), np.uint8)
+    for r in range(0, n, rows):
+        blocks = w[r:r + rows].reshape(-1, nb, QBLOCK)
+        lo, hi = np.minimum(blocks.min(-1), 0.0), np.maximum(blocks.max(-1), 0.0)   # 0 stays exact
+        scale = (hi - lo) / 15.0
+        scale[scale == 0] = 1.0
+        zp = np.clip(np.round(-lo / scale), 0, 15)
+        v = np.clip(np.round(blocks / scale[..., None]) + zp[..., None], 0, 15).astype(np.uint8)
+        q[r:r + rows] = v[..., 0::2] | (v[..., 1::2] << 4)
+        zp = zp.astype(np.uint8)
+        if nb % 2:
+            zp = np.concatenate([zp, np.zeros((len(zp), 1), np.uint8)], axis=1)
+        zps[r:r + rows] = zp[:, 0::2] | (zp[:, 1::2] << 4)
+        scales[r:r + rows] = scale
+    return q, scales, zps
 
 
 class GraphBuilder:
@@ -135,14 +168,19 @@ class GraphBuilder:
 
     def weight(self, name: str, tensor, matmul: bool = False):
         """A float weight; stored fp16 and Cast to fp32 when weights_dtype is float16
-        (onnxruntime folds the Cast at session creation, so compute stays fp32). With int8,
-        the weights of large matrix products (matmul=True) become QWeights for MatMulNBits:
-        a quarter of the bytes to read per decode step."""
-        arr = tensor.detach().float().cpu().numpy()
-        if matmul and self.weights_dtype == "int8" and arr.shape[1] % QBLOCK == 0:
-            qw = QWeight(name, *arr.shape)
-            q, scales = quantize_int8_blocks(arr)
-            self.root.inits.extend([numpy_helper.from_array(q, qw.q), numpy_helper.from_array(scales, qw.scales)])
+        (onnxruntime folds the Cast at session creation, so compute stays fp32). With int8 or
+        int4, the weights of large matrix products (matmul=True) become QWeights for
+        MatMulNBits: a quarter (int8) or under a sixth (int4) of fp32's bytes per decode step."""
+        arr = tensor.detach().float().cpu().numpy() if hasattr(tensor, "detach") else np.asarray(tensor, np.float32)
+        if matmul and self.weights_dtype in ("int8", "int4") and arr.shape[1] % QBLOCK == 0:
+            qw = QWeight(name, *arr.shape, bits=8 if self.weights_dtype == "int8" else 4)
+            if qw.bits == 8:
+                q, scales = quantize_int8_blocks(arr)
+                self.root.inits.extend([numpy_helper.from_array(q, qw.q), numpy_helper.from_array(scales, qw.scales)])
+            else:
+                q, scales, zps = quantize_int4_blocks(arr)
+                self.root.inits.extend([numpy_helper.from_array(q, qw.q), numpy_helper.from_array(scales, qw.scales),
+                                        numpy_helper.from_array(zps.reshape(-1), qw.zero_points)])
             return qw
         if self.weights_dtype == "float16":
             self.root.inits.append(numpy_helper.from_array(arr.astype(np.float16), name + ".fp16"))
@@ -150,10 +188,25 @@ class GraphBuilder:
         self.root.inits.append(numpy_helper.from_array(arr, name))
         return name
 
+    def embedding(self, name: str, tensor, ids):
+        """Gather of token rows. With quantized weights the table is stored as int8 blocks
+        (the int8 layout of QWeight) and only the gathered rows are dequantized: the table is
+        read a row per token, so it costs memory, not bandwidth, and 8 bits keep it exact
+        enough at a quarter of fp32's memory."""
+        if self.weights_dtype not in ("int8", "int4"):
+            return self.op("Gather", [self.weight(name, tensor), ids], axis=0)
+        arr = tensor.detach().float().cpu().numpy()
+        q, scales = quantize_int8_blocks(arr)
+        self.root.inits.extend([numpy_helper.from_array(q, name + ".q8"), numpy_helper.from_array(scales, name + ".scales")])
+        rows = self.op("Cast", [self.op("Gather", [name + ".q8", ids], axis=0)], to=TensorProto.FLOAT)   # [T, K/32, 32]
+        rows = self.op("Mul", [self.op("Sub", [rows, self.const(128.0, np.float32)]),
+                               self.op("Unsqueeze", [self.op("Gather", [name + ".scales", ids], axis=0), self.const([2])])])
+        return self.op("Reshape", [rows, self.const([0, arr.shape[1]])])
+
     # Small composite helpers ------------------------------------------------------------
     def linear(self, x, w):
         if isinstance(w, QWeight):
-            return self.op("MatMulNBits", [x, w.q, w.scales], domain="com.microsoft", K=w.k, N=w.n, bits=8,
+            return self.op("MatMulNBits", w.inputs(x), domain="com.microsoft", K=w.k, N=w.n, bits=w.bits,
                            block_size=QBLOCK, accuracy_level=4)
         return self.op("Gemm", [x, w], transB=1)
 
@@ -183,7 +236,7 @@ VARIANTS = ("cpu-sparse", "masked")
 
 
 def build_graph(cfg: ModelConfig, sd: dict, weights_dtype: str = "float32", attention: str = "gqa",
-                variant: str = "cpu-sparse", kv: str = "concat") -> onnx.ModelProto:
+                variant: str = "cpu-sparse", kv: str = "concat", head_ids=None) -> onnx.ModelProto:
     """attention: "gqa" uses onnxruntime's GroupQueryAttention contrib op (RoPE, cache append
     and causal attention in one kernel); "plain" spells it out in standard
     ONNX ops (any runtime).
@@ -191,7 +244,10 @@ def build_graph(cfg: ModelConfig, sd: dict, weights_dtype: str = "float32", atte
     module docstring); "masked" has no data-dependent control flow, for GPU providers:
     every token runs all loops and one masked output projection for the width path, and
     the per-token choice is a select. Same I/O and same routing outputs; compute spent is
-    accounted from route_loops, as on the CPU."""
+    accounted from route_loops, as on the CPU.
+    head_ids: a sorted subset of token ids for a trimmed output head (models/FORMAT.md,
+    "Trimmed head"): the head's product covers those rows only and every other token's logit
+    is LOGIT_FLOOR, so logits keep the full vocabulary's shape and ids."""
     if kv not in ("concat", "shared") or (kv == "shared" and attention != "gqa"):
         raise ValueError(f"kv must be 'concat' or (with gqa attention) 'shared', not {kv!r}")
     if variant not in VARIANTS:
@@ -233,8 +289,9 @@ def build_graph(cfg: ModelConfig, sd: dict, weights_dtype: str = "float32", atte
     T0, P0, S0 = (g.op("Squeeze", [v, g.const([0])]) for v in (T, P, S))
     attend = (_gqa_attention if attention == "gqa" else _plain_attention)(g, cfg, T, S, P0, S0)
 
-    emb = g.weight("tok_emb.weight", sd["tok_emb.weight"])
-    x = g.op("Gather", [emb, ids], axis=0)                                             # [T, d]
+    quantized = weights_dtype in ("int8", "int4")
+    emb = None if quantized else g.weight("tok_emb.weight", sd["tok_emb.weight"])
+    x = g.embedding("tok_emb.weight", sd["tok_emb.weight"], ids) if quantized else g.op("Gather", [emb, ids], axis=0)   # [T, d]
     route_names = output_names(cfg)
     route = {k: [] for k in ("loops", "lambda", "experts", "weights", "loop_probs", "ffn_share") if k in route_names}
     zeros_T = g.op("ConstantOfShape", [T], value=helper.make_tensor("z", TensorProto.INT64, [1], [0]))
@@ -254,11 +311,24 @@ def build_graph(cfg: ModelConfig, sd: dict, weights_dtype: str = "float32", atte
     # Head: the last num_logits rows only.
     xs = g.op("Slice", [x, g.op("Sub", [T, "num_logits"]), T, g.const([0])])
     xs = g.rmsnorm(xs, g.weight("norm_f.weight", sd["norm_f.weight"]), cfg.norm_eps)
-    if not cfg.tie_embeddings:
-        head = g.weight("lm_head", sd["lm_head.weight"], matmul=True)
-    else:   # tied: the embedding matrix itself, or its int8 copy for MatMulNBits
-        head = g.weight("lm_head", sd["tok_emb.weight"], matmul=True) if weights_dtype == "int8" else emb
-    g.op("Unsqueeze", [g.linear(xs, head), g.const([0])], name="logits")
+    head_w = sd["tok_emb.weight"] if cfg.tie_embeddings else sd["lm_head.weight"]
+    if head_ids is not None:
+        head_ids = np.asarray(head_ids, np.int64)
+        if head_ids.ndim != 1 or len(head_ids) == 0 or np.any(np.diff(head_ids) <= 0) or head_ids[-1] >= cfg.vocab_size:
+            raise ValueError("head_ids must be sorted, distinct ids below vocab_size")
+        head_w = head_w[torch.as_tensor(head_ids)]
+    if head_ids is None and cfg.tie_embeddings and not quantized:
+        head = emb   # tied: the embedding matrix itself
+    else:        # untied, trimmed or quantized: a matrix of its own (MatMulNBits when quantized)
+        head = g.weight("lm_head", head_w, matmul=True)
+    logits = g.linear(xs, head)                                                          # [N, V or K]
+    if head_ids is not None:
+        # Column K is LOGIT_FLOOR; every token id gathers its column (K when trimmed away).
+        column = np.full(cfg.vocab_size, len(head_ids), np.int32)
+        column[head_ids] = np.arange(len(head_ids), dtype=np.int32)
+        padded = g.op("Pad", [logits, g.const([0, 0, 0, 1]), g.const(LOGIT_FLOOR, np.float32)])
+        logits = g.op("Gather", [padded, g.const(column, np.int32)], axis=1)
+    g.op("Unsqueeze", [logits, g.const([0])], name="logits")
     for key in route:
         g.op("Concat", [g.op("Unsqueeze", [r, g.const([0])]) for r in route[key]], axis=0, name=route_names[key])
 
@@ -268,7 +338,7 @@ def build_graph(cfg: ModelConfig, sd: dict, weights_dtype: str = "float32", atte
     model.graph.name = f"vffn_{cfg.ffn_kind}"
     model.graph.input.extend(inputs)
     model.graph.output.extend(outputs)
-    uses_ms = attention == "gqa" or weights_dtype == "int8"
+    uses_ms = attention == "gqa" or quantized
     model.ir_version = IR_VERSION
     model.opset_import.extend([helper.make_opsetid("", OPSET)] +
                               ([helper.make_opsetid("com.microsoft", 1)] if uses_ms else []))

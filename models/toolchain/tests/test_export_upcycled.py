@@ -202,6 +202,62 @@ def test_upcycled_int8(tmp_path, tok, thresholded):
     assert np.isfinite(routing_of(steps, "route_ffn_share")).all()
 
 
+def test_upcycled_int4(tmp_path, tok, thresholded):
+    """4-bit weights (asymmetric blocks of 32) and an int8 embedding table: close to fp32,
+    with a quarter of the int8 graph's weight bytes gone."""
+    model = thresholded
+    m = export_to(model, tmp_path / "q4", tok, weights_dtype="int4")
+    export_to(model, tmp_path / "f32", tok)
+    assert m["graph"]["weights_dtype"] == "int4"
+    graph = onnx.load(str(tmp_path / "q4" / "model.onnx")).graph
+    nbits = [n for n in graph.node if n.op_type == "MatMulNBits"]
+    assert len(nbits) == 2 * 4 + 3 * 2 + 1 and all(len(n.input) == 4 for n in nbits)   # with zero points
+    assert {a.i for n in nbits for a in n.attribute if a.name == "bits"} == {4}
+    assert {i.name for i in graph.initializer} >= {"tok_emb.weight.q8", "tok_emb.weight.scales"}
+    a, _ = run_ort(tmp_path / "f32")
+    b, steps = run_ort(tmp_path / "q4")
+    rel = float(np.abs(a - b).max() / np.abs(a).max())
+    same_top1 = float((a.argmax(-1) == b.argmax(-1)).mean())
+    print(f"\n[upcycled int4] max |diff| / max |logit| {rel:.3f}, same top-1 {same_top1:.0%}")
+    assert rel < 0.15 and same_top1 >= 0.7
+    assert np.isfinite(routing_of(steps, "route_ffn_share")).all()
+
+
+def test_quantize_int4_blocks_round_trip():
+    from onnx_graph import QBLOCK, quantize_int4_blocks
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(5, 3 * QBLOCK)).astype(np.float32)
+    w[1] = np.abs(w[1])                   # a row of one sign keeps all 16 levels
+    w[2] = 0.0                            # an all-zero row stays exactly zero
+    q, scales, zps = quantize_int4_blocks(w, rows=2)
+    assert q.shape == (5, 3, QBLOCK // 2) and scales.shape == (5, 3) and zps.shape == (5, 2)
+    v = np.stack([q & 15, q >> 4], -1).reshape(5, 3, QBLOCK).astype(np.float32)
+    zp = np.stack([zps & 15, zps >> 4], -1).reshape(5, 4)[:, :3].astype(np.float32)
+    back = ((v - zp[..., None]) * scales[..., None]).reshape(w.shape)
+    assert np.abs(back - w).max() <= scales.max() / 2 + 1e-6
+    assert np.all(back[2] == 0.0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int4"])
+def test_trimmed_head(tmp_path, tok, thresholded, dtype):
+    """The head keeps some rows: their logits are the full head's, every other token's is
+    LOGIT_FLOOR, and logits keep the vocabulary's shape and ids."""
+    from onnx_graph import LOGIT_FLOOR
+    model = thresholded
+    keep = np.array(sorted(set(range(0, 300, 3)) | set(SPECIAL_IDS.values()) | set(STOP_IDS)))
+    m = export_to(model, tmp_path / "trim", tok, weights_dtype=dtype, head_ids=keep, head_rule="every third id")
+    export_to(model, tmp_path / "full", tok, weights_dtype=dtype)
+    assert m["graph"]["head"] == {"tokens": len(keep), "rule": "every third id"}
+    a, _ = run_ort(tmp_path / "full")
+    b, _ = run_ort(tmp_path / "trim")
+    assert b.shape == a.shape
+    np.testing.assert_allclose(b[:, keep], a[:, keep], atol=1e-4 if dtype == "float32" else 2e-2)
+    dropped = np.setdiff1d(np.arange(a.shape[1]), keep)
+    assert np.all(b[:, dropped] == np.float32(LOGIT_FLOOR))
+    with pytest.raises(ValueError, match="sorted"):
+        export_to(model, tmp_path / "bad", tok, head_ids=keep[::-1])
+
+
 def test_external_data_forced(tmp_path, tok, thresholded):
     model = thresholded
     m = export_to(model, tmp_path / "ext", tok, external_data=True)
