@@ -94,7 +94,9 @@ def write_report(report: dict, out: str) -> str:
     md = markdown(report)
     preds = report.pop("predictions", {})
     cases = report["fim_cases"]
-    fim_lines = [json.dumps({**c, "completions": {n: p[i]["completion"] for n, p in preds.items()}},
+    # The generated ids too: head.py --check counts the completions a trimmed output head can change.
+    fim_lines = [json.dumps({**c, "completions": {n: p[i]["completion"] for n, p in preds.items()},
+                             "ids": {n: p[i]["ids"] for n, p in preds.items() if "ids" in p[i]}},
                             ensure_ascii=False) for i, c in enumerate(cases)]
     atomic_write_text(out + ".fim.jsonl", "\n".join(fim_lines) + ("\n" if fim_lines else ""))
     report = dict(report, fim_cases=f"{os.path.basename(out)}.fim.jsonl")

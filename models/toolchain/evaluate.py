@@ -267,7 +267,7 @@ def eval_fim(m, cases: list[dict], tok: Tokenizer, max_new: int, enc_cache: dict
         pre, suf = enc_cache[c["id"]]
         prompt = build_prompt(pre, suf, ctx, max_new, sp)
         line, ids = greedy_line(m, prompt, tok, max_new, sp)
-        preds.append({"completion": line, "n_generated": len(ids), "prompt_tokens": len(prompt),
+        preds.append({"completion": line, "ids": [int(i) for i in ids], "n_generated": len(ids), "prompt_tokens": len(prompt),
                       "exact": line.strip() == c["middle"].strip(),
                       "strict": line.rstrip() == c["middle"].rstrip()})
     res = {}
