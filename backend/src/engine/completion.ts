@@ -3,7 +3,7 @@
 import type {
   AnalyzeParams, AnalyzeResult, CompleteParams, CompleteResult, StopReason, TokenInfo, TokenRouting,
 } from '../../../common/protocol';
-import { banTokens, Generator, GeneratedToken, seededRng } from './generator';
+import { banTokens, Generator, GeneratedToken, promptLookup, seededRng } from './generator';
 import type { LoadedModel } from './loadedModel';
 import { postprocess } from './postprocess';
 import { buildPrompt, defaultBudget } from './prompt';
@@ -15,6 +15,16 @@ export const MAX_DOCUMENT_CHARS = 10 * 1024 * 1024;
 export const MAX_LINE_CHARS = 100_000;
 export const MAX_TOKENS_LIMIT = 512;
 export const DEFAULT_MAX_TIME_MS = 2_000;
+
+/**
+ * Most tokens guessed by prompt lookup and checked in one model run (greedy only; 0 turns it off).
+ * VFFN_DRAFT_TOKENS overrides, so the benchmark can compare with and without.
+ */
+export function draftTokens(): number {
+  const v = Number(process.env.VFFN_DRAFT_TOKENS);
+  return Number.isInteger(v) && v >= 0 && v <= 16 ? v : DEFAULT_DRAFT_TOKENS;
+}
+export const DEFAULT_DRAFT_TOKENS = 4;
 
 /** Thrown for input the engine refuses; the message says what was wrong. */
 export class InputError extends Error {}
@@ -104,23 +114,29 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
   let stop: StopReason = 'max_tokens';
   let keepChars = 0;
   let lowConfidenceCut = false;
-  for (;;) {
+  const maxDraft = draftTokens();
+  const draft = (generated: readonly number[]) => promptLookup([...prompt.ids, ...generated], maxDraft);
+  let stopped = false;
+  while (!stopped) {
     const early = ended();
     if (early) return early;
-    const tok = await generator.nextToken();
-    tokens.push(tok);
-    const prevLength = text.length;
-    if (!tok.isStop) {
-      ids.push(tok.id);
-      text = m.tokenizer.decode(ids);
-    }
-    const d = rules.check({ text, prevLength, prob: tok.prob, isStop: tok.isStop, count: tokens.length, now: performance.now() });
-    if (d) {
-      stop = d.reason;
-      keepChars = d.keepChars;
-      lowConfidenceCut = d.reason === 'low_confidence';
-      generator.finish();
-      break;
+    const batch = await generator.nextTokens(draft, Math.min(maxDraft, maxTokens - tokens.length - 1));
+    for (const tok of batch) {
+      tokens.push(tok);
+      const prevLength = text.length;
+      if (!tok.isStop) {
+        ids.push(tok.id);
+        text = m.tokenizer.decode(ids);
+      }
+      const d = rules.check({ text, prevLength, prob: tok.prob, isStop: tok.isStop, count: tokens.length, now: performance.now() });
+      if (d) {
+        stop = d.reason;
+        keepChars = d.keepChars;
+        lowConfidenceCut = d.reason === 'low_confidence';
+        generator.finish();
+        stopped = true;
+        break;
+      }
     }
   }
   const t3 = performance.now();

@@ -22,9 +22,11 @@ export function probAndEntropy(logits: Float32Array, chosen: number, temperature
   let ez = 0; // sum of e^x * x, for the entropy
   for (let i = 0; i < logits.length; i++) {
     const x = (logits[i] - max) / t;
+    // e^-88 is below float precision of any sum here; skipping saves the exp for banned tokens
+    // (-Infinity, whose 0 * -Infinity would poison the sum with NaN) and for the tokens a trimmed head
+    // leaves out (a large negative logit, FORMAT.md): most of a 152k vocabulary.
+    if (x < -88) continue;
     const e = Math.exp(x);
-    // Banned tokens carry -Infinity: their e is 0 and 0 * -Infinity would poison the sum with NaN.
-    if (e === 0) continue;
     z += e;
     ez += e * x;
   }
