@@ -21,13 +21,13 @@ export interface BenchOptions {
 
 interface Stat { p50: number | null; p95: number | null; }
 
-const SOURCE_DIRS = [
+export const SOURCE_DIRS = [
   'backend/src', 'backend/src/engine', 'common', 'models/toolchain', 'extension/src',
   'node_modules/vscode-languageserver/lib/common', 'node_modules/vscode-jsonrpc/lib/common',
   'node_modules/vscode-languageserver-protocol/lib/common', 'node_modules/onnxruntime-common/lib',
   'node_modules/esbuild/lib', 'node_modules/tsx/dist',
 ];
-const MIN_FILE_CHARS = 8000;
+export const MIN_FILE_CHARS = 8000;
 const MAX_TOKENS = 32;
 
 export async function runBench(opts: BenchOptions): Promise<{ markdown: string; json: unknown }> {

@@ -1,0 +1,184 @@
+// Our side of `npm run bench:peer`, run as its own child process (so its peak RSS is its own). Every
+// request goes through Engine.complete, as the editor's do; the child also writes the plan: the exact
+// prompt ids each request ran and how many tokens it picked, which the llama.cpp child then replays.
+//   node dist/peer-ours.js --model DIR --threads N --samples N --decode-tokens N --prefill-runs N --plan FILE --out FILE
+import { readFileSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { CompleteResult } from '../../../common/protocol';
+import { MIN_FILE_CHARS, SOURCE_DIRS } from '../bench';
+import { Engine } from '../engine/engine';
+import { DEFAULT_MAX_PROMPT_TOKENS } from '../engine/prompt';
+import { pickSamples, sourceFiles } from '../samples';
+import { engineIds, exactPrompts, Plan, PlanRequest, PREFILL_SIZES, SUFFIX_TOKENS } from './peerPrompts';
+import type { RunTiming, SideResult } from './peerReport';
+
+/** Single-line completions generate at most this many tokens, as in `npm run bench`. */
+const COMPLETION_MAX_TOKENS = 32;
+
+function flag(argv: string[], name: string): string | undefined {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+
+/** The highest resident set size of this process so far (Linux), else the current RSS. */
+function peakRssBytes(): number {
+  try {
+    const m = /VmHWM:\s+(\d+)\s*kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m) return Number(m[1]) * 1024;
+  } catch {
+    // not Linux
+  }
+  return process.memoryUsage.rss();
+}
+
+function repoRoot(): string {
+  // dist/peer-ours.js or backend/src/tools/peerOurs.ts
+  for (const up of ['..', '../../..']) {
+    const d = path.resolve(__dirname, up);
+    try {
+      if (readFileSync(path.join(d, 'package.json'), 'utf8').includes('"versatileffn-code"')) return d;
+    } catch {
+      // keep looking
+    }
+  }
+  return process.cwd();
+}
+
+/** Tokens the engine picked: the generated ones, plus the stop token it picked and did not feed. */
+function picks(r: CompleteResult): number {
+  return r.timings.generatedTokens + (r.stopReason === 'eot' ? 1 : 0);
+}
+
+function timing(r: CompleteResult): RunTiming {
+  const t = r.timings;
+  return {
+    firstTokenMs: t.firstTokenMs, totalMs: t.totalMs, prefillMs: t.prefillMs,
+    promptTokens: t.promptTokens, reusedTokens: t.reusedTokens, generatedTokens: t.generatedTokens,
+    // Every generated (non-stop) token is fed to the model after it is picked: decodeMs covers that many steps.
+    decodeMsPerToken: t.generatedTokens > 0 && t.decodeMs > 0 ? t.decodeMs / t.generatedTokens : null,
+  };
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const modelDir = path.resolve(flag(argv, 'model') ?? 'models/qwen2.5-coder-0.5b-vffn');
+  const threads = Number(flag(argv, 'threads') ?? 2);
+  const nSamples = Number(flag(argv, 'samples') ?? 20);
+  const decodeTokens = Number(flag(argv, 'decode-tokens') ?? 16);
+  const prefillRuns = Number(flag(argv, 'prefill-runs') ?? 3);
+  const planFile = flag(argv, 'plan');
+  const outFile = flag(argv, 'out');
+  if (!planFile || !outFile) throw new Error('--plan FILE and --out FILE are required');
+  const loadAverageAtStart = os.loadavg().map((x) => Math.round(x * 100) / 100);
+  const root = repoRoot();
+
+  // The engine may size its prompt budget from a prefill speed it measures at load (issue 10); the
+  // bench needs room for 1,000-token prompts and the same prompts on both sides, so it fixes the cap
+  // at the default through the documented override.
+  process.env.VFFN_MAX_PROMPT_TOKENS = String(DEFAULT_MAX_PROMPT_TOKENS);
+  const t0 = performance.now();
+  // The llama.cpp side runs on the CPU with `threads` threads: so does ours (no provider calibration).
+  const engine = new Engine({ modelDirs: [path.dirname(modelDir)], provider: 'cpu', threads });
+  const started = await engine.start(path.basename(modelDir));
+  if (!started.ok || started.active !== path.basename(modelDir)) throw new Error(`cannot load ${modelDir}: ${started.error ?? 'another model loaded'}`);
+  const loadMs = performance.now() - t0;
+  const rssAfterLoadBytes = process.memoryUsage.rss();
+  const m = engine.activeModel!;
+  const ctx = m.manifest.architecture.context_length;
+  const special = m.tokenizer.special;
+  const notes: string[] = [];
+
+  const complete = async (id: string, prefix: string, suffix: string, maxTokens: number, maxTimeMs?: number) => {
+    const r = await engine.complete({ requestId: id, languageId: '', prefix, suffix, maxTokens, maxTimeMs });
+    if (r.error || r.stopReason === 'cancelled' || r.stopReason === 'superseded') throw new Error(`request ${id}: ${r.stopReason} ${r.error ?? ''}`);
+    return r;
+  };
+  const request = (prefix: string, suffix: string, maxTokens: number, r: CompleteResult): PlanRequest => {
+    const p = engineIds(m.tokenizer, special, prefix, suffix, ctx, maxTokens);
+    if (p.ids.length !== r.timings.promptTokens) {
+      throw new Error(`the engine ran ${r.timings.promptTokens} prompt tokens where buildPrompt gives ${p.ids.length}: the bench no longer builds the engine's prompt`);
+    }
+    return { ...p, picks: picks(r) };
+  };
+
+  const samples = pickSamples(sourceFiles(root, SOURCE_DIRS, MIN_FILE_CHARS), nSamples, 42);
+  // One untimed request so first-call costs (allocations, lazy init) do not land on the first measurement.
+  const w = await complete('warmup', samples[0].prefix, samples[0].suffix, 4);
+  const warmup = request(samples[0].prefix, samples[0].suffix, 4, w);
+
+  // 1, 2, 4: cold prefill of exact prompt sizes, then decoding after it (the KV cache is cleared first).
+  const maxN = Math.max(...PREFILL_SIZES);
+  if (maxN + decodeTokens + 1 > ctx) throw new Error(`--decode-tokens ${decodeTokens} does not fit after ${maxN} prompt tokens in ${m.name}'s ${ctx}-token context`);
+  const files = sourceFiles(root, SOURCE_DIRS, MIN_FILE_CHARS).map((f) => ({ path: path.relative(root, f), text: readFileSync(f, 'utf8') }));
+  const prompts = exactPrompts(m.tokenizer, special, files, PREFILL_SIZES, { contextLength: ctx, maxTokens: decodeTokens, suffixTokens: SUFFIX_TOKENS });
+  const prefill: SideResult['prefill'] = [];
+  const planPrefill: Plan['prefill'] = [];
+  for (const p of prompts) {
+    const runs: RunTiming[] = [];
+    const planRuns: PlanRequest[] = [];
+    for (let i = 0; i < prefillRuns; i++) {
+      m.cache.clear();
+      // No time limit that could cut decoding short; the stop rules stay on (there is no switch for them).
+      const r = await complete(`prefill${p.promptTokens}-${i}`, p.prefix, p.suffix, decodeTokens, 60_000);
+      if (r.timings.promptTokens !== p.promptTokens || r.timings.reusedTokens !== 0) {
+        throw new Error(`prefill ${p.promptTokens}: the engine ran ${r.timings.promptTokens} prompt tokens (${r.timings.reusedTokens} reused)`);
+      }
+      runs.push(timing(r));
+      planRuns.push({ ids: p.ids, prefixText: p.prefix, suffixText: p.suffix, picks: picks(r) });
+      if (i === 0) notes.push(`${p.promptTokens}-token prompt: ${r.timings.generatedTokens} of at most ${decodeTokens} tokens generated (stop: ${r.stopReason})`);
+    }
+    prefill.push({ promptTokens: p.promptTokens, runs });
+    planPrefill.push({ promptTokens: p.promptTokens, file: p.file, line: p.line, runs: planRuns });
+  }
+
+  // 3, 4: a single-line completion, then the same after one more character typed (KV cache reused).
+  const completions: SideResult['completions'] = [];
+  const planCompletions: Plan['completions'] = [];
+  for (const [i, s] of samples.entries()) {
+    m.cache.clear();
+    const cold = await complete(`c${i}`, s.prefix, s.suffix, COMPLETION_MAX_TOKENS);
+    const typed = s.suffix.slice(0, 1);
+    const warm = await complete(`w${i}`, s.prefix + typed, s.suffix.slice(1), COMPLETION_MAX_TOKENS);
+    const file = path.relative(root, s.file);
+    completions.push({ file, cold: timing(cold), warm: timing(warm) });
+    planCompletions.push({
+      file,
+      cold: request(s.prefix, s.suffix, COMPLETION_MAX_TOKENS, cold),
+      warm: request(s.prefix + typed, s.suffix.slice(1), COMPLETION_MAX_TOKENS, warm),
+    });
+  }
+  notes.push(`prompt cap fixed at ${DEFAULT_MAX_PROMPT_TOKENS} tokens (VFFN_MAX_PROMPT_TOKENS), whatever budget the engine would choose`);
+  notes.push('decode per token = the request\'s decode time / tokens fed after the first was picked (stop token excluded)');
+
+  let ortVersion = 'unknown';
+  try {
+    ortVersion = JSON.parse(readFileSync(path.join(root, 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8')).version;
+  } catch {
+    // reported as unknown
+  }
+  const result: SideResult = {
+    engine: 'ours',
+    label: `VersatileFFN backend (Engine.complete; onnxruntime-node ${ortVersion}, ${m.session.activeProvider}, ${threads} intra-op threads), `
+      + `${m.name} (${m.manifest.architecture.kind}, ${path.relative(root, modelDir) || modelDir})`,
+    versions: { 'onnxruntime-node': ortVersion, model: m.name },
+    threads,
+    loadAverageAtStart,
+    loadMs,
+    rssAfterLoadBytes,
+    peakRssBytes: 0,
+    prefill,
+    completions,
+    notes,
+  };
+  const plan: Plan = { warmup, prefill: planPrefill, completions: planCompletions };
+  writeFileSync(planFile, JSON.stringify(plan));
+  await engine.dispose();
+  result.peakRssBytes = peakRssBytes();
+  writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench:peer (ours): ${(e as Error).stack ?? e}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,155 @@
+// Prompts for `npm run bench:peer`: real source text cut at exact token counts, built with the
+// engine's own prompt code (buildPrompt) so that the ids handed to llama.cpp are the ids our engine
+// runs. Pure given a tokenizer: no model, no timing.
+import type { SpecialIds } from '../engine/modelFolder';
+import { buildPrompt, defaultBudget } from '../engine/prompt';
+
+export interface Tok {
+  encode(text: string): number[];
+  decode(ids: readonly number[]): string;
+}
+
+/** Token-boundary shifts tried when re-encoding a cut piece gives one token more or less. */
+const SHIFTS = [0, 1, -1, 2, -2, 3, -3];
+
+/**
+ * The end of `text` that encodes to exactly `n` tokens, cut at a token boundary of `text`'s own
+ * encoding (a few boundaries either side are tried when the cut piece re-encodes differently); null
+ * when `text` is too short or no cut gives exactly `n`.
+ */
+export function lastTokens(tok: Tok, text: string, n: number): string | null {
+  return cutTokens(tok, text, n, 'end');
+}
+
+/** The start of `text` that encodes to exactly `n` tokens (see lastTokens). */
+export function firstTokens(tok: Tok, text: string, n: number): string | null {
+  return cutTokens(tok, text, n, 'start');
+}
+
+function cutTokens(tok: Tok, text: string, n: number, keep: 'start' | 'end'): string | null {
+  if (n <= 0) return n === 0 ? '' : null;
+  const ids = tok.encode(text);
+  if (ids.length < n) return null;
+  for (const d of SHIFTS) {
+    const k = n + d;
+    if (k <= 0 || k > ids.length) continue;
+    const piece = tok.decode(keep === 'end' ? ids.slice(ids.length - k) : ids.slice(0, k));
+    // A cut inside a multi-byte character decodes to U+FFFD: not a piece of the text.
+    if (!(keep === 'end' ? text.endsWith(piece) : text.startsWith(piece))) continue;
+    if (tok.encode(piece).length === n) return piece;
+  }
+  return null;
+}
+
+export interface Anchor {
+  /** Character offset of the cursor: the end of a line that opens a block. */
+  cursor: number;
+  /** Character offset where the suffix starts: the line break before the block's closing line. */
+  holeEnd: number;
+  line: number;               // 0-based line of the cursor
+}
+
+const OPENS_BLOCK = /[{:]\s*$/;
+const MIN_BODY_LINES = 4;
+
+/**
+ * Cursor positions for a multi-line completion with a hole: at the end of a line that opens a block
+ * (`{` or `:`), the block's body removed (the model writes it), the suffix starting at the line
+ * break before the closing line. Multi-line on purpose: a cursor mid-line ends at the first line
+ * break (the single-line stop rule), too soon to time decoding.
+ */
+export function blockAnchors(text: string): Anchor[] {
+  const lines = text.split('\n');
+  const starts: number[] = [];
+  let at = 0;
+  for (const l of lines) {
+    starts.push(at);
+    at += l.length + 1;
+  }
+  const indent = (l: string) => l.length - l.trimStart().length;
+  const out: Anchor[] = [];
+  for (let i = 0; i < lines.length - 1; i++) {
+    if (!OPENS_BLOCK.test(lines[i]) || lines[i].trim().startsWith('//') || lines[i].trim().startsWith('#')) continue;
+    const base = indent(lines[i]);
+    let j = i + 1;
+    let body = 0;
+    while (j < lines.length && (lines[j].trim() === '' || indent(lines[j]) > base)) {
+      if (lines[j].trim() !== '') body++;
+      j++;
+    }
+    if (body < MIN_BODY_LINES || j >= lines.length) continue;
+    out.push({ cursor: starts[i] + lines[i].length, holeEnd: starts[j] - 1, line: i });
+  }
+  return out;
+}
+
+export interface ExactPrompt {
+  promptTokens: number;
+  prefix: string;
+  suffix: string;
+  /** The ids the engine builds for prefix/suffix (buildPrompt with the engine's default budget). */
+  ids: number[];
+  file: string;
+  line: number;
+}
+
+export interface ExactPromptOptions {
+  contextLength: number;
+  maxTokens: number;          // the request's maxTokens: it sets the prompt budget
+  suffixTokens: number;       // tokens of the suffix in every prompt
+}
+
+/**
+ * One FIM prompt of exactly each of `sizes` tokens, all at the same cursor (they differ only in how
+ * much text before it they keep), from the first file and block anchor where the engine's
+ * buildPrompt keeps every token given (no cut of its own). Throws when none fits.
+ */
+export function exactPrompts(tok: Tok, special: SpecialIds, files: readonly { path: string; text: string }[],
+  sizes: readonly number[], opts: ExactPromptOptions): ExactPrompt[] {
+  const budget = defaultBudget(opts.contextLength, opts.maxTokens);
+  for (const f of files) {
+    for (const a of blockAnchors(f.text)) {
+      const suffix = firstTokens(tok, f.text.slice(a.holeEnd), opts.suffixTokens);
+      if (suffix === null) continue;
+      const out: ExactPrompt[] = [];
+      for (const n of sizes) {
+        const prefix = lastTokens(tok, f.text.slice(0, a.cursor), n - 3 - opts.suffixTokens);
+        if (prefix === null) break;
+        const p = buildPrompt(tok, special, { prefix, suffix }, budget);
+        if (p.ids.length !== n || p.truncated) break;
+        out.push({ promptTokens: n, prefix, suffix, ids: p.ids, file: f.path, line: a.line + 1 });
+      }
+      if (out.length === sizes.length) return out;
+    }
+  }
+  throw new Error(`no block in ${files.map((f) => f.path).join(', ')} gives FIM prompts of exactly ${sizes.join(' and ')} tokens `
+    + `within the budget of a ${opts.contextLength}-token context with ${opts.maxTokens} tokens to generate`);
+}
+
+/** The ids the engine builds for one completion request (as runComplete does, no context chunks), and the text they hold. */
+export function engineIds(tok: Tok, special: SpecialIds, prefix: string, suffix: string, contextLength: number, maxTokens: number)
+  : { ids: number[]; prefixText: string; suffixText: string } {
+  const p = buildPrompt(tok, special, { prefix, suffix }, defaultBudget(contextLength, maxTokens));
+  return { ids: p.ids, prefixText: p.prefixText, suffixText: p.suffixText };
+}
+
+/** Prompt sizes of the cold prefill measurement (issue 10). */
+export const PREFILL_SIZES = [250, 1000];
+/** Tokens of the suffix in the exact-size prompts (the engine lets a suffix use up to 64). */
+export const SUFFIX_TOKENS = 60;
+
+/** One request for the llama.cpp child to replay: the same ids, and as many tokens picked as ours picked. */
+export interface PlanRequest {
+  ids: number[];
+  /** The prompt's prefix and suffix text, which the llama.cpp child tokenizes itself (timed, and checked against `ids`). */
+  prefixText: string;
+  suffixText: string;
+  picks: number;
+}
+
+/** What our child hands the llama.cpp child (bench/peer/llama.mjs reads it). */
+export interface Plan {
+  warmup: PlanRequest;
+  prefill: { promptTokens: number; file: string; line: number; runs: PlanRequest[] }[];
+  completions: { file: string; cold: PlanRequest; warm: PlanRequest }[];
+}

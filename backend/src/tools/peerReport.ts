@@ -1,0 +1,213 @@
+// The report of `npm run bench:peer`: what each engine's child process measured, summarized into one
+// row per metric (ours, llama.cpp, ours/llama.cpp) and checked against issue 10's goals. Pure: no
+// I/O, no timing, so it is unit-tested without either engine.
+import { percentile } from '../engine/telemetry';
+
+/** One request as either child measured it. */
+export interface RunTiming {
+  /** From the request's start (tokenizing included) to the first generated token. */
+  firstTokenMs: number;
+  /** From the request's start to the last generated token (ours: the whole request, post-processing included). */
+  totalMs: number;
+  /** Running the prompt's tokens (not reused from the KV cache) through the model. */
+  prefillMs: number;
+  promptTokens: number;
+  reusedTokens: number;
+  generatedTokens: number;
+  /** Per model step after the first token; null with fewer than two tokens. */
+  decodeMsPerToken: number | null;
+}
+
+/** What one child process writes (same shape for both engines). */
+export interface SideResult {
+  engine: 'ours' | 'llama.cpp';
+  label: string;
+  versions: Record<string, string>;
+  threads: number;
+  loadAverageAtStart: number[];
+  loadMs: number;
+  rssAfterLoadBytes: number;
+  /** VmHWM of the child at its end. */
+  peakRssBytes: number;
+  prefill: { promptTokens: number; runs: RunTiming[] }[];
+  completions: { file: string; cold: RunTiming; warm: RunTiming }[];
+  notes: string[];
+}
+
+export interface Row {
+  key: string;
+  label: string;
+  unit: string;
+  ours: number | null;
+  peer: number | null;
+  /** ours / llama.cpp */
+  ratio: number | null;
+  goal: string;
+  /** null: no goal for this row, or a value is missing. */
+  met: boolean | null;
+}
+
+/** A goal on one row: ours at most/at least `ratio`× llama.cpp, and/or at most `maxValue` in the row's unit. */
+export interface Goal {
+  maxRatio?: number;
+  minRatio?: number;
+  maxValue?: number;
+}
+
+/** Issue 10, item 5: the goals against llama.cpp on the same machine, threads and prompts. */
+export function goalsFor(prefillSizes: readonly number[]): Record<string, Goal> {
+  const g: Record<string, Goal> = { warm_p50: { maxValue: 150, maxRatio: 0.5 }, warm_p95: { maxValue: 400, maxRatio: 0.5 }, rss_peak: { maxRatio: 0.8 } };
+  for (const n of prefillSizes) {
+    g[`prefill_tps_${n}`] = { minRatio: 1.5 };
+    g[`decode_ms_${n}`] = { maxRatio: 0.5 };
+  }
+  return g;
+}
+
+export function median(xs: readonly number[]): number | null {
+  if (xs.length === 0) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+/** Nearest-rank percentile, as the backend's own telemetry and `npm run bench` compute it. */
+export function pct(xs: readonly number[], p: number): number | null {
+  return percentile([...xs].sort((a, b) => a - b), p);
+}
+
+export function ratio(ours: number | null, peer: number | null): number | null {
+  if (ours === null || peer === null || peer === 0) return null;
+  return ours / peer;
+}
+
+export function checkGoal(goal: Goal | undefined, ours: number | null, r: number | null): boolean | null {
+  if (!goal) return null;
+  if (ours === null || r === null) return null;
+  if (goal.maxValue !== undefined && ours > goal.maxValue) return false;
+  if (goal.maxRatio !== undefined && r > goal.maxRatio) return false;
+  if (goal.minRatio !== undefined && r < goal.minRatio) return false;
+  return true;
+}
+
+export function goalText(goal: Goal | undefined, unit: string): string {
+  if (!goal) return '';
+  const parts: string[] = [];
+  if (goal.maxValue !== undefined) parts.push(`≤ ${goal.maxValue} ${unit}`);
+  if (goal.maxRatio !== undefined) parts.push(`≤ ${goal.maxRatio}×`);
+  if (goal.minRatio !== undefined) parts.push(`≥ ${goal.minRatio}×`);
+  return parts.join(' and ');
+}
+
+interface MetricDef { key: string; label: string; unit: string; of: (s: SideResult) => number | null }
+
+function metricDefs(prefillSizes: readonly number[]): MetricDef[] {
+  const defs: MetricDef[] = [];
+  const runsOf = (s: SideResult, n: number) => s.prefill.find((p) => p.promptTokens === n)?.runs ?? [];
+  const nums = (xs: (number | null)[]) => xs.filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
+  for (const n of prefillSizes) {
+    defs.push(
+      { key: `prefill_ms_${n}`, label: `cold prefill, ${n} prompt tokens (median)`, unit: 'ms', of: (s) => median(runsOf(s, n).map((r) => r.prefillMs)) },
+      { key: `prefill_tps_${n}`, label: `cold prefill speed, ${n} tokens`, unit: 'tok/s', of: (s) => {
+        const m = median(runsOf(s, n).map((r) => r.prefillMs));
+        return m === null || m <= 0 ? null : (n / m) * 1000;
+      } },
+      { key: `ttft_${n}`, label: `time to first token, cold ${n}-token prompt (median)`, unit: 'ms', of: (s) => median(runsOf(s, n).map((r) => r.firstTokenMs)) },
+      { key: `decode_ms_${n}`, label: `decode per token after ${n} tokens (median)`, unit: 'ms', of: (s) => median(nums(runsOf(s, n).map((r) => r.decodeMsPerToken))) },
+    );
+  }
+  const c = (s: SideResult, which: 'cold' | 'warm', f: (r: RunTiming) => number) => s.completions.map((x) => f(x[which]));
+  for (const [which, name] of [['warm', 'warm single-line completion (one more character typed)'], ['cold', 'cold single-line completion (empty KV cache)']] as const) {
+    for (const p of [50, 95]) {
+      defs.push({ key: `${which}_p${p}`, label: `${name}, p${p}`, unit: 'ms', of: (s) => pct(c(s, which, (r) => r.totalMs), p) });
+    }
+    for (const p of [50, 95]) {
+      defs.push({ key: `${which}_ttft_p${p}`, label: `${which} time to first token, p${p}`, unit: 'ms', of: (s) => pct(c(s, which, (r) => r.firstTokenMs), p) });
+    }
+  }
+  defs.push(
+    { key: 'warm_tokens_run_p50', label: 'warm: prompt tokens run (not reused), p50', unit: 'tokens', of: (s) => pct(c(s, 'warm', (r) => r.promptTokens - r.reusedTokens), 50) },
+    { key: 'rss_load', label: 'RSS after load', unit: 'MB', of: (s) => s.rssAfterLoadBytes / 2 ** 20 },
+    { key: 'rss_peak', label: 'peak RSS (VmHWM)', unit: 'MB', of: (s) => s.peakRssBytes / 2 ** 20 },
+  );
+  return defs;
+}
+
+/** One row per metric: ours, llama.cpp, the ratio, the goal and whether it is met. */
+export function compareSides(ours: SideResult, peer: SideResult, prefillSizes: readonly number[]): Row[] {
+  const goals = goalsFor(prefillSizes);
+  return metricDefs(prefillSizes).map((d) => {
+    const o = d.of(ours);
+    const p = d.of(peer);
+    const r = ratio(o, p);
+    return { key: d.key, label: d.label, unit: d.unit, ours: o, peer: p, ratio: r, goal: goalText(goals[d.key], d.unit), met: checkGoal(goals[d.key], o, r) };
+  });
+}
+
+export function fmt(x: number | null, unit = ''): string {
+  if (x === null || !Number.isFinite(x)) return '–';
+  const digits = unit === 'tokens' ? 0 : Math.abs(x) >= 100 ? 0 : 1;
+  return x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+export function fmtRatio(r: number | null): string {
+  return r === null || !Number.isFinite(r) ? '–' : `${r.toFixed(2)}×`;
+}
+
+export function metText(met: boolean | null): string {
+  return met === null ? '' : met ? 'met' : '**missed**';
+}
+
+export interface PeerReport {
+  date: string;
+  machine: string;
+  loadAverageAtStart: number[];
+  command: string;
+  settings: Record<string, unknown>;
+  prompts: { prefill: { promptTokens: number; file: string; line: number }[]; completions: number; sampleFiles: string[] };
+  versions: Record<string, string>;
+  ours: SideResult;
+  peer: SideResult;
+  rows: Row[];
+  goals: { met: number; missed: number; unknown: number };
+}
+
+export function goalCounts(rows: readonly Row[]): PeerReport['goals'] {
+  const withGoal = rows.filter((r) => r.goal !== '');
+  return {
+    met: withGoal.filter((r) => r.met === true).length,
+    missed: withGoal.filter((r) => r.met === false).length,
+    unknown: withGoal.filter((r) => r.met === null).length,
+  };
+}
+
+export function toMarkdown(r: PeerReport): string {
+  const mb = (b: number) => `${(b / 2 ** 20).toFixed(0)} MB`;
+  const lines = [
+    `# Side-by-side: our backend vs llama.cpp, ${r.date}`,
+    '',
+    `Machine: ${r.machine}; load average ${r.loadAverageAtStart.join(' ')} at start `
+      + `(ours ${r.ours.loadAverageAtStart.join(' ')}, llama.cpp ${r.peer.loadAverageAtStart.join(' ')} when each began). `
+      + `Each engine ran alone in its own child process, one after the other, ${r.ours.threads} threads each.`,
+    '',
+    `- ours: ${r.ours.label}`,
+    `- llama.cpp: ${r.peer.label}`,
+    `- versions: ${Object.entries(r.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+    `- command: \`${r.command}\``,
+    `- prompts: cold prefill of exactly ${r.prompts.prefill.map((p) => p.promptTokens).join(' and ')} tokens `
+      + `(FIM at ${r.prompts.prefill[0] ? `${r.prompts.prefill[0].file}:${r.prompts.prefill[0].line}` : '–'}, the same ids on both sides, `
+      + `${r.settings.prefillRuns} runs each, KV cache cleared before each); ${r.prompts.completions} single-line completions in real source files `
+      + '(cold, then one more character typed: warm, KV cache reused)',
+    '',
+    '| metric | ours | llama.cpp | ours / llama.cpp | goal | |',
+    '|---|---|---|---|---|---|',
+  ];
+  for (const row of r.rows) {
+    lines.push(`| ${row.label} (${row.unit}) | ${fmt(row.ours, row.unit)} | ${fmt(row.peer, row.unit)} | ${fmtRatio(row.ratio)} | ${row.goal} | ${metText(row.met)} |`);
+  }
+  lines.push('', `Goals: ${r.goals.met} met, ${r.goals.missed} missed${r.goals.unknown ? `, ${r.goals.unknown} not measured` : ''}.`,
+    `Load: ours ${(r.ours.loadMs / 1000).toFixed(1)} s, RSS ${mb(r.ours.rssAfterLoadBytes)}; llama.cpp ${(r.peer.loadMs / 1000).toFixed(1)} s, RSS ${mb(r.peer.rssAfterLoadBytes)}.`, '');
+  const notes = [...r.ours.notes.map((n) => `ours: ${n}`), ...r.peer.notes.map((n) => `llama.cpp: ${n}`)];
+  if (notes.length) lines.push('Notes:', '', ...notes.map((n) => `- ${n}`), '');
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,192 @@
+// The pure parts of `npm run bench:peer`: prompt cutting at exact token counts, the comparison rows,
+// goals and report. Neither engine runs here (node-llama-cpp is not needed); no timing is asserted.
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { buildPrompt, defaultBudget } from '../../../backend/src/engine/prompt';
+import { parseArgs, peerDir } from '../../../backend/src/tools/peerBench';
+import { blockAnchors, exactPrompts, firstTokens, lastTokens, Tok } from '../../../backend/src/tools/peerPrompts';
+import {
+  checkGoal, compareSides, fmt, fmtRatio, goalCounts, goalText, median, pct, PeerReport, RunTiming, SideResult, toMarkdown,
+} from '../../../backend/src/tools/peerReport';
+import { SPECIAL } from './helpers';
+
+/** One token per character, except that "ab" is one token: cuts inside a merge must be avoided. */
+const mergingTok: Tok = {
+  encode(text) {
+    const ids: number[] = [];
+    for (let i = 0; i < text.length; i++) {
+      if (text.startsWith('ab', i)) {
+        ids.push(9999);
+        i++;
+      } else ids.push(text.codePointAt(i)! + 10);
+    }
+    return ids;
+  },
+  decode(ids) {
+    return ids.map((id) => (id === 9999 ? 'ab' : String.fromCodePoint(id - 10))).join('');
+  },
+};
+
+test('lastTokens and firstTokens cut text at exactly n tokens of its own encoding', () => {
+  const text = 'xxabyyabzz';
+  for (let n = 1; n <= mergingTok.encode(text).length; n++) {
+    const end = lastTokens(mergingTok, text, n);
+    assert.ok(end !== null && text.endsWith(end), `end ${n}`);
+    assert.equal(mergingTok.encode(end!).length, n);
+    const start = firstTokens(mergingTok, text, n);
+    assert.ok(start !== null && text.startsWith(start), `start ${n}`);
+    assert.equal(mergingTok.encode(start!).length, n);
+  }
+  assert.equal(lastTokens(mergingTok, 'abc', 10), null);
+  assert.equal(firstTokens(mergingTok, 'abc', 0), '');
+});
+
+const SOURCE = [
+  'import x from "y";',
+  '',
+  'function add(a, b) {',
+  '  const s = a + b;',
+  '  log(s);',
+  '',
+  '  check(s);',
+  '  return s;',
+  '}',
+  'function short() {',
+  '  return 1;',
+  '}',
+  'class A:',
+  '    def f(self):',
+  '        one = 1',
+  '        two = 2',
+  '        three = 3',
+  '        return one + two + three',
+  'end = True',
+].join('\n');
+
+test('blockAnchors: the cursor ends a block-opening line, the suffix starts at the line break before the closing line', () => {
+  const anchors = blockAnchors(SOURCE);
+  // function add (4 body lines), class A (5 body lines), def f (4); not short() (1 body line).
+  assert.deepEqual(anchors.map((a) => a.line), [2, 12, 13]);
+  const [a] = anchors;
+  assert.ok(SOURCE.slice(0, a.cursor).endsWith('function add(a, b) {'));
+  assert.ok(SOURCE.slice(a.holeEnd).startsWith('\n}\nfunction short'));
+});
+
+test('exactPrompts: the engine\'s buildPrompt keeps every token and the prompt has exactly each size', () => {
+  const text = `${'// filler line of text\n'.repeat(20)}${SOURCE}\n`;
+  const files = [{ path: 'a.ts', text }];
+  const opts = { contextLength: 1024, maxTokens: 16, suffixTokens: 12 };
+  const prompts = exactPrompts(mergingTok, SPECIAL, files, [60, 200], opts);
+  assert.equal(prompts.length, 2);
+  for (const p of prompts) {
+    assert.equal(p.ids.length, p.promptTokens);
+    assert.deepEqual(p.ids, buildPrompt(mergingTok, SPECIAL, { prefix: p.prefix, suffix: p.suffix }, defaultBudget(1024, 16)).ids);
+    assert.equal(mergingTok.encode(p.suffix).length, 12);
+    assert.ok(p.suffix.startsWith('\n'));
+  }
+  // Same cursor for every size: the prompts differ only in how much text before it they keep.
+  assert.ok(prompts[1].prefix.endsWith(prompts[0].prefix));
+  assert.equal(prompts[0].suffix, prompts[1].suffix);
+  assert.throws(() => exactPrompts(mergingTok, SPECIAL, files, [5000], opts), /no block in a\.ts gives FIM prompts of exactly 5000/);
+});
+
+test('median and nearest-rank percentiles', () => {
+  assert.equal(median([]), null);
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 2, 3]), 2.5);
+  const xs = Array.from({ length: 20 }, (_, i) => 20 - i);
+  assert.equal(pct(xs, 50), 10);
+  assert.equal(pct(xs, 95), 19);
+});
+
+test('goals: ratio bounds and absolute bounds, unknown when a value is missing', () => {
+  assert.equal(checkGoal({ maxRatio: 0.5 }, 10, 0.5), true);
+  assert.equal(checkGoal({ maxRatio: 0.5 }, 10, 0.51), false);
+  assert.equal(checkGoal({ minRatio: 1.5 }, 10, 1.4), false);
+  assert.equal(checkGoal({ maxValue: 150, maxRatio: 0.5 }, 151, 0.1), false);
+  assert.equal(checkGoal({ maxValue: 150, maxRatio: 0.5 }, 149, 0.4), true);
+  assert.equal(checkGoal({ maxRatio: 0.5 }, null, null), null);
+  assert.equal(checkGoal(undefined, 1, 1), null);
+  assert.equal(goalText({ maxValue: 150, maxRatio: 0.5 }, 'ms'), '≤ 150 ms and ≤ 0.5×');
+  assert.equal(goalText({ minRatio: 1.5 }, 'tok/s'), '≥ 1.5×');
+  assert.equal(fmt(1234.5, 'ms'), '1,235');
+  assert.equal(fmt(41.26, 'ms'), '41.3');
+  assert.equal(fmt(null), '–');
+  assert.equal(fmtRatio(0.4567), '0.46×');
+});
+
+function run(prefillMs: number, decode: number | null, totalMs = prefillMs + 100): RunTiming {
+  return { firstTokenMs: prefillMs + 5, totalMs, prefillMs, promptTokens: 900, reusedTokens: 0, generatedTokens: 16, decodeMsPerToken: decode };
+}
+
+function side(engine: SideResult['engine'], scale: number, warmMs: number[], peakMb: number): SideResult {
+  return {
+    engine, label: engine, versions: {}, threads: 2, loadAverageAtStart: [0.1, 0.2, 0.3], loadMs: 1000, rssAfterLoadBytes: peakMb * 0.8 * 2 ** 20,
+    peakRssBytes: peakMb * 2 ** 20,
+    prefill: [
+      { promptTokens: 250, runs: [run(1000 * scale, 20 * scale), run(1100 * scale, 22 * scale), run(900 * scale, 18 * scale)] },
+      { promptTokens: 1000, runs: [run(4000 * scale, 30 * scale)] },
+    ],
+    completions: warmMs.map((w) => ({ file: 'f.ts', cold: run(3000, 25), warm: { ...run(w / 2, 25, w), reusedTokens: 850 } })),
+    notes: [`${engine} note`],
+  };
+}
+
+test('compareSides: one row per metric with ours, llama.cpp, the ratio and the goal', () => {
+  const ours = side('ours', 0.5, [100, 120, 140, 300], 700);
+  const peer = side('llama.cpp', 1, [400, 500, 600, 900], 1000);
+  const rows = compareSides(ours, peer, [250, 1000]);
+  const row = (k: string) => rows.find((r) => r.key === k)!;
+  assert.equal(row('prefill_ms_250').ours, 500);
+  assert.equal(row('prefill_ms_250').peer, 1000);
+  assert.equal(row('prefill_tps_250').ours, 500);              // 250 tokens in 0.5 s
+  assert.equal(row('prefill_tps_250').ratio, 2);
+  assert.equal(row('prefill_tps_250').met, true);              // ≥ 1.5×
+  assert.equal(row('decode_ms_250').ratio, 0.5);
+  assert.equal(row('decode_ms_250').met, true);                // ≤ 0.5×
+  assert.equal(row('warm_p50').ours, 120);
+  assert.equal(row('warm_p50').met, true);                     // 120 ≤ 150 ms and 0.24×
+  assert.equal(row('warm_p95').ours, 300);
+  assert.equal(row('warm_p95').met, true);
+  assert.equal(row('rss_peak').ratio, 0.7);
+  assert.equal(row('rss_peak').met, true);
+  assert.equal(row('warm_tokens_run_p50').ours, 50);
+  assert.equal(row('cold_p50').goal, '');
+  assert.equal(row('cold_p50').met, null);
+  assert.deepEqual(goalCounts(rows), { met: 7, missed: 0, unknown: 0 });
+
+  const slow = side('ours', 2, [200, 250, 300, 500], 900);
+  const rows2 = compareSides(slow, peer, [250, 1000]);
+  assert.equal(rows2.find((r) => r.key === 'warm_p50')!.met, false);   // 250 ms > 150 ms
+  assert.equal(rows2.find((r) => r.key === 'rss_peak')!.met, false);   // 0.9× > 0.8×
+  assert.deepEqual(goalCounts(rows2), { met: 0, missed: 7, unknown: 0 });
+
+  const report: PeerReport = {
+    date: '2026-12-01T00:00:00.000Z', machine: '2× Test CPU', loadAverageAtStart: [0.5, 0.4, 0.3], command: 'npm run bench:peer',
+    settings: { prefillRuns: 3 }, prompts: { prefill: [{ promptTokens: 250, file: 'a.ts', line: 3 }, { promptTokens: 1000, file: 'a.ts', line: 3 }], completions: 4, sampleFiles: ['f.ts'] },
+    versions: { node: 'v20' }, ours: slow, peer, rows: rows2, goals: goalCounts(rows2),
+  };
+  const md = toMarkdown(report);
+  assert.match(md, /Machine: 2× Test CPU; load average 0\.5 0\.4 0\.3 at start/);
+  assert.match(md, /\| cold prefill speed, 250 tokens \(tok\/s\) \| 125 \| 250 \| 0\.50× \| ≥ 1\.5× \| \*\*missed\*\* \|/);
+  assert.match(md, /\| warm single-line completion \(one more character typed\), p50 \(ms\) \| 250 \| 500 \| 0\.50× \| ≤ 150 ms and ≤ 0\.5× \| \*\*missed\*\* \|/);
+  assert.match(md, /Goals: 0 met, 7 missed\./);
+  assert.match(md, /- ours: ours note/);
+});
+
+test('parseArgs: defaults, flags, and errors that say what is wrong', () => {
+  assert.deepEqual(parseArgs([]), { threads: 2, samples: 20, decodeTokens: 16, prefillRuns: 3, model: 'models/qwen2.5-coder-0.5b-vffn' });
+  const a = parseArgs(['--threads', '4', '--samples', '5', '--gguf', 'x.gguf']);
+  assert.equal(a.threads, 4);
+  assert.equal(a.samples, 5);
+  assert.equal(a.gguf, 'x.gguf');
+  assert.throws(() => parseArgs(['--samples', 'many']), /--samples must be a positive integer/);
+  assert.throws(() => parseArgs(['--bogus', '1']), /unknown option --bogus/);
+  assert.throws(() => parseArgs(['--threads']), /--threads needs a value/);
+});
+
+test('node-llama-cpp lives in the cache, outside the checkout', () => {
+  assert.equal(peerDir({ VFFN_CACHE: '/c' }), path.join('/c', 'peer', 'node-llama-cpp-3.22.1'));
+  assert.match(peerDir({}), /\.cache[/\\]versatileffn[/\\]peer[/\\]node-llama-cpp-3\.22\.1$/);
+});
