@@ -172,11 +172,21 @@ export const StatsRequest = new RequestType<void, StatsResult, void>('vffn/stats
 // ---------- notifications ----------
 
 export type BackendState = 'loading' | 'ready' | 'working' | 'error';
+
+/** The steps of loading a model, in order. */
+export type LoadStep = 'verifying files' | 'loading tokenizer' | 'creating session';
+/** A model load in progress (a hot swap, a provider change, the first load). */
+export interface LoadProgress {
+  model: string;                   // the model being loaded
+  step: LoadStep;
+  elapsedMs: number;               // since the load began; re-sent about once a second while it lasts
+}
 export interface StatusParams {
   state: BackendState;
-  model: string | null;
+  model: string | null;            // the model that answers now (during a hot swap: the old one)
   provider: ExecutionProvider | null;
   message?: string;
+  loading?: LoadProgress;          // set while a model loads, whatever the state
 }
 /** server → client: the backend's state changed (drives the status bar). */
 export const StatusNotification = new NotificationType<StatusParams>('vffn/status');

@@ -18,6 +18,8 @@ const node = { platform: 'node', format: 'cjs', target: 'node20', external };
 const entries = [
   { in: 'extension/src/extension.ts', out: 'dist/extension.js', ...node },
   { in: 'backend/src/server.ts', out: 'dist/server.js', ...node },
+  // The engine's worker thread; server.js starts it from its own folder (backend/src/engineHost.ts).
+  { in: 'backend/src/engineWorker.ts', out: 'dist/engineWorker.js', ...node },
   { in: 'backend/src/cli.ts', out: 'dist/cli.js', ...node, banner: { js: '#!/usr/bin/env node' } },
   { in: 'media/webview/main.ts', out: 'dist/webview.js', platform: 'browser', format: 'iife', target: 'es2022' },
 ];

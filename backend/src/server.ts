@@ -1,19 +1,20 @@
 // The language server: wires the protocol's requests to the engine. It computes nothing itself;
-// every handler stops errors at the boundary (log, status, empty result with `error`).
-import { CancellationToken, createConnection, InitializeResult } from 'vscode-languageserver/node';
+// every handler stops errors at the boundary (log, status, empty result with `error`). The engine
+// runs in a worker thread behind EngineHost, so loading and inference never block this thread.
+import { createConnection, InitializeResult } from 'vscode-languageserver/node';
 import {
   AnalyzeRequest, AnalyzeResult, BackendInitOptions, CompleteParams, CompleteRequest, CompletionTelemetryNotification, ListModelsRequest,
   ProviderPreference, ProviderStatusRequest, SetProviderRequest, StatsRequest, StatusNotification, SwitchModelRequest, SwitchModelResult,
 } from '../../common/protocol';
 import { emptyCompleteResult } from './engine/completion';
-import { Engine } from './engine/engine';
 import { resolveModelDirs } from './engine/modelFolder';
 import { emptyTimings } from './engine/telemetry';
+import { EngineHost } from './engineHost';
 
 const PROVIDERS: ProviderPreference[] = ['auto', 'cpu', 'webgpu', 'cuda', 'dml', 'coreml'];
 
 const connection = createConnection();
-let engine: Engine | null = null;
+let engine: EngineHost | null = null;
 let defaultModel: string | null = null;
 
 const log = (msg: string) => connection.console.log(`[vffn] ${msg}`);
@@ -21,13 +22,8 @@ const log = (msg: string) => connection.console.log(`[vffn] ${msg}`);
 process.on('uncaughtException', (e) => log(`uncaught exception (the backend keeps running): ${e.stack ?? e}`));
 process.on('unhandledRejection', (e) => log(`unhandled rejection (the backend keeps running): ${(e as Error)?.stack ?? e}`));
 
-function signal(token: CancellationToken) {
-  token.onCancellationRequested(() => engine?.poke());
-  return { get cancelled() { return token.isCancellationRequested; } };
-}
-
 /** Runs a handler; any throw becomes `fallback(message)` and a log line, never a dead server. */
-async function guard<T>(name: string, fallback: (error: string) => T, fn: (e: Engine) => Promise<T> | T): Promise<T> {
+async function guard<T>(name: string, fallback: (error: string) => T, fn: (e: EngineHost) => Promise<T> | T): Promise<T> {
   try {
     if (!engine) return fallback('the backend is not initialized yet');
     return await fn(engine);
@@ -41,7 +37,7 @@ async function guard<T>(name: string, fallback: (error: string) => T, fn: (e: En
 connection.onInitialize((params): InitializeResult => {
   const init = (params.initializationOptions ?? {}) as Partial<BackendInitOptions>;
   const provider = PROVIDERS.includes(init.provider as ProviderPreference) ? (init.provider as ProviderPreference) : 'auto';
-  engine = new Engine({
+  engine = new EngineHost({
     modelDirs: resolveModelDirs(init.modelDirs, __dirname),
     provider,
     threads: typeof init.threads === 'number' && init.threads > 0 ? init.threads : 0,
@@ -62,7 +58,7 @@ connection.onInitialized(() => {
 connection.onRequest(CompleteRequest, (params, token) => {
   const fail = (error: string) => emptyCompleteResult(params ?? ({ requestId: '' } as CompleteParams), params?.model ?? '', 'cpu', 'error', error);
   return guard('complete', fail, async (e) => {
-    const r = await e.complete(params, signal(token));
+    const r = await e.complete(params, token);
     if (r.stopReason !== 'cancelled' && r.stopReason !== 'superseded' && !r.error) {
       void connection.sendNotification(CompletionTelemetryNotification, r);
     }
@@ -74,7 +70,7 @@ connection.onRequest(AnalyzeRequest, (params, token) => {
   const fail = (error: string): AnalyzeResult => ({
     tokens: [], compute: { meanLoopsPerLayer: [], loopShare: [0, 0, 0, 0], vsDense: 0, vsMax: 0 }, model: '', timings: emptyTimings(), error,
   });
-  return guard('analyze', fail, (e) => e.analyze(params, signal(token)));
+  return guard('analyze', fail, (e) => e.analyze(params, token));
 });
 
 connection.onRequest(ListModelsRequest, () => guard('listModels', () => ({ active: null, models: [] }), (e) => e.listModels()));

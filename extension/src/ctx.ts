@@ -21,6 +21,7 @@ import { DifficultyTint } from './decorations';
 import type { WebviewCommand } from './inspector/messages';
 import { runFromCompletion, type ClientTimings } from './inspector/runs';
 import { InspectorView, VIEW_ID } from './inspector/view';
+import { describeLoading } from './loadProgress';
 import { createLogChannel } from './logs';
 import { UsageStats } from './stats';
 import { StatusBar } from './statusBar';
@@ -298,6 +299,7 @@ function statusLine(s: BackendStatus): string {
   const server = s.server;
   if (!server) return s.phase === 'running' ? 'Backend running; waiting for its model.' : `Backend ${s.phase}.`;
   if (server.state === 'error') return `Error: ${server.message ?? 'the backend reported an error.'}`;
+  if (server.loading) return describeLoading(server)!.tooltip;
   if (server.state === 'loading') return server.message ?? 'Loading a model…';
   return `${server.state === 'working' ? 'Working' : 'Ready'}: ${server.model ?? 'no model'} on ${server.provider ?? '—'}.`;
 }

@@ -2,6 +2,7 @@
 // latency and decode speed. Clicking it opens a menu of the extension's commands.
 import * as vscode from 'vscode';
 import type { BackendStatus } from './backend';
+import { describeLoading } from './loadProgress';
 
 export interface LastRun {
   totalMs: number;
@@ -66,6 +67,8 @@ export function describe(b: BackendStatus, enabled: boolean, last: LastRun | nul
       break;
   }
   if (!enabled) return { text: 'VFFN $(circle-slash) disabled', tooltip: `Completions are off (model ${model}). Run "VersatileFFN: Toggle Completions" to turn them on.`, error: false };
+  const loading = server?.state === 'error' ? null : describeLoading(server);
+  if (loading) return { ...loading, error: false };
   switch (server?.state) {
     case undefined:
       return { text: 'VFFN $(sync~spin) starting', tooltip: 'Waiting for the backend to report its model…', error: false };

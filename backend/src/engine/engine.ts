@@ -1,7 +1,7 @@
 // The engine: loaded models, hot swap, provider choice, the request queue and counters.
 // It knows nothing of LSP; the server and the CLI drive it.
 import type {
-  AnalyzeParams, AnalyzeResult, CompleteParams, CompleteResult, ListModelsResult, ModelStats, ProviderPreference,
+  AnalyzeParams, AnalyzeResult, CompleteParams, CompleteResult, ListModelsResult, LoadStep, ModelStats, ProviderPreference,
   ProviderStatus, StatsResult, StatusParams, SwitchModelResult,
 } from '../../../common/protocol';
 import { emptyCompleteResult, InputError, runAnalyze, runComplete } from './completion';
@@ -31,6 +31,8 @@ export class Engine {
   private readonly counters = new Map<string, Counters>();
   private provider: ProviderPreference;
   private loadChain: Promise<unknown> = Promise.resolve();
+  /** The load in progress (one at a time: loadChain), reported with every status while it lasts. */
+  private loading: { model: string; step: LoadStep; startedAt: number } | null = null;
   private readonly startedAt = Date.now();
   private disposed = false;
 
@@ -77,7 +79,8 @@ export class Engine {
       }
       this.status('loading', `loading ${name}`);
       try {
-        const loaded = this.extra.get(name) ?? (await loadModel(name, entry.path, this.provider, this.opts.threads));
+        const loaded = this.extra.get(name) ?? (await loadModel(name, entry.path, this.provider, this.opts.threads, this.onLoadStep(name, `loading ${name}`)));
+        this.loading = null;
         this.extra.delete(name);
         const old = this.active;
         this.active = loaded;
@@ -87,6 +90,7 @@ export class Engine {
         this.status('ready');
         return { ok: true, active: name, loadMs: Math.round(loaded.loadMs) };
       } catch (e) {
+        this.loading = null;
         const error = (e as Error).message;
         this.loadErrors.set(name, error);
         this.log(`model ${name} failed to load: ${error}`);
@@ -170,7 +174,8 @@ export class Engine {
     const reload = async () => {
       this.status('loading', `switching provider to ${pref}`);
       try {
-        const loaded = await loadModel(current.name, current.dir, pref, this.opts.threads);
+        const loaded = await loadModel(current.name, current.dir, pref, this.opts.threads, this.onLoadStep(current.name, `switching provider to ${pref}`));
+        this.loading = null;
         if (this.active === current) {
           this.active = loaded;
           this.releaseLater(current);
@@ -179,6 +184,7 @@ export class Engine {
         }
         this.status('ready');
       } catch (e) {
+        this.loading = null;
         this.log(`provider ${pref} failed: ${(e as Error).message}`);
         this.status('ready', `provider ${pref} failed: ${(e as Error).message}`);
       }
@@ -269,8 +275,20 @@ export class Engine {
     }
   }
 
+  /** Marks a load of `model` as begun; each step it reports goes out as a 'loading' status. */
+  private onLoadStep(model: string, what: string): (step: LoadStep) => void {
+    const startedAt = Date.now();
+    return (step) => {
+      this.loading = { model, step, startedAt };
+      this.status('loading', `${what}: ${step}`);
+    };
+  }
+
   private status(state: StatusParams['state'], message?: string): void {
-    this.opts.onStatus?.({ state, model: this.active?.name ?? null, provider: this.active?.session.activeProvider ?? null, message });
+    const s: StatusParams = { state, model: this.active?.name ?? null, provider: this.active?.session.activeProvider ?? null, message };
+    const l = this.loading;
+    if (l) s.loading = { model: l.model, step: l.step, elapsedMs: Date.now() - l.startedAt };
+    this.opts.onStatus?.(s);
   }
 
   private log(msg: string): void {

@@ -1,6 +1,6 @@
 // A model ready to serve: checked folder, tokenizer, one InferenceSession and its KV cache.
 import * as path from 'node:path';
-import type { ModelInfo, ProviderPreference } from '../../../common/protocol';
+import type { LoadStep, ModelInfo, ProviderPreference } from '../../../common/protocol';
 import { createMeasuredSession } from './calibrate';
 import { KvCache } from './kvCache';
 import { Manifest, ModelFolderEntry, readManifest, verifyFiles } from './modelFolder';
@@ -17,12 +17,20 @@ export interface LoadedModel {
   loadMs: number;
 }
 
-/** Checks the folder (manifest, sizes, sha256) and creates the session. Throws with a message naming the file. */
-export async function loadModel(name: string, dir: string, pref: ProviderPreference, threads: number): Promise<LoadedModel> {
+/**
+ * Checks the folder (manifest, sizes, sha256) and creates the session. Throws with a message naming the file.
+ * `onStep` hears each step as it begins (the status bar shows it).
+ */
+export async function loadModel(
+  name: string, dir: string, pref: ProviderPreference, threads: number, onStep?: (step: LoadStep) => void,
+): Promise<LoadedModel> {
   const t0 = performance.now();
+  onStep?.('verifying files');
   const manifest = readManifest(dir);
   await verifyFiles(dir, manifest);
+  onStep?.('loading tokenizer');
   const tokenizer = CodeTokenizer.load(dir, manifest);
+  onStep?.('creating session');
   let session: ModelSession;
   try {
     session = (pref === 'auto' ? await createMeasuredSession(dir, manifest, threads) : null)
