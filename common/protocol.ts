@@ -174,7 +174,7 @@ export const StatsRequest = new RequestType<void, StatsResult, void>('vffn/stats
 export type BackendState = 'loading' | 'ready' | 'working' | 'error';
 
 /** The steps of loading a model, in order. */
-export type LoadStep = 'verifying files' | 'loading tokenizer' | 'creating session';
+export type LoadStep = 'verifying files' | 'loading tokenizer' | 'creating session' | 'measuring prefill speed';
 /** A model load in progress (a hot swap, a provider change, the first load). */
 export interface LoadProgress {
   model: string;                   // the model being loaded

@@ -79,7 +79,7 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
   const temperature = params.temperature ?? 0;
 
   const prompt = buildPrompt(m.tokenizer, m.tokenizer.special, { ...input, contextChunks: params.contextChunks },
-    defaultBudget(m.manifest.architecture.context_length, maxTokens));
+    defaultBudget(m.manifest.architecture.context_length, maxTokens, m.promptTokens));
   const t1 = performance.now();
 
   const stopIds = gen.stop_ids ?? [m.tokenizer.special.eot, m.tokenizer.special.file_sep];

@@ -87,6 +87,7 @@ export class Engine {
         this.loadErrors.delete(name);
         if (old) this.releaseLater(old);
         this.log(`model ${name} loaded in ${loaded.loadMs.toFixed(0)} ms on ${loaded.session.activeProvider}: ${loaded.session.provider.reason}`);
+        this.log(`model ${name}: prompts up to ${loaded.promptTokens} tokens (${loaded.prefillTokensPerSecond > 0 ? `prefill measured at ${loaded.prefillTokensPerSecond.toFixed(0)} tokens/s here` : 'VFFN_MAX_PROMPT_TOKENS'})`);
         this.status('ready');
         return { ok: true, active: name, loadMs: Math.round(loaded.loadMs) };
       } catch (e) {

@@ -4,6 +4,8 @@ import type { LoadStep, ModelInfo, ProviderPreference } from '../../../common/pr
 import { createMeasuredSession } from './calibrate';
 import { KvCache } from './kvCache';
 import { Manifest, ModelFolderEntry, readManifest, verifyFiles } from './modelFolder';
+import { maxPromptTokens } from './prompt';
+import { promptBudget } from './promptBudget';
 import { ModelSession } from './session';
 import { CodeTokenizer } from './tokenizer';
 
@@ -15,6 +17,10 @@ export interface LoadedModel {
   session: ModelSession;
   cache: KvCache;
   loadMs: number;
+  /** Most prompt tokens: what prefills in about a second and a half here (promptBudget.ts). */
+  promptTokens: number;
+  /** The measured prefill speed behind it (tokens/s; 0 when VFFN_MAX_PROMPT_TOKENS fixed the budget). */
+  prefillTokensPerSecond: number;
 }
 
 /**
@@ -38,8 +44,22 @@ export async function loadModel(
   } catch (e) {
     throw new Error(`${path.join(dir, manifest.graph.file)} could not be loaded: ${(e as Error).message}`);
   }
+  const cap = Math.max(16, Math.min(maxPromptTokens(), manifest.architecture.context_length - 1));
+  let budget = { tokens: cap, prefillTokensPerSecond: 0 };
+  if (!process.env.VFFN_MAX_PROMPT_TOKENS) {
+    onStep?.('measuring prefill speed');
+    try {
+      budget = await promptBudget(session, manifest, threads, cap);
+    } catch (e) {
+      await session.release().catch(() => undefined);
+      throw new Error(`${path.join(dir, manifest.graph.file)} failed its first runs: ${(e as Error).message}`);
+    }
+  }
   const cache = new KvCache(session.kv);
-  return { name, dir, manifest, tokenizer, session, cache, loadMs: performance.now() - t0 };
+  return {
+    name, dir, manifest, tokenizer, session, cache, loadMs: performance.now() - t0,
+    promptTokens: budget.tokens, prefillTokensPerSecond: budget.prefillTokensPerSecond,
+  };
 }
 
 export async function releaseModel(m: LoadedModel): Promise<void> {

@@ -1,0 +1,44 @@
+// The prompt budget follows the measured prefill speed, and the measurement is made once per model and machine.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, test } from 'node:test';
+import { loadModel, LoadedModel, releaseModel } from '../../../backend/src/engine/loadedModel';
+import { budgetFor, COLD_PROMPT_MS, MIN_PROMPT_TOKENS, promptBudget } from '../../../backend/src/engine/promptBudget';
+import { TINY } from './helpers';
+
+test('budget: what prefills in COLD_PROMPT_MS, in steps of 64, within [MIN_PROMPT_TOKENS, cap]', () => {
+  assert.equal(COLD_PROMPT_MS, 1500);
+  assert.equal(budgetFor(300, 1024), 448);          // 450 tokens in 1.5 s, rounded down to 64s
+  assert.equal(budgetFor(120, 1024), MIN_PROMPT_TOKENS);   // a slow machine still sees 256 tokens
+  assert.equal(budgetFor(5000, 1024), 1024);        // a fast one is capped
+  assert.equal(budgetFor(5000, 200), 200);          // the cap wins over the minimum too
+  assert.equal(budgetFor(NaN, 1024), MIN_PROMPT_TOKENS);
+});
+
+let tiny: LoadedModel;
+before(async () => {
+  tiny = await loadModel('tiny-test', TINY, 'cpu', 1);
+});
+after(async () => {
+  await releaseModel(tiny);
+});
+
+test('measured once, then read from the cache file', async () => {
+  const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'vffn-budget-')), 'calibration.json');
+  const cap = tiny.manifest.architecture.context_length - 1;
+  const first = await promptBudget(tiny.session, tiny.manifest, 1, cap, { cacheFile: file });
+  assert.equal(first.cached, false);
+  assert.ok(first.prefillTokensPerSecond > 0);
+  assert.equal(first.tokens, budgetFor(first.prefillTokensPerSecond, cap));
+  const saved = JSON.parse(readFileSync(file, 'utf8'));
+  assert.equal(Object.keys(saved).length, 1);
+  const again = await promptBudget(tiny.session, tiny.manifest, 1, cap, { cacheFile: file });
+  assert.equal(again.cached, true);
+  assert.equal(again.tokens, budgetFor(Object.values<{ prefillTokensPerSecond: number }>(saved)[0].prefillTokensPerSecond, cap));
+});
+
+test('a loaded model carries its budget, never above the context', () => {
+  assert.ok(tiny.promptTokens >= 16 && tiny.promptTokens < tiny.manifest.architecture.context_length);
+});
