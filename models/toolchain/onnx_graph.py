@@ -330,7 +330,7 @@ def build_graph(cfg: ModelConfig, sd: dict, weights_dtype: str = "float32", atte
         logits = g.op("Gather", [padded, g.const(column, np.int32)], axis=1)
     g.op("Unsqueeze", [logits, g.const([0])], name="logits")
     for key in route:
-        g.op("Concat", [g.op("Unsqueeze", [r, g.const([0])]) for r in route[key]], axis=0, name=route_names[key])
+        _route_output(g, route[key], route_names[key])
 
     # What helper.make_graph + make_model write, without copying the initializers.
     model = g.model
@@ -565,6 +565,12 @@ def _constant_routing(g: GraphBuilder, cfg: ModelConfig, n_loops: int, zeros_T, 
     """Baselines: ℓ = the fixed loop count, λ = 0, experts −1 with weight 0, loop_probs
     one-hot at ℓ (zeros when ℓ > max_loops). slots: width of experts/weights (top_k)."""
     tk, L = cfg.top_k if slots is None else slots, cfg.max_loops
+    memo = g.root.__dict__.setdefault("_constant_routing", {})
+    if (n_loops, tk) in memo:   # every layer with this routing shares one set of tensors
+        for key, name in memo[(n_loops, tk)].items():
+            route[key].append(name)
+        return
+    first = len(route["loops"])
     route["loops"].append(g.op("Add", [zeros_T, g.const(n_loops)]))
     zf = g.op("Cast", [zeros_T], to=TensorProto.FLOAT)
     route["lambda"].append(zf)
@@ -573,6 +579,18 @@ def _constant_routing(g: GraphBuilder, cfg: ModelConfig, n_loops: int, zeros_T, 
     route["weights"].append(g.op("Cast", [g.op("Add", [col, g.const([0] * tk)])], to=TensorProto.FLOAT))
     one_hot = [1.0 if k + 1 == n_loops else 0.0 for k in range(L)]
     route["loop_probs"].append(g.op("Add", [g.op("Unsqueeze", [zf, g.const([1])]), g.const(one_hot, np.float32)]))
+    memo[(n_loops, tk)] = {key: route[key][first] for key in ("loops", "lambda", "experts", "weights", "loop_probs")}
+
+
+def _route_output(g: GraphBuilder, per_layer: list, name: str):
+    """[L, ...] from the layers' tensors; one Tile when every layer has the same tensor (constant
+    routing), which saves two nodes per layer and output on every step."""
+    if len(set(per_layer)) == 1 and len(per_layer) > 1:
+        one = g.op("Unsqueeze", [per_layer[0], g.const([0])])
+        rank = g.op("Shape", [g.op("Shape", [one])])
+        reps = g.op("Concat", [g.const([len(per_layer)]), g.op("Expand", [g.const([1]), g.op("Sub", [rank, g.const([1])])])], axis=0)
+        return g.op("Tile", [one, reps], name=name)
+    return g.op("Concat", [g.op("Unsqueeze", [r, g.const([0])]) for r in per_layer], axis=0, name=name)
 
 
 def _upcycled_ffn(g: GraphBuilder, cfg: ModelConfig, sd: dict, p: str, H, zeros_T, route):
