@@ -7,7 +7,11 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "npm packages (onnxruntime-node's CUDA download is skipped by .npmrc: offline-safe)"
+# onnxruntime-node's postinstall downloads CUDA provider files from nuget.org on Linux x64, and
+# offline that download fails the whole install. ONNXRUNTIME_NODE_INSTALL=skip (the variable its
+# install script reads; the npm config key of the same name is deprecated by npm) skips it. CPU
+# and the bundled WebGPU provider need nothing extra; docs/GPU.md enables CUDA.
+step "npm packages (onnxruntime-node's CUDA download skipped: offline-safe)"
 export ONNXRUNTIME_NODE_INSTALL=skip
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
 

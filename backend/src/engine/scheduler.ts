@@ -33,10 +33,6 @@ export class Scheduler {
   private running: Job<unknown> | null = null;
   private pumping = false;
 
-  get busy(): boolean {
-    return this.running !== null || this.waiting.length > 0;
-  }
-
   /**
    * Queues `run`. `ended` builds the result for a job that is cancelled or superseded before it starts.
    * `key` = null: never superseded.

@@ -61,10 +61,6 @@ export function upcycledLayerCost(loops: number, share: number | undefined): num
   return UPCYCLED_GATE_COST + (1 - UPCYCLED_GATE_COST) * s + Math.max(0, loops - 1);
 }
 
-export function emptyRouting(): TokenRouting {
-  return { loops: [], lambdas: [], experts: [], weights: [] };
-}
-
 /** Mean ℓ per layer, share of (token, layer) pairs at each ℓ, and mean compute over the tokens. */
 export function summarizeCompute(kind: ModelKind, routings: readonly TokenRouting[]): ComputeSummary {
   const nLayer = routings.reduce((n, r) => Math.max(n, r.loops.length), 0);
