@@ -3,11 +3,12 @@
 // the comment on each says which way it travels. Both sides import this file, so a
 // change here is a change to both.
 import { NotificationType, RequestType } from 'vscode-languageserver-protocol';
+import type { EXECUTION_PROVIDERS, PROVIDER_PREFERENCES, TimingKey } from './vocabulary';
 
-// ---------- shared vocabulary ----------
+// ---------- shared vocabulary (the lists themselves: vocabulary.ts) ----------
 
-export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda' | 'dml' | 'coreml';
-export type ProviderPreference = 'auto' | ExecutionProvider;
+export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
+export type ProviderPreference = (typeof PROVIDER_PREFERENCES)[number];
 
 /** Why generation stopped. `cancelled`/`superseded` results carry an empty completion. */
 export type StopReason =
@@ -23,11 +24,11 @@ export interface TrimInfo {
 
 /** Routing of one token through every layer (arrays are indexed by layer). */
 export interface TokenRouting {
-  loops: number[];                 // ℓ per layer, 1..4
-  lambdas: number[];               // λ = (4 − ℓ)/4 per layer
+  loops: number[];                 // ℓ per layer, 1..max_loops (the manifest's architecture.max_loops)
+  lambdas: number[];               // λ = (max_loops − ℓ)/max_loops per layer
   experts: [number, number][];     // the two virtual experts per layer (−1 when unused)
   weights: [number, number][];     // their softmax weights
-  loopProbs?: number[][];          // per layer, softmax over the 4 loop counts
+  loopProbs?: number[][];          // per layer, softmax over the max_loops loop counts
   /** Upcycled models only: per layer, the share (0..1) of the FFN's hidden units this token used in loop 1. */
   ffnShare?: number[];
 }
@@ -40,26 +41,16 @@ export interface TokenInfo {
   routing: TokenRouting;
   /** FFN compute of this token over all layers relative to a dense model (1.0 = dense). */
   computeVsDense: number;
-  /** The same relative to always running 4 loops (1.0 = 4-loop cost). */
+  /** The same relative to always running max_loops loops (1.0 = that cost). */
   computeVsMax: number;
 }
 
-export interface Timings {
-  queueMs: number;
-  tokenizeMs: number;
-  prefillMs: number;
-  firstTokenMs: number;            // from request arrival to the first generated token
-  decodeMs: number;
-  postprocessMs: number;
-  totalMs: number;
-  promptTokens: number;
-  reusedTokens: number;            // prompt tokens served from the KV cache
-  generatedTokens: number;
-}
+/** Stage times (ms) and token counts of one request; the keys and their meaning: vocabulary.ts TIMING_KEYS. */
+export type Timings = Record<TimingKey, number>;
 
 export interface ComputeSummary {
   meanLoopsPerLayer: number[];     // over generated tokens
-  loopShare: number[];             // share of (token, layer) pairs at ℓ = 1, 2, 3, 4
+  loopShare: number[];             // share of (token, layer) pairs at ℓ = 1 .. max_loops (one entry each)
   vsDense: number;                 // mean over generated tokens
   vsMax: number;
   /** Upcycled models only: mean share of FFN hidden units used, over generated tokens and layers. */
@@ -79,8 +70,8 @@ export interface CompleteParams {
   contextChunks?: ContextChunk[];
   maxTokens?: number;
   maxTimeMs?: number;
-  temperature?: number;            // 0 = greedy (default)
-  topP?: number;
+  temperature?: number;            // 0 = greedy; absent: the model's generation.temperature (manifest), else 0
+  topP?: number;                   // absent: the model's generation.top_p, else 1
   seed?: number;                   // required for reproducible sampling
   confidenceCutoff?: number;       // cut at the first token with prob below this (0 = off)
   includePromptTokens?: boolean;   // return routing for prompt tokens too

@@ -14,14 +14,13 @@ import * as path from 'node:path';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { ExecutionProvider } from '../../common/protocol';
 import { machineName, writeAtomic } from './bench';
-import { median } from './engine/calibrate';
 import { Engine } from './engine/engine';
 import { argmax } from './engine/generator';
 import { KvCache } from './engine/kvCache';
 import { defaultModelOrder, graphFileFor, kvHeads, listModelFolders, Manifest, readManifest } from './engine/modelFolder';
 import { chooseThreads, sessionOptions } from './engine/providers';
 import { ModelSession, webgpuMaxChunk } from './engine/session';
-import { percentile } from './engine/telemetry';
+import { median, percentile } from './engine/telemetry';
 import { pickSamples, Sample, sourceFiles } from './samples';
 import { CodeTokenizer } from './engine/tokenizer';
 

@@ -3,15 +3,12 @@
 // runs in a worker thread behind EngineHost, so loading and inference never block this thread.
 import { createConnection, InitializeResult } from 'vscode-languageserver/node';
 import {
-  AnalyzeRequest, AnalyzeResult, BackendInitOptions, CompleteParams, CompleteRequest, CompletionTelemetryNotification, ListModelsRequest,
-  ProviderPreference, ProviderStatusRequest, SetProviderRequest, StatsRequest, StatusNotification, SwitchModelRequest, SwitchModelResult,
+  AnalyzeRequest, BackendInitOptions, CompleteParams, CompleteRequest, CompletionTelemetryNotification, ListModelsRequest,
+  ProviderStatusRequest, SetProviderRequest, StatsRequest, StatusNotification, SwitchModelRequest, SwitchModelResult,
 } from '../../common/protocol';
-import { emptyCompleteResult } from './engine/completion';
+import { emptyAnalyzeResult, emptyCompleteResult, isProviderPreference, PROVIDER_PREFERENCES } from '../../common/vocabulary';
 import { resolveModelDirs } from './engine/modelFolder';
-import { emptyTimings } from './engine/telemetry';
 import { EngineHost } from './engineHost';
-
-const PROVIDERS: ProviderPreference[] = ['auto', 'cpu', 'webgpu', 'cuda', 'dml', 'coreml'];
 
 const connection = createConnection();
 let engine: EngineHost | null = null;
@@ -36,7 +33,7 @@ async function guard<T>(name: string, fallback: (error: string) => T, fn: (e: En
 
 connection.onInitialize((params): InitializeResult => {
   const init = (params.initializationOptions ?? {}) as Partial<BackendInitOptions>;
-  const provider = PROVIDERS.includes(init.provider as ProviderPreference) ? (init.provider as ProviderPreference) : 'auto';
+  const provider = isProviderPreference(init.provider) ? init.provider : 'auto';
   engine = new EngineHost({
     modelDirs: resolveModelDirs(init.modelDirs, __dirname),
     provider,
@@ -67,10 +64,7 @@ connection.onRequest(CompleteRequest, (params, token) => {
 });
 
 connection.onRequest(AnalyzeRequest, (params, token) => {
-  const fail = (error: string): AnalyzeResult => ({
-    tokens: [], compute: { meanLoopsPerLayer: [], loopShare: [0, 0, 0, 0], vsDense: 0, vsMax: 0 }, model: '', timings: emptyTimings(), error,
-  });
-  return guard('analyze', fail, (e) => e.analyze(params, token));
+  return guard('analyze', (error) => emptyAnalyzeResult('', error), (e) => e.analyze(params, token));
 });
 
 connection.onRequest(ListModelsRequest, () => guard('listModels', () => ({ active: null, models: [] }), (e) => e.listModels()));
@@ -83,7 +77,7 @@ connection.onRequest(ProviderStatusRequest, () =>
 
 connection.onRequest(SetProviderRequest, (params) =>
   guard('setProvider', (error) => ({ requested: 'auto' as const, active: null, available: [], tried: [], reason: error }), (e) => {
-    if (!PROVIDERS.includes(params?.provider)) throw new Error(`unknown provider ${JSON.stringify(params?.provider)}; use one of ${PROVIDERS.join(', ')}`);
+    if (!isProviderPreference(params?.provider)) throw new Error(`unknown provider ${JSON.stringify(params?.provider)}; use one of ${PROVIDER_PREFERENCES.join(', ')}`);
     return e.setProvider(params.provider);
   }));
 

@@ -8,6 +8,7 @@ import { KvCache } from './kvCache';
 import { graphFileFor, Manifest } from './modelFolder';
 import { autoCandidates } from './providers';
 import { ModelSession } from './session';
+import { median } from './telemetry';
 import { readJsonObject, userCacheDir, writeJsonAtomic } from './userCache';
 
 export { userCacheDir };
@@ -63,13 +64,6 @@ export function chooseByTimings(timings: readonly ProviderTiming[], completionTo
     : `${winner.provider} runs: lowest measured completion cost (prefill + ${completionTokens} decode steps); ${timings.map(fmt).join('; ')}.`
       + (prefill.provider !== decode.provider ? ` Prefill alone is fastest on ${prefill.provider}, decode on ${decode.provider}.` : '');
   return { provider: winner.provider, prefillProvider: prefill.provider, decodeProvider: decode.provider, completionTokens, timings: [...timings], reason };
-}
-
-export function median(xs: readonly number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 /**

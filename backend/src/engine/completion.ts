@@ -3,13 +3,14 @@
 import type {
   AnalyzeParams, AnalyzeResult, CompleteParams, CompleteResult, StopReason, TokenInfo, TokenRouting,
 } from '../../../common/protocol';
+import { emptyCompleteResult, emptyTimings } from '../../../common/vocabulary';
 import { banTokens, Generator, GeneratedToken, promptLookup, seededRng } from './generator';
 import type { LoadedModel } from './loadedModel';
 import { postprocess } from './postprocess';
 import { buildPrompt, defaultBudget } from './prompt';
 import type { JobControl } from './scheduler';
 import { StopRules } from './stops';
-import { computeCost, emptyTimings, ms, probAndEntropy, summarizeCompute } from './telemetry';
+import { computeCost, computeShape, ms, probAndEntropy, summarizeCompute } from './telemetry';
 
 export const MAX_DOCUMENT_CHARS = 10 * 1024 * 1024;
 export const MAX_LINE_CHARS = 100_000;
@@ -57,26 +58,19 @@ export function wellFormed(s: string): string {
   return s.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
 }
 
-export function emptyCompleteResult(params: Pick<CompleteParams, 'requestId'> | null | undefined, model: string, provider: CompleteResult['provider'], stopReason: StopReason, error?: string): CompleteResult {
-  return {
-    requestId: typeof params?.requestId === 'string' ? params.requestId : String(params?.requestId ?? ''),
-    completion: '', tokens: [], stopReason, trimmed: [], timings: emptyTimings(),
-    compute: { meanLoopsPerLayer: [], loopShare: [0, 0, 0, 0], vsDense: 0, vsMax: 0 },
-    model, provider, ...(error !== undefined ? { error } : {}),
-  };
-}
-
 export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: JobControl): Promise<CompleteResult> {
-  const kind = m.manifest.architecture.kind;
+  const shape = computeShape(m.manifest.architecture);
   const provider = m.session.activeProvider;
   const t0 = ctl.startedAt;
   if (!params || typeof params !== 'object') throw new InputError('complete needs CompleteParams (an object with prefix and suffix)');
   const input = guardInput(params.prefix, params.suffix);
-  if (!input) return emptyCompleteResult(params, m.name, provider, 'empty_input');
+  if (!input) return emptyCompleteResult(params, m.name, provider, 'empty_input', undefined, shape.maxLoops);
   const gen = m.manifest.generation ?? {};
   const maxTokens = clampInt(params.maxTokens ?? gen.max_new_tokens ?? 64, 1, MAX_TOKENS_LIMIT);
   const maxTimeMs = params.maxTimeMs && params.maxTimeMs > 0 ? params.maxTimeMs : DEFAULT_MAX_TIME_MS;
-  const temperature = params.temperature ?? 0;
+  // The request's sampling settings win; the manifest's generation defaults fill in what it leaves out.
+  const temperature = params.temperature ?? gen.temperature ?? 0;
+  const topP = params.topP ?? gen.top_p ?? 1;
 
   const prompt = buildPrompt(m.tokenizer, m.tokenizer.special, { ...input, contextChunks: params.contextChunks },
     defaultBudget(m.manifest.architecture.context_length, maxTokens, m.promptTokens));
@@ -84,7 +78,7 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
 
   const stopIds = gen.stop_ids ?? [m.tokenizer.special.eot, m.tokenizer.special.file_sep];
   const generator = new Generator(m.session, m.cache, {
-    temperature, topP: params.topP ?? 1, stopIds,
+    temperature, topP, stopIds,
     rng: temperature > 0 ? seededRng(params.seed ?? 0) : undefined,
     // FIM markers, padding and the tokenizer's other special tokens (<|im_start|>, …) are never text to insert.
     processors: [banTokens(bannedIds(m, stopIds))],
@@ -96,7 +90,7 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
   const ended = () => {
     const why = ctl.stopReason();
     if (!why) return null;
-    const r = emptyCompleteResult(params, m.name, provider, why);
+    const r = emptyCompleteResult(params, m.name, provider, why, undefined, shape.maxLoops);
     r.timings = { ...r.timings, queueMs: ms(ctl.startedAt - ctl.arrivedAt), totalMs: ms(performance.now() - ctl.arrivedAt) };
     return r;
   };
@@ -169,7 +163,7 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
       reusedTokens: prefill.reused,
       generatedTokens: generated.length,
     },
-    compute: summarizeCompute(kind, generated.map((t) => t.routing)),
+    compute: summarizeCompute(shape, generated.map((t) => t.routing)),
     model: m.name,
     provider,
   };
@@ -184,7 +178,7 @@ export async function runAnalyze(m: LoadedModel, params: AnalyzeParams, ctl: Job
   const t0 = performance.now();
   const input = guardInput(typeof params?.text === 'string' ? params.text : '', '');
   const base: AnalyzeResult = {
-    tokens: [], compute: summarizeCompute(m.manifest.architecture.kind, []), model: m.name, timings: emptyTimings(),
+    tokens: [], compute: summarizeCompute(computeShape(m.manifest.architecture), []), model: m.name, timings: emptyTimings(),
   };
   if (!input) return { ...base, error: 'empty text' };
   const budget = m.manifest.architecture.context_length - 1;
@@ -199,7 +193,7 @@ export async function runAnalyze(m: LoadedModel, params: AnalyzeParams, ctl: Job
   const tokens = scorePrompt(m, ids, prefill.routing, prefill.allLogits);
   return {
     tokens,
-    compute: summarizeCompute(m.manifest.architecture.kind, tokens.map((t) => t.routing)),
+    compute: summarizeCompute(computeShape(m.manifest.architecture), tokens.map((t) => t.routing)),
     model: m.name,
     timings: {
       ...emptyTimings(), queueMs: ms(ctl.startedAt - ctl.arrivedAt), tokenizeMs: ms(t1 - t0), prefillMs: ms(t2 - t1),
@@ -217,7 +211,7 @@ function scorePrompt(m: LoadedModel, ids: readonly number[], routing: TokenRouti
 }
 
 function tokenInfo(m: LoadedModel, id: number, prob: number, entropy: number, routing: TokenRouting): TokenInfo {
-  const c = computeCost(m.manifest.architecture.kind, routing.loops, routing.ffnShare);
+  const c = computeCost(computeShape(m.manifest.architecture), routing.loops, routing.ffnShare);
   return { id, text: m.tokenizer.tokenText(id), prob, entropy, routing, computeVsDense: c.vsDense, computeVsMax: c.vsMax };
 }
 

@@ -4,12 +4,13 @@ import type {
   AnalyzeParams, AnalyzeResult, CompleteParams, CompleteResult, ListModelsResult, LoadStep, ModelStats, ProviderPreference,
   ProviderStatus, StatsResult, StatusParams, SwitchModelResult,
 } from '../../../common/protocol';
-import { emptyCompleteResult, InputError, runAnalyze, runComplete } from './completion';
+import { emptyAnalyzeResult, emptyCompleteResult } from '../../../common/vocabulary';
+import { InputError, runAnalyze, runComplete } from './completion';
 import { LoadedModel, loadModel, modelInfo, releaseModel } from './loadedModel';
 import { defaultModelOrder, listModelFolders } from './modelFolder';
 import { availableProviders } from './providers';
 import { CancelSignal, Scheduler } from './scheduler';
-import { emptyTimings, percentile } from './telemetry';
+import { percentile } from './telemetry';
 
 export interface EngineOptions {
   modelDirs: string[];
@@ -135,16 +136,13 @@ export class Engine {
       c.requests++;
       c.cancelled++;
       const r = emptyCompleteResult(params, name(), provider(), why);
-      r.timings = { ...emptyTimings(), totalMs: performance.now() - arrivedAt };
+      r.timings = { ...r.timings, totalMs: performance.now() - arrivedAt };
       return r;
     });
   }
 
   analyze(params: AnalyzeParams, signal?: CancelSignal): Promise<AnalyzeResult> {
-    const fail = (error: string): AnalyzeResult => ({
-      tokens: [], compute: { meanLoopsPerLayer: [], loopShare: [0, 0, 0, 0], vsDense: 0, vsMax: 0 },
-      model: params?.model ?? this.active?.name ?? '', timings: emptyTimings(), error,
-    });
+    const fail = (error: string): AnalyzeResult => emptyAnalyzeResult(params?.model ?? this.active?.name ?? '', error);
     return this.scheduler.submit(null, signal, async (ctl) => {
       try {
         const model = await this.modelFor(params?.model);

@@ -26,7 +26,7 @@ export interface Manifest {
     d_model: number;
     d_ff?: number;
     vocab_size: number;
-    max_loops?: number;
+    max_loops: number;
     /** For upcycled models the virtual experts are single FFN hidden units (n_experts may equal d_ff; top_k may be 0). */
     n_experts?: number;
     top_k?: number;

@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { InferenceSession, listSupportedBackends } from 'onnxruntime-node';
 import type { ExecutionProvider, ProviderPreference, ProviderStatus } from '../../../common/protocol';
+import { isExecutionProvider } from '../../../common/vocabulary';
 
 /** GPU providers in the order `auto` tries them; cpu always comes last. */
 const AUTO_ORDER: ExecutionProvider[] = ['cuda', 'dml', 'coreml', 'webgpu'];
@@ -27,11 +28,10 @@ export interface ProbeFeeds {
 
 /** Providers this build can offer on this platform (bundled, or whose library is installed), cpu last. */
 export function availableProviders(): ExecutionProvider[] {
-  const known = new Set<string>(['cpu', 'webgpu', 'cuda', 'dml', 'coreml']);
   const found = new Set<ExecutionProvider>();
   for (const b of listSupportedBackends()) {
-    if (!known.has(b.name)) continue;
-    if (b.bundled || providerLibraryInstalled(b.name)) found.add(b.name as ExecutionProvider);
+    if (!isExecutionProvider(b.name)) continue;
+    if (b.bundled || providerLibraryInstalled(b.name)) found.add(b.name);
   }
   found.add('cpu');
   return [...AUTO_ORDER.filter((p) => found.has(p)), 'cpu'];

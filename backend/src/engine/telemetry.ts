@@ -1,11 +1,25 @@
 // Per-token and per-request numbers: probability, entropy, routing, compute, stage timings.
-import type { ComputeSummary, ModelKind, Timings, TokenRouting } from '../../../common/protocol';
+import type { ComputeSummary, ModelKind, TokenRouting } from '../../../common/protocol';
+import type { Manifest } from './modelFolder';
 
 export type { ModelKind };
 
-/** Cost of the width path relative to one dense FFN pass (top-2 of 8 expert slices, plus the router). */
-export const WIDTH_PATH_COST = 1 / 12;
-export const MAX_LOOPS = 4;
+/**
+ * What the compute accounting needs from a model (manifest architecture): its kind, how many loops
+ * its depth path may run (max_loops), and, for kind "versatile", the width path's cost relative to one
+ * dense FFN pass: the output projection (a third of the FFN) over top_k of n_experts expert slices
+ * (2 of 8: 1/12).
+ */
+export interface ComputeShape {
+  kind: ModelKind;
+  maxLoops: number;
+  widthPathCost: number;
+}
+
+export function computeShape(a: Pick<Manifest['architecture'], 'kind' | 'max_loops' | 'n_experts' | 'top_k'>): ComputeShape {
+  const width = a.kind === 'versatile' && a.n_experts && a.top_k ? a.top_k / a.n_experts / 3 : 0;
+  return { kind: a.kind, maxLoops: a.max_loops, widthPathCost: width };
+}
 /**
  * Upcycled models (a pretrained SwiGLU FFN: gate, up and down projections of equal size): the gate
  * projection always runs (1/3 of a dense FFN); up and down run only for the hidden units kept (2/3 ×
@@ -37,22 +51,24 @@ export function probAndEntropy(logits: Float32Array, chosen: number, temperature
 }
 
 /**
- * FFN compute of one token over all layers relative to a dense model and to always running 4 loops.
- * A VersatileFFN layer costs ℓ loops plus, when ℓ < 4, the width path; dense and k-loop baselines
- * have no width path. An upcycled layer costs the gate projection, the up and down projections of the
- * hidden units it kept in loop 1 (`ffnShare`, 1 when unknown), and a full FFN for each extra loop.
+ * FFN compute of one token over all layers relative to a dense model and to always running max_loops
+ * loops. A VersatileFFN layer costs ℓ loops plus, when ℓ < max_loops, the width path; dense and k-loop
+ * baselines have no width path. An upcycled layer costs the gate projection, the up and down
+ * projections of the hidden units it kept in loop 1 (`ffnShare`, 1 when unknown), and a full FFN for
+ * each extra loop.
  */
-export function computeCost(kind: ModelKind, loops: readonly number[], ffnShare?: readonly number[]): { vsDense: number; vsMax: number } {
+export function computeCost(shape: ComputeShape, loops: readonly number[], ffnShare?: readonly number[]): { vsDense: number; vsMax: number } {
+  const { kind, maxLoops } = shape;
   if (loops.length === 0) return { vsDense: kind === 'versatile' || kind === 'upcycled' ? 0 : 1, vsMax: 0 };
   let sum = 0;
   loops.forEach((l, i) => {
     if (kind === 'dense') sum += 1;
     else if (kind === 'loop') sum += l;
     else if (kind === 'upcycled') sum += upcycledLayerCost(l, ffnShare?.[i]);
-    else sum += l + (l < MAX_LOOPS ? WIDTH_PATH_COST : 0);
+    else sum += l + (l < maxLoops ? shape.widthPathCost : 0);
   });
   const vsDense = sum / loops.length;
-  return { vsDense, vsMax: vsDense / MAX_LOOPS };
+  return { vsDense, vsMax: vsDense / maxLoops };
 }
 
 /** One upcycled layer in dense-FFN units: 1/3 + 2/3 × share + (ℓ − 1). */
@@ -62,11 +78,11 @@ export function upcycledLayerCost(loops: number, share: number | undefined): num
 }
 
 /** Mean ℓ per layer, share of (token, layer) pairs at each ℓ, and mean compute over the tokens. */
-export function summarizeCompute(kind: ModelKind, routings: readonly TokenRouting[]): ComputeSummary {
+export function summarizeCompute(shape: ComputeShape, routings: readonly TokenRouting[]): ComputeSummary {
   const nLayer = routings.reduce((n, r) => Math.max(n, r.loops.length), 0);
   const meanLoopsPerLayer = new Array<number>(nLayer).fill(0);
   const counts = new Array<number>(nLayer).fill(0);
-  const loopShare = [0, 0, 0, 0];
+  const loopShare = new Array<number>(shape.maxLoops).fill(0);
   let pairs = 0;
   let vsDense = 0;
   let vsMax = 0;
@@ -78,7 +94,7 @@ export function summarizeCompute(kind: ModelKind, routings: readonly TokenRoutin
     r.loops.forEach((l, i) => {
       meanLoopsPerLayer[i] += l;
       counts[i]++;
-      if (l >= 1 && l <= 4) loopShare[l - 1]++;
+      if (l >= 1 && l <= shape.maxLoops) loopShare[l - 1]++;
       pairs++;
     });
     for (const x of r.ffnShare ?? []) {
@@ -86,7 +102,7 @@ export function summarizeCompute(kind: ModelKind, routings: readonly TokenRoutin
       shareSum += x;
       shareCount++;
     }
-    const c = computeCost(kind, r.loops, r.ffnShare);
+    const c = computeCost(shape, r.loops, r.ffnShare);
     vsDense += c.vsDense;
     vsMax += c.vsMax;
     tokens++;
@@ -96,14 +112,7 @@ export function summarizeCompute(kind: ModelKind, routings: readonly TokenRoutin
     loopShare: loopShare.map((c) => (pairs ? c / pairs : 0)),
     vsDense: tokens ? vsDense / tokens : 0,
     vsMax: tokens ? vsMax / tokens : 0,
-    ...(kind === 'upcycled' && shareCount > 0 ? { meanFfnShare: shareSum / shareCount } : {}),
-  };
-}
-
-export function emptyTimings(): Timings {
-  return {
-    queueMs: 0, tokenizeMs: 0, prefillMs: 0, firstTokenMs: 0, decodeMs: 0, postprocessMs: 0, totalMs: 0,
-    promptTokens: 0, reusedTokens: 0, generatedTokens: 0,
+    ...(shape.kind === 'upcycled' && shareCount > 0 ? { meanFfnShare: shareSum / shareCount } : {}),
   };
 }
 
@@ -112,8 +121,17 @@ export function ms(x: number): number {
   return Math.round(x * 100) / 100;
 }
 
+/** The value at percentile `p` (0..100) of an ascending list (nearest rank), or null for none. */
 export function percentile(sorted: readonly number[], p: number): number | null {
   if (sorted.length === 0) return null;
   const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[idx];
+}
+
+/** The middle value of `xs` (any order; the mean of the two middle ones for an even count), NaN for none. */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }

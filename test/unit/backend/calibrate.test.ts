@@ -3,8 +3,9 @@ import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'no
 import * as path from 'node:path';
 import { test } from 'node:test';
 import {
-  calibrate, calibrationKey, chooseByTimings, createMeasuredSession, median, ordinaryIdRange, ProviderTiming, readCalibrationCache, timingIds,
+  calibrate, calibrationKey, chooseByTimings, createMeasuredSession, ordinaryIdRange, ProviderTiming, readCalibrationCache, timingIds,
 } from '../../../backend/src/engine/calibrate';
+import { median } from '../../../backend/src/engine/telemetry';
 import { readManifest } from '../../../backend/src/engine/modelFolder';
 import { autoCandidates } from '../../../backend/src/engine/providers';
 import { tempDir, TINY } from './helpers';

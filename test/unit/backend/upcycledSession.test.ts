@@ -8,7 +8,7 @@ import type { ProviderStatus } from '../../../common/protocol';
 import { KvCache } from '../../../backend/src/engine/kvCache';
 import { Manifest, readManifest } from '../../../backend/src/engine/modelFolder';
 import { ModelSession } from '../../../backend/src/engine/session';
-import { computeCost } from '../../../backend/src/engine/telemetry';
+import { computeCost, computeShape } from '../../../backend/src/engine/telemetry';
 import { TINY } from './helpers';
 
 const L = 2;
@@ -76,7 +76,7 @@ test('upcycled: the KV cache has n_kv_head heads and route_ffn_share becomes Tok
   const shares = [...a.routing, ...b.routing].map((r) => r.ffnShare!.map((x) => Math.round(x * 1000) / 1000));
   assert.deepEqual(shares, [[0.1, 0.11], [0.2, 0.21], [0.3, 0.31], [0.4, 0.41]]);
   assert.deepEqual(b.routing[0].experts, [[-1, -1], [-1, -1]]);
-  const c = computeCost('upcycled', b.routing[0].loops, b.routing[0].ffnShare);
+  const c = computeCost(computeShape(manifest().architecture), b.routing[0].loops, b.routing[0].ffnShare);
   assert.ok(Math.abs(c.vsDense - (1 / 3 + (2 / 3) * (0.4 + 0.41) / 2)) < 1e-6);
   cache.dispose();
 });
