@@ -8,17 +8,17 @@ import {
   ProviderStatusRequest,
   SwitchModelRequest,
   type CompleteParams,
-  type ExecutionProvider,
   type ModelInfo,
   type ProviderPreference,
 } from '../../common/protocol';
+import { EXECUTION_PROVIDERS } from '../../common/vocabulary';
+import type { InspectedRun } from '../../common/webview';
 import { errorText } from './backend';
-import type { AcceptedArgs } from './completion/provider';
-import { textAround } from './completion/provider';
+import { isAcceptedArgs } from './completion/accepted';
+import { textAround } from './completion/text';
 import { SECTION } from './config';
 import { LAST_MODEL_KEY, type Ctx } from './ctx';
 import { ComparePanel } from './inspector/compare';
-import type { InspectedRun } from './inspector/messages';
 import { runFromAnalysis, runFromCompletion } from './inspector/runs';
 
 export function registerCommands(ctx: Ctx): vscode.Disposable[] {
@@ -105,11 +105,10 @@ async function selectProvider(ctx: Ctx): Promise<void> {
   const client = clientOrExplain(ctx);
   if (!client) return;
   const status = await client.sendRequest(ProviderStatusRequest, undefined);
-  const all: ExecutionProvider[] = ['cpu', 'webgpu', 'cuda', 'dml', 'coreml'];
   type Item = vscode.QuickPickItem & { provider: ProviderPreference };
   const items: Item[] = [
     { label: `${status.requested === 'auto' ? '$(check) ' : ''}auto`, description: 'the fastest available, falling back to CPU', provider: 'auto' },
-    ...all.map((p) => {
+    ...EXECUTION_PROVIDERS.map((p) => {
       const tried = status.tried.find((t) => t.provider === p);
       const available = status.available.includes(p);
       return {
@@ -153,7 +152,7 @@ async function analyzeSelection(ctx: Ctx): Promise<void> {
   if (result.error) {
     void vscode.window.showWarningMessage(`VersatileFFN: analysis failed: ${result.error}`, 'Show Logs').then((p) => ctx.handleButton(p));
   }
-  ctx.unpin();
+  ctx.feed.unpin();
   ctx.inspector.showRun(runFromAnalysis(`a-${Date.now().toString(36)}`, text, result, ctx.backend.status.server?.provider ?? null));
   await ctx.inspector.reveal();
 }
@@ -224,18 +223,11 @@ function accepted(ctx: Ctx, raw: unknown): void {
   const editor = vscode.window.activeTextEditor;
   const document = editor && editor.document.uri.toString() === raw.uri ? editor.document : undefined;
   const result = ctx.accepted(raw.requestId, raw.model, document);
-  void ctx.postStats();
+  void ctx.usage.post();
   if (!ctx.config.tintAccepted || !result) return;
   if (editor && document) {
     ctx.tint.show(editor, new vscode.Position(raw.line, raw.character), raw.text, result.tokens);
   }
-}
-
-function isAcceptedArgs(v: unknown): v is AcceptedArgs {
-  if (typeof v !== 'object' || v === null) return false;
-  const a = v as Record<string, unknown>;
-  return typeof a.requestId === 'string' && typeof a.model === 'string' && typeof a.uri === 'string'
-    && typeof a.line === 'number' && typeof a.character === 'number' && typeof a.text === 'string';
 }
 
 export function formatBytes(n: number): string {

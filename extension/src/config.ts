@@ -1,10 +1,13 @@
 // Every setting the extension reads, typed, in one place. Other modules get a Config
 // snapshot and never call getConfiguration themselves.
 import * as vscode from 'vscode';
-import type { ProviderPreference } from '../../common/protocol';
-import type { MultilineMode } from './completion/shape';
+import type { BackendInitOptions, ProviderPreference } from '../../common/protocol';
+import { isProviderPreference } from '../../common/vocabulary';
 
 export const SECTION = 'versatileffn';
+
+/** `versatileffn.multiline`: single line when code follows the cursor (auto), or always one shape. */
+export type MultilineMode = 'auto' | 'always' | 'never';
 
 export interface Config {
   enabled: boolean;
@@ -46,7 +49,7 @@ export function readConfig(): Config {
     languages: { '*': true, ...c.get<Record<string, boolean>>('languages', {}) },
     modelDirs: c.get<string[]>('modelDirs', []).filter((d) => typeof d === 'string' && d.trim().length > 0),
     defaultModel: defaultModel.length > 0 ? defaultModel : null,
-    provider: (['auto', 'cpu', 'webgpu', 'cuda', 'dml', 'coreml'].includes(provider) ? provider : 'auto') as ProviderPreference,
+    provider: isProviderPreference(provider) ? provider : 'auto',
     threads: num('threads', 0, 0, 256),
     debounceMs: num('debounceMs', 200, 0, 5000),
     maxTokens: num('maxTokens', 64, 1, 1024),
@@ -76,4 +79,52 @@ export function languageEnabled(config: Config, languageId: string): boolean {
 
 export function needsRestart(e: vscode.ConfigurationChangeEvent): boolean {
   return RESTART_SETTINGS.some((key) => e.affectsConfiguration(`${SECTION}.${key}`));
+}
+
+/** What changed: the settings before and after, and whether the backend must restart to apply them. */
+export interface ConfigChange {
+  before: Config;
+  after: Config;
+  restart: boolean;
+}
+
+/** The current settings, re-read when one of the extension's settings changes. */
+export class ConfigWatcher {
+  private cfg: Config = readConfig();
+
+  get current(): Config {
+    return this.cfg;
+  }
+
+  /** Calls `onChange` after each change of a `versatileffn.*` setting (the snapshot is already updated). */
+  listen(onChange: (change: ConfigChange) => void): vscode.Disposable {
+    return vscode.workspace.onDidChangeConfiguration((e) => {
+      if (!e.affectsConfiguration(SECTION)) return;
+      const before = this.cfg;
+      this.cfg = readConfig();
+      onChange({ before, after: this.cfg, restart: needsRestart(e) });
+    });
+  }
+}
+
+/**
+ * What the backend is started with: the configured model folders and the bundled ones, and the model
+ * to load first: the one running before a restart, else the configured default, else the one last
+ * chosen with Switch Model.
+ */
+export function backendInitOptions(
+  config: Config, bundledModels: string, models: { running: string | null; lastChosen: string | undefined },
+): BackendInitOptions {
+  return {
+    modelDirs: [...config.modelDirs.map(expandHome), bundledModels],
+    defaultModel: models.running ?? config.defaultModel ?? models.lastChosen ?? null,
+    provider: config.provider,
+    threads: config.threads,
+  };
+}
+
+/** `~/models` → `$HOME/models` (the settings take folders as typed). */
+export function expandHome(dir: string): string {
+  const home = process.env.HOME ?? process.env.USERPROFILE;
+  return home && dir.startsWith('~') ? home + dir.slice(1) : dir;
 }

@@ -2,7 +2,7 @@
 // by how hard the model found it (mean loops over layers), then fade out after a while.
 import * as vscode from 'vscode';
 import type { TokenInfo } from '../../common/protocol';
-import { difficultyBucket } from './inspector/difficulty';
+import { difficultyBucket } from '../../common/difficulty';
 
 const SHOW_MS = 8000;
 const COLORS = ['charts.green', 'charts.yellow', 'charts.orange', 'charts.red'];

@@ -1,20 +1,12 @@
 // Local statistics per model: how many completions were shown and accepted, and how long
 // they took as the user saw them. Kept in the extension's global state across sessions.
+import type { BackendModelStats, UsageSummary } from '../../common/webview';
 
 export interface ModelUsage {
   shown: number;
   accepted: number;
   /** Recent end-to-end latencies in ms (request sent to answer received), newest last. */
   latencies: number[];
-}
-
-export interface UsageSummary {
-  model: string;
-  shown: number;
-  accepted: number;
-  acceptanceRate: number | null;
-  latencyP50Ms: number | null;
-  latencyP95Ms: number | null;
 }
 
 const MAX_LATENCIES = 200;
@@ -74,6 +66,51 @@ export class UsageStats {
 
   private usage(model: string): ModelUsage {
     return (this.perModel[model] ??= { shown: 0, accepted: 0, latencies: [] });
+  }
+}
+
+export interface StatsPublisherDeps {
+  stats: UsageStats;
+  /** Persists the counts (the extension's global state). */
+  save: (json: Record<string, ModelUsage>) => void;
+  /** The backend's own counters per model ([] when it is not running or does not answer). */
+  backendStats: () => Promise<BackendModelStats[]>;
+  /** Shows both in the inspector. */
+  show: (usage: UsageSummary[], backend: BackendModelStats[]) => void;
+}
+
+/**
+ * Saves the counts and shows them in the inspector, at most once per `delayMs` however many
+ * completions arrive (schedule), or at once (post, save).
+ */
+export class StatsPublisher {
+  private timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(private readonly deps: StatsPublisherDeps, private readonly delayMs = 1000) {}
+
+  schedule(): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.save();
+      void this.post();
+    }, this.delayMs);
+  }
+
+  async post(): Promise<void> {
+    const backend = await this.deps.backendStats();
+    this.deps.show(this.deps.stats.summary(), backend);
+  }
+
+  save(): void {
+    this.deps.save(this.deps.stats.toJSON());
+  }
+
+  /** Stops the timer and saves what is counted. */
+  dispose(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.save();
   }
 }
 

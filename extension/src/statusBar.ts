@@ -84,3 +84,14 @@ export function describe(b: BackendStatus, enabled: boolean, last: LastRun | nul
     }
   }
 }
+
+/** One line on the backend's state for the inspector's status line. */
+export function statusLine(s: BackendStatus): string {
+  if (s.message) return s.message;
+  const server = s.server;
+  if (!server) return s.phase === 'running' ? 'Backend running; waiting for its model.' : `Backend ${s.phase}.`;
+  if (server.state === 'error') return `Error: ${server.message ?? 'the backend reported an error.'}`;
+  if (server.loading) return describeLoading(server)!.tooltip;
+  if (server.state === 'loading') return server.message ?? 'Loading a model…';
+  return `${server.state === 'working' ? 'Working' : 'Ready'}: ${server.model ?? 'no model'} on ${server.provider ?? '—'}.`;
+}

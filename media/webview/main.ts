@@ -1,7 +1,7 @@
 // The inspector webview's script (bundled to dist/webview.js). It renders what the
 // extension sends and validates every message first; a wrong shape is reported back to
 // the extension (which logs it) and otherwise ignored.
-import { parseHostMessage, type HostMessage, type WebviewMessage } from '../../extension/src/inspector/messages';
+import { parseHostMessage, type HostMessage, type WebviewMessage } from '../../common/webview';
 import { el } from './dom';
 import { renderRun, renderStats } from './render';
 

@@ -2,9 +2,8 @@
 // the tokens × layers heat map of ℓ, compute, the stage timeline and why it stopped.
 // Stable data-testid attributes are part of the e2e tests' contract.
 import type { TokenInfo } from '../../common/protocol';
-import { difficultyBucket, meanFfnShare, meanLoops } from '../../extension/src/inspector/difficulty';
-import type { BackendModelStats, InspectedRun } from '../../extension/src/inspector/messages';
-import type { UsageSummary } from '../../extension/src/stats';
+import { difficultyBucket, meanFfnShare, meanLoops } from '../../common/difficulty';
+import type { BackendModelStats, InspectedRun, UsageSummary } from '../../common/webview';
 import { el, ms, pct, roving, visible } from './dom';
 
 const STOP_TEXT: Record<string, string> = {
@@ -102,7 +101,7 @@ function showToken(detail: HTMLElement, t: TokenInfo, i: number): void {
   detail.replaceChildren(
     el('p', {}, el('strong', {}, `Token ${i + 1} `), el('code', {}, visible(t.text)), ` id ${t.id}`),
     el('p', {}, `confidence ${pct(t.prob)} · entropy ${t.entropy.toFixed(2)} nats · mean loops ${meanLoops(r.loops).toFixed(2)}`),
-    el('p', {}, `compute ${t.computeVsDense.toFixed(2)}× dense · ${pct(t.computeVsMax)} of always-4-loops`),
+    el('p', {}, `compute ${t.computeVsDense.toFixed(2)}× dense · ${pct(t.computeVsMax)} of always running all loops`),
     el('p', { class: 'muted' }, `ℓ per layer: ${r.loops.join(' ')}`),
   );
   const share = meanFfnShare(r.ffnShare);
@@ -176,7 +175,8 @@ function renderHeatmap(tokens: TokenInfo[], detail: HTMLElement): HTMLElement {
 function renderCompute(run: InspectedRun): HTMLElement {
   const c = run.compute;
   const box = el('div', { class: 'compute', 'data-testid': 'compute' }, el('h3', {}, 'Compute'));
-  box.append(el('p', {}, `FFN compute ${c.vsDense.toFixed(2)}× a dense model · ${pct(c.vsMax)} of always running 4 loops`));
+  // loopShare has one entry per possible loop count: the model's max_loops.
+  box.append(el('p', {}, `FFN compute ${c.vsDense.toFixed(2)}× a dense model · ${pct(c.vsMax)} of always running ${c.loopShare.length || 'all'} loops`));
   if (c.meanFfnShare !== undefined) {
     box.append(el('p', { class: 'muted', 'data-testid': 'ffn-share-mean' },
       `FFN units used: ${pct(c.meanFfnShare)} on average (cost per layer: 1/3 gate + 2/3 × share used + 1 per extra loop)`));

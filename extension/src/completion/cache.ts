@@ -1,7 +1,7 @@
 // Completions remembered by the text around the cursor. A look-up also finds a completion
 // whose beginning the user has since typed ("typed through") and returns only its rest, so
 // the ghost text keeps showing without a new request.
-import { Lru } from './lru';
+import { Lru } from '../lru';
 
 export interface CachedCompletion {
   completion: string;

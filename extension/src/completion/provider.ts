@@ -3,28 +3,16 @@
 // "no completion", logged, never an error in the editor.
 import * as vscode from 'vscode';
 import { CompleteRequest, type CompleteParams, type CompleteResult } from '../../../common/protocol';
+import type { ClientTimings } from '../../../common/webview';
 import type { Backend } from '../backend';
 import { languageEnabled, type Config } from '../config';
-import type { ClientTimings } from '../inspector/runs';
 import type { UsageStats } from '../stats';
+import type { AcceptedArgs } from './accepted';
 import type { CompletionCache } from './cache';
 import { debounceDelay, sleep } from './debounce';
 import type { ChunkRing } from './ringBuffer';
 import { isBlank, shapeCompletion, wantsMultiline } from './shape';
-
-/** Hard caps on what is sent, whatever the line limits say (one 100k-character line…). */
-const MAX_PREFIX_CHARS = 16_000;
-const MAX_SUFFIX_CHARS = 4_000;
-
-export interface AcceptedArgs {
-  requestId: string;
-  model: string;
-  uri: string;
-  /** Where the accepted text starts and the text itself, for the difficulty tint. */
-  line: number;
-  character: number;
-  text: string;
-}
+import { textAround } from './text';
 
 export interface ProviderDeps {
   backend: Backend;
@@ -144,12 +132,3 @@ export class InlineProvider implements vscode.InlineCompletionItemProvider {
   }
 }
 
-/** Prefix and suffix around the cursor, limited in lines and characters. */
-export function textAround(document: vscode.TextDocument, position: vscode.Position, config: Config) {
-  const firstLine = Math.max(0, position.line - config.prefixLines);
-  const lastLine = Math.min(document.lineCount - 1, position.line + config.suffixLines);
-  const prefix = document.getText(new vscode.Range(firstLine, 0, position.line, position.character)).slice(-MAX_PREFIX_CHARS);
-  const suffix = document.getText(new vscode.Range(position, document.lineAt(lastLine).range.end)).slice(0, MAX_SUFFIX_CHARS);
-  const line = document.lineAt(position.line).text;
-  return { prefix, suffix, linePrefix: line.slice(0, position.character), lineSuffix: line.slice(position.character) };
-}

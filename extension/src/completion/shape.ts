@@ -1,6 +1,5 @@
 // Decisions about the shape of a completion that depend only on the text around the cursor.
-
-export type MultilineMode = 'auto' | 'always' | 'never';
+import type { MultilineMode } from '../config';
 
 /**
  * Single line when real code follows the cursor on its line (closing brackets, quotes and

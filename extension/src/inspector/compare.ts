@@ -1,7 +1,7 @@
 // The Compare Models panel: the same completion request answered by two models, side by side.
 import * as vscode from 'vscode';
 import { inspectorHtml, webviewOptions } from './html';
-import { parseWebviewMessage, type InspectedRun, type WebviewCommand } from './messages';
+import { parseWebviewMessage, type InspectedRun, type WebviewCommand } from '../../../common/webview';
 
 export class ComparePanel {
   private static current: ComparePanel | undefined;

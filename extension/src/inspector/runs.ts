@@ -2,12 +2,8 @@
 // Numbers that are not finite (a NaN entropy arrives as null through JSON) are replaced by
 // 0 and counted, so that one odd value does not blank the whole inspector.
 import type { AnalyzeResult, CompleteResult, ComputeSummary, Timings, TokenInfo } from '../../../common/protocol';
-import type { InspectedRun } from './messages';
-
-export interface ClientTimings {
-  debounceMs: number | null;
-  contextMs: number | null;
-}
+import { TIMING_KEYS } from '../../../common/vocabulary';
+import type { ClientTimings, InspectedRun } from '../../../common/webview';
 
 const NO_CLIENT: ClientTimings = { debounceMs: null, contextMs: null };
 
@@ -101,9 +97,8 @@ class Fixer {
   }
 
   timings(t: Timings | undefined): Timings {
-    const keys = ['queueMs', 'tokenizeMs', 'prefillMs', 'firstTokenMs', 'decodeMs', 'postprocessMs', 'totalMs', 'promptTokens', 'reusedTokens', 'generatedTokens'] as const;
     const out = {} as Timings;
-    for (const k of keys) out[k] = this.num(t?.[k]);
+    for (const k of TIMING_KEYS) out[k] = this.num(t?.[k]);
     return out;
   }
 }

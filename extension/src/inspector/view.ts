@@ -2,7 +2,7 @@
 // the statistics and the backend status, and replays them whenever the webview (re)loads.
 import * as vscode from 'vscode';
 import { inspectorHtml, webviewOptions } from './html';
-import { parseWebviewMessage, type HostMessage, type InspectedRun, type WebviewCommand } from './messages';
+import { parseWebviewMessage, type HostMessage, type InspectedRun, type WebviewCommand } from '../../../common/webview';
 
 export const VIEW_ID = 'vffn.inspector';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CompletionCache, typedThrough } from '../../../extension/src/completion/cache';
-import { Lru } from '../../../extension/src/completion/lru';
+import { Lru } from '../../../extension/src/lru';
 
 test('LRU evicts the least recently used entry', () => {
   const lru = new Lru<string, number>(2);

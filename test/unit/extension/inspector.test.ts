@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { CompleteResult, TokenInfo } from '../../../common/protocol';
-import { difficultyBucket, meanFfnShare, meanLoops } from '../../../extension/src/inspector/difficulty';
-import { parseHostMessage, parseWebviewMessage } from '../../../extension/src/inspector/messages';
+import { difficultyBucket, meanFfnShare, meanLoops } from '../../../common/difficulty';
+import { parseHostMessage, parseWebviewMessage } from '../../../common/webview';
 import { runFromAnalysis, runFromCompletion } from '../../../extension/src/inspector/runs';
-import { UsageStats, percentile } from '../../../extension/src/stats';
+import { StatsPublisher, UsageStats, percentile } from '../../../extension/src/stats';
 
 function token(text: string, loops: number[]): TokenInfo {
   return {
@@ -121,6 +121,30 @@ test('percentile', () => {
   assert.equal(percentile([], 0.5), null);
   assert.equal(percentile([5, 1, 3], 0.5), 3);
   assert.equal(percentile([1, 2, 3, 4], 0.95), 4);
+});
+
+test('the stats publisher saves and shows at most once per delay, and saves on dispose', async () => {
+  const stats = new UsageStats();
+  const saved: unknown[] = [];
+  const shown: unknown[] = [];
+  const p = new StatsPublisher({
+    stats,
+    save: (json) => saved.push(JSON.parse(JSON.stringify(json))),
+    backendStats: async () => [{ model: 'm', decodeTokensPerSecond: 10, latencyP50Ms: 5 }],
+    show: (usage, backend) => shown.push({ usage, backend }),
+  }, 20);
+  stats.shown('m', 'r1');
+  p.schedule();
+  p.schedule();
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(saved.length, 1);
+  assert.equal(shown.length, 1);
+  assert.deepEqual((shown[0] as { backend: unknown[] }).backend, [{ model: 'm', decodeTokensPerSecond: 10, latencyP50Ms: 5 }]);
+  p.schedule();
+  p.dispose();
+  await new Promise((r) => setTimeout(r, 40));
+  assert.equal(saved.length, 2, 'dispose saved once and cancelled the pending timer');
+  assert.equal(shown.length, 1);
 });
 
 test('non-finite numbers from the backend are repaired, not fatal', () => {

@@ -1,5 +1,5 @@
 // How hard a token was for the model: its mean loop count over the layers (1 = easy,
-// 4 = every layer ran all loops). Shared by the webview and the editor tint.
+// 4 = every layer ran all loops). Shared by the webview and the editor tint; no imports.
 
 export function meanLoops(loops: readonly number[]): number {
   if (loops.length === 0) return 1;

@@ -1,9 +1,26 @@
-// Messages between the extension host and the inspector webviews (the view and the
-// Compare Models panel). Both sides import this file and validate everything they receive:
-// a message of the wrong shape is rejected with a reason and logged, never half-used.
-// No vscode import here: the webview bundle includes this file.
-import type { ComputeSummary, StopReason, Timings, TokenInfo, TrimInfo } from '../../../common/protocol';
-import type { UsageSummary } from '../stats';
+// Messages between the extension host and the inspector webviews (the view and the Compare
+// Models panel), and the types they carry. Both sides import this file and validate everything
+// they receive: a message of the wrong shape is rejected with a reason and logged, never
+// half-used. No vscode import and no runtime import outside common/: the webview bundle
+// (media/webview) includes this file, and media/ imports nothing but common/.
+import type { ComputeSummary, StopReason, Timings, TokenInfo, TrimInfo } from './protocol';
+import { TIMING_KEYS } from './vocabulary';
+
+/** Stages measured in the extension before a completion request left (null: not measured). */
+export interface ClientTimings {
+  debounceMs: number | null;
+  contextMs: number | null;
+}
+
+/** Local statistics of one model as the inspector shows them (the extension's stats.ts keeps the counts). */
+export interface UsageSummary {
+  model: string;
+  shown: number;
+  accepted: number;
+  acceptanceRate: number | null;
+  latencyP50Ms: number | null;
+  latencyP95Ms: number | null;
+}
 
 /** One completion or analysis as the inspector shows it. */
 export interface InspectedRun {
@@ -16,7 +33,7 @@ export interface InspectedRun {
   compute: ComputeSummary;
   timings: Timings;
   /** Stages measured in the extension before the request left. */
-  client: { debounceMs: number | null; contextMs: number | null };
+  client: ClientTimings;
   stopReason: StopReason | null;
   trimmed: TrimInfo[];
   error: string | null;
@@ -140,8 +157,7 @@ function isCompute(v: unknown): v is ComputeSummary {
 
 function isTimings(v: unknown): v is Timings {
   if (!isObject(v)) return false;
-  const keys = ['queueMs', 'tokenizeMs', 'prefillMs', 'firstTokenMs', 'decodeMs', 'postprocessMs', 'totalMs', 'promptTokens', 'reusedTokens', 'generatedTokens'];
-  return keys.every((k) => isNum(v[k]));
+  return TIMING_KEYS.every((k) => isNum(v[k]));
 }
 
 function isUsageSummary(v: unknown): boolean {
