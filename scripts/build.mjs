@@ -1,5 +1,7 @@
-// One esbuild build for everything that ships: the extension, the backend (server + CLI)
-// and the inspector webview. Entries whose source does not exist yet are skipped.
+// One esbuild build for everything: what ships (the extension, the backend: server, engine worker
+// and CLI, the inspector webview) and the backend tools that run as bundles elsewhere (dist/gpuBench.js
+// for the GPU machine, which has no tsx; .vscodeignore keeps it out of the VSIX). Entries whose source
+// does not exist yet are skipped.
 // Flags: --watch (rebuild on change), --production (minify, no source maps).
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -22,6 +24,9 @@ const entries = [
   { in: 'backend/src/engineWorker.ts', out: 'dist/engineWorker.js', ...node },
   { in: 'backend/src/cli.ts', out: 'dist/cli.js', ...node, banner: { js: '#!/usr/bin/env node' } },
   { in: 'media/webview/main.ts', out: 'dist/webview.js', platform: 'browser', format: 'iife', target: 'es2022' },
+  // Tools (backend/src/tools): the GPU benchmark; scripts/pack-node-for-gpu.sh carries it. The CPU
+  // benchmark is part of dist/cli.js (`vffn bench`); bench:peer runs from source (tsx).
+  { in: 'backend/src/tools/gpuBench.ts', out: 'dist/gpuBench.js', ...node },
 ];
 
 const contexts = [];

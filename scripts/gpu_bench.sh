@@ -34,7 +34,7 @@ if [[ -f "$CARRY/node.xz" && -f "$CARRY/app/gpuBench.js" ]]; then
 elif command -v node >/dev/null && [[ -d "$ROOT/node_modules/tsx" ]]; then
   log "no build/node-carry (run scripts/pack-node-for-gpu.sh for the GPU machine); using $(command -v node) with tsx"
   NODE="$(command -v node)"
-  BENCH="--import tsx $ROOT/backend/src/gpuBench.ts"
+  BENCH="--import tsx $ROOT/backend/src/tools/gpuBench.ts"
 else
   log "no Node.js here and no build/node-carry: run scripts/pack-node-for-gpu.sh on the dev machine and carry build/node-carry"
   exit 1

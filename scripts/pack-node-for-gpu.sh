@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packs what scripts/gpu_bench.sh needs on the GPU machine, which has no Node.js and no registry:
 #   build/node-carry/node.xz                     this machine's node binary (Linux x64), xz-compressed
-#   build/node-carry/app/gpuBench.js             backend/src/gpuBench.ts bundled (esbuild; tokenizer inside)
+#   build/node-carry/app/gpuBench.js             backend/src/tools/gpuBench.ts bundled by scripts/build.mjs (tokenizer inside)
 #   build/node-carry/app/node_modules/onnxruntime-{node,common}
 #                                                only the JS and the linux-x64 binaries; the 46 MB
 #                                                libonnxruntime.so.1 as .xz (gpu_bench.sh unpacks it)
@@ -42,8 +42,7 @@ if [[ ! -f "$dst/$bin/libonnxruntime.so.1.xz" || "$ORT/$bin/libonnxruntime.so.1"
 fi
 
 # 3. the bench bundle
-log "bundling backend/src/gpuBench.ts"
-(cd "$ROOT" && npx --no-install esbuild backend/src/gpuBench.ts --bundle --platform=node --format=cjs --target=node20 \
-  --external:onnxruntime-node --define:import.meta.url=importMetaUrl --inject:scripts/import-meta-url.js \
-  --log-level=warning --outfile="$CARRY/app/gpuBench.js")
+log "building (scripts/build.mjs: dist/gpuBench.js is backend/src/tools/gpuBench.ts bundled)"
+(cd "$ROOT" && node scripts/build.mjs >/dev/null)
+cp "$ROOT/dist/gpuBench.js" "$CARRY/app/gpuBench.js"   # its source map stays behind: not needed there
 log "done: $(du -sh "$CARRY" | cut -f1) in $CARRY"

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import type { CompleteResult } from '../../common/protocol';
-import { runBench, runSoak } from './bench';
+import { runBench, runSoak } from './tools/bench';
 import { Engine } from './engine/engine';
 import { listModelFolders, resolveModelDirs } from './engine/modelFolder';
 

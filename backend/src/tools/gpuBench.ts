@@ -12,17 +12,17 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
-import type { ExecutionProvider } from '../../common/protocol';
+import type { ExecutionProvider } from '../../../common/protocol';
 import { machineName, writeAtomic } from './bench';
-import { Engine } from './engine/engine';
-import { argmax } from './engine/generator';
-import { KvCache } from './engine/kvCache';
-import { defaultModelOrder, graphFileFor, kvHeads, listModelFolders, Manifest, readManifest } from './engine/modelFolder';
-import { chooseThreads, sessionOptions } from './engine/providers';
-import { ModelSession, webgpuMaxChunk } from './engine/session';
-import { median, percentile } from './engine/telemetry';
+import { Engine } from '../engine/engine';
+import { argmax } from '../engine/generator';
+import { KvCache } from '../engine/kvCache';
+import { defaultModelOrder, graphFileFor, kvHeads, listModelFolders, Manifest, readManifest } from '../engine/modelFolder';
+import { chooseThreads, sessionOptions } from '../engine/providers';
+import { ModelSession, webgpuMaxChunk } from '../engine/session';
+import { median, percentile } from '../engine/telemetry';
 import { pickSamples, Sample, sourceFiles } from './samples';
-import { CodeTokenizer } from './engine/tokenizer';
+import { CodeTokenizer } from '../engine/tokenizer';
 
 interface Opts {
   model: string; providers: ExecutionProvider[]; prompts: number; repeats: number; prefill: number; decode: number;
@@ -31,7 +31,7 @@ interface Opts {
 
 const SECONDARY_PROMPTS = 20;
 // Only the repository's own sources: the GPU machine gets no node_modules beyond onnxruntime.
-const SOURCE_DIRS = ['backend/src', 'backend/src/engine', 'common', 'extension/src', 'models/toolchain', 'scripts', 'test/unit/backend'];
+const SOURCE_DIRS = ['backend/src', 'backend/src/engine', 'backend/src/tools', 'common', 'extension/src', 'models/toolchain', 'scripts', 'test/unit/backend'];
 const MIN_FILE_BYTES = 3000;
 
 /** The model graph run directly: greedy steps with the KV cache on the host or on the device. */
