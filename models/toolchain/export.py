@@ -139,6 +139,7 @@ def save_graph(model: onnx.ModelProto, path: str, external_data: bool = None) ->
     onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
                     location=data, size_threshold=1024)
     onnx.checker.check_model(path)   # by path: the checker reads external data from the folder
+    os.chmod(os.path.join(os.path.dirname(path), data), 0o644)   # onnx creates it owner-only; a model is readable like model.onnx
     return [name, data]
 
 
