@@ -11,6 +11,9 @@ models/FORMAT.md: model.onnx, tokenizer.json, manifest.json, README.md.
 The folder is built under a temporary name beside --out and renamed into place at the end,
 so a failed export leaves nothing half-written.
 
+The manifest is checked against models/manifest.schema.json (manifest_schema.py) before the
+folder is written: the backend checks the same schema before loading.
+
 Other scripts call export_model() (e.g. upcycle/build.py for a converted Qwen2 model, with
 its own special tokens and stop ids). Graphs whose initializers exceed EXTERNAL_DATA_BYTES
 (protobuf cannot serialize 2 GB) keep their weights in model.onnx.data beside model.onnx
@@ -27,14 +30,15 @@ import onnx
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import manifest_schema  # noqa: E402
+import special_tokens  # noqa: E402
 from fileinfo import file_entry  # noqa: E402
 from model import ModelConfig, VersatileLM  # noqa: E402
 from onnx_graph import INPUT_NAMES, build_graph, output_names  # noqa: E402
 
 FORMAT_VERSION = 1
-SPECIAL_TOKENS = {"eot": "<|endoftext|>", "pad": "<|pad|>", "fim_prefix": "<|fim_prefix|>",
-                  "fim_suffix": "<|fim_suffix|>", "fim_middle": "<|fim_middle|>", "file_sep": "<|file_sep|>"}
-SPECIAL_IDS = {"eot": 0, "pad": 1, "fim_prefix": 2, "fim_suffix": 3, "fim_middle": 4, "file_sep": 5}
+SPECIAL_TOKENS = special_tokens.TOKENS
+SPECIAL_IDS = special_tokens.IDS
 DEFAULT_TOKENIZER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tokenizer", "tokenizer.json")
 # Above this many bytes of initializers a graph is saved with external data (model.onnx.data):
 # protobuf refuses messages over 2 GB; the margin covers the graph itself and the fp16/int8
@@ -184,12 +188,13 @@ def export_model(cfg: ModelConfig, sd: dict, out_dir: str, *, name: str = None, 
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
+        providers = manifest_schema.providers()   # the format's list of execution providers
         if cfg.ffn_kind == "upcycled":   # no control flow at all: one graph for every provider
-            variants = {"masked": {"file": "model.onnx", "providers": ["cpu", "webgpu", "cuda", "dml", "coreml"]}}
+            variants = {"masked": {"file": "model.onnx", "providers": providers}}
         else:
             variants = {"cpu-sparse": {"file": "model.onnx", "providers": ["cpu"]}}
             if gpu_variant:
-                variants["masked"] = {"file": "model.masked.onnx", "providers": ["webgpu", "cuda", "dml", "coreml"]}
+                variants["masked"] = {"file": "model.masked.onnx", "providers": [p for p in providers if p != "cpu"]}
         graph_files, opset = [], None
         for variant, info in variants.items():
             graph = build_graph(cfg, sd, weights_dtype, attention, variant, head_ids=head_ids)
@@ -237,6 +242,10 @@ def export_model(cfg: ModelConfig, sd: dict, out_dir: str, *, name: str = None, 
             f.write(model_card(manifest, intended_use) if card is None else card)
         for fname in files:
             manifest["files"][fname] = file_entry(os.path.join(tmp, fname))
+        try:   # the backend reads exactly this schema; refuse here what it would refuse there
+            manifest_schema.check(manifest, f"the manifest of {name}")
+        except manifest_schema.ManifestError as e:
+            raise ExportError(str(e)) from None
         with open(os.path.join(tmp, "manifest.json"), "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=2, ensure_ascii=False)
             f.write("\n")

@@ -73,7 +73,7 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
   const topP = params.topP ?? gen.top_p ?? 1;
 
   const prompt = buildPrompt(m.tokenizer, m.tokenizer.special, { ...input, contextChunks: params.contextChunks },
-    defaultBudget(m.manifest.architecture.context_length, maxTokens, m.promptTokens));
+    defaultBudget(m.manifest.architecture.context_length, maxTokens, m.promptTokens), m.manifest.fim.order);
   const t1 = performance.now();
 
   const stopIds = gen.stop_ids ?? [m.tokenizer.special.eot, m.tokenizer.special.file_sep];

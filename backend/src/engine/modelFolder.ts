@@ -5,12 +5,20 @@ import * as path from 'node:path';
 import type { ModelKind } from '../../../common/protocol';
 import { readJsonObject, userCacheDir, writeJsonAtomic } from './userCache';
 
+import { manifestSchema, REFUSALS, SCHEMA_FORMAT_VERSION } from './manifestFields';
+
 export const MANIFEST_FORMAT = 'versatileffn-onnx';
-export const SUPPORTED_FORMAT_VERSIONS: readonly number[] = [1];
+/** The format versions this build reads: the one models/manifest.schema.json describes. */
+export const SUPPORTED_FORMAT_VERSIONS: readonly number[] = [SCHEMA_FORMAT_VERSION];
 
 export type SpecialName = 'eot' | 'pad' | 'fim_prefix' | 'fim_suffix' | 'fim_middle' | 'file_sep';
 export type SpecialIds = Record<SpecialName, number>;
+export type FimOrder = 'psm' | 'spm';
 
+/**
+ * manifest.json as models/manifest.schema.json defines it (validateManifest checks every field
+ * against the schema; manifestFields.ts says what the backend does with each).
+ */
 export interface Manifest {
   format: string;
   format_version: number;
@@ -24,12 +32,13 @@ export interface Manifest {
     /** Key/value heads (grouped-query attention); absent: n_head. The KV cache has this many heads. */
     n_kv_head?: number;
     d_model: number;
-    d_ff?: number;
+    d_ff: number;
     vocab_size: number;
+    /** Most loops of the depth path: route_loops is 1..max_loops, route_loop_probs has max_loops entries. */
     max_loops: number;
-    /** For upcycled models the virtual experts are single FFN hidden units (n_experts may equal d_ff; top_k may be 0). */
-    n_experts?: number;
-    top_k?: number;
+    /** For upcycled models the virtual experts are single FFN hidden units (n_experts equals d_ff; top_k is 0). */
+    n_experts: number;
+    top_k: number;
     qkv_bias?: boolean;
     tie_embeddings?: boolean;
     /** Upcycled: per layer, the gate threshold below which a hidden unit is skipped. */
@@ -39,11 +48,12 @@ export interface Manifest {
     fixed_loops?: number | null;
     context_length: number;
     rope_theta?: number;
+    norm_eps?: number;
     parameters?: number;
   };
   graph: {
     file: string;
-    inputs: { input_ids: string; num_logits: string; past_key: string; past_value: string };
+    inputs: { input_ids: string; num_logits: string; past_key: string; past_value: string; past_length?: string };
     outputs: {
       logits: string; present_key: string; present_value: string;
       loops?: string; lambda?: string; experts?: string; weights?: string; loop_probs?: string;
@@ -51,18 +61,31 @@ export interface Manifest {
       ffn_share?: string;
     };
     head_dim: number;
-    weights_dtype?: string;
+    weights_dtype: 'float32' | 'float16' | 'int8' | 'int4';
+    /** Which variant graph.file is. */
+    variant?: 'cpu-sparse' | 'masked';
     /** "gqa" (com.microsoft.GroupQueryAttention) or "plain" (standard ops). */
-    attention?: string;
+    attention?: 'gqa' | 'plain';
+    /** "shared": fixed KV buffers of context_length positions, updated in place (inputs.past_length); absent: "concat". */
+    kv?: 'concat' | 'shared';
     /** Graph files per provider family, e.g. a "masked" variant without control flow for GPU providers. */
     variants?: Record<string, { file: string; providers: string[] }>;
+    /** ONNX external data files beside the graph (listed in files too). */
+    external_data?: string[];
+    /** A trimmed output head (logits keep the vocabulary's shape; left-out tokens get -1e9). */
+    head?: { tokens: number; rule: string };
   };
-  tokenizer: { file: string; config_file?: string; special_tokens?: Record<string, string>; special_ids: SpecialIds };
-  fim?: { order: string };
-  generation?: { max_new_tokens?: number; temperature?: number; top_p?: number; stop_ids?: number[] };
+  tokenizer: { file: string; config_file?: string; special_tokens?: Partial<Record<SpecialName, string>>; special_ids: SpecialIds };
+  fim: { order: FimOrder };
+  generation: { max_new_tokens?: number; temperature?: number; top_p?: number; stop_ids?: number[] };
   files: Record<string, { sha256: string; bytes: number }>;
+  training?: Record<string, unknown>;
   metrics?: Record<string, number | null>;
-  test_vectors?: { prompt_ids: number[]; greedy_ids: number[] };
+  exported?: Record<string, unknown>;
+  test_vectors?: {
+    prompt_ids: number[]; greedy_ids: number[]; greedy_min_margin?: number; note?: string;
+    routing_loops?: number[][]; routing_experts?: number[][][];
+  };
 }
 
 /** A model folder that cannot be used; `file` names the culprit when there is one. */
@@ -95,19 +118,22 @@ export function readManifest(dir: string): Manifest {
   return validateManifest(raw, file);
 }
 
-export const MODEL_KINDS: readonly ModelKind[] = ['versatile', 'dense', 'loop', 'upcycled'];
-
 /** Heads of the KV cache: n_kv_head (grouped-query attention), else n_head. */
 export function kvHeads(manifest: Manifest): number {
   return manifest.architecture.n_kv_head ?? manifest.architecture.n_head;
 }
 
+/**
+ * Checks a parsed manifest.json against models/manifest.schema.json (every field, and no field the
+ * format does not declare), then the values the backend cannot honour (manifestFields.ts REFUSALS).
+ * Throws ModelFolderError with a message naming the fields.
+ */
 export function validateManifest(raw: unknown, file: string): Manifest {
   const m = raw as Partial<Manifest> | null;
   const bad = (what: string): never => {
     throw new ModelFolderError(`manifest.json ${what}: ${file}. Re-export the model with models/toolchain/export.py.`, file);
   };
-  if (typeof m !== 'object' || m === null) return bad('is not an object');
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) return bad('is not an object');
   if (m.format !== MANIFEST_FORMAT) return bad(`has format ${JSON.stringify(m.format)}, expected "${MANIFEST_FORMAT}"`);
   if (typeof m.format_version !== 'number' || !SUPPORTED_FORMAT_VERSIONS.includes(m.format_version)) {
     throw new ModelFolderError(
@@ -116,28 +142,17 @@ export function validateManifest(raw: unknown, file: string): Manifest {
       file,
     );
   }
-  if (typeof m.name !== 'string' || m.name === '') bad('has no "name"');
-  const a = m.architecture;
-  if (!a || !MODEL_KINDS.includes(a.kind)) bad(`has no valid architecture.kind (one of ${MODEL_KINDS.join(', ')})`);
-  for (const k of ['n_layer', 'n_head', 'vocab_size', 'context_length'] as const) {
-    if (!Number.isInteger(a![k]) || a![k] <= 0) bad(`has no valid architecture.${k}`);
+  const errors = manifestSchema.validate(m);
+  if (errors.length > 0) {
+    const shown = errors.slice(0, 4).map((e) => `${e.path || '(the manifest)'} ${e.message}`).join('; ');
+    bad(`does not match the model folder format (models/manifest.schema.json): ${shown}${errors.length > 4 ? ` (and ${errors.length - 4} more)` : ''}`);
   }
-  if (a!.n_kv_head !== undefined && a!.n_kv_head !== null
-    && (!Number.isInteger(a!.n_kv_head) || a!.n_kv_head <= 0 || a!.n_head % a!.n_kv_head !== 0)) {
-    bad('has an architecture.n_kv_head that does not divide n_head');
+  const manifest = m as Manifest;
+  for (const r of REFUSALS) {
+    const why = r.check(manifest);
+    if (why) bad(why);
   }
-  const g = m.graph;
-  if (!g || typeof g.file !== 'string' || !g.inputs || !g.outputs || !Number.isInteger(g.head_dim)) bad('has no valid "graph"');
-  const t = m.tokenizer;
-  if (!t || typeof t.file !== 'string' || !t.special_ids) bad('has no valid "tokenizer"');
-  for (const k of ['eot', 'fim_prefix', 'fim_suffix', 'fim_middle', 'file_sep'] as const) {
-    if (!Number.isInteger(t!.special_ids[k])) bad(`has no tokenizer.special_ids.${k}`);
-  }
-  if (!m.files || typeof m.files !== 'object') bad('has no "files" checksums');
-  for (const needed of [g!.file, t!.file]) {
-    if (!m.files![needed]) bad(`does not list ${needed} under "files"`);
-  }
-  return m as Manifest;
+  return manifest;
 }
 
 /** The graph file for a provider: the variant that lists it, else graph.file. */

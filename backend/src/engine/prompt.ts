@@ -1,11 +1,13 @@
-// FIM prompt assembly within a token budget.
+// FIM prompt assembly within a token budget, in the order the model was trained on (manifest fim.order):
 //
-// Layout (PSM): [<|file_sep|>uri\nchunk]* <|fim_prefix|> prefix <|fim_suffix|> suffix <|fim_middle|>
+// PSM: [<|file_sep|>uri\nchunk]* <|fim_prefix|> prefix <|fim_suffix|> suffix <|fim_middle|>
+// SPM: [<|file_sep|>uri\nchunk]* <|fim_prefix|> <|fim_suffix|> suffix <|fim_middle|> prefix
+//      (models/toolchain/data.py trains both: the middle then follows the prefix directly)
 // Context chunks come first and the prefix's start is cut at a stable place, so that as the user types
 // the token sequence up to the cursor stays the same and the KV cache serves it: only the last few
-// prefix tokens, the suffix and <|fim_middle|> run again.
+// prefix tokens, the suffix and <|fim_middle|> run again (SPM: only the prefix's last tokens).
 import type { ContextChunk } from '../../../common/protocol';
-import type { SpecialIds } from './modelFolder';
+import type { FimOrder, SpecialIds } from './modelFolder';
 
 export interface TextEncoder {
   encode(text: string): number[];
@@ -58,7 +60,7 @@ export function defaultBudget(contextLength: number, maxTokens: number, maxPromp
   return { total, suffixMax: Math.min(64, Math.floor(total / 8)), contextMax: Math.floor(total / 4) };
 }
 
-export function buildPrompt(tok: TextEncoder, special: SpecialIds, input: PromptInput, budget: PromptBudget): Prompt {
+export function buildPrompt(tok: TextEncoder, special: SpecialIds, input: PromptInput, budget: PromptBudget, order: FimOrder = 'psm'): Prompt {
   const fixed = 3; // fim_prefix, fim_suffix, fim_middle
   const suffixMax = Math.max(0, Math.min(budget.suffixMax, budget.total - fixed));
   const suffix = fitSuffix(tok, input.suffix, suffixMax);
@@ -73,7 +75,9 @@ export function buildPrompt(tok: TextEncoder, special: SpecialIds, input: Prompt
   // types, and a budget that moved with it would move the prefix's start and defeat the KV cache.
   const prefixBudget = Math.max(0, budget.total - fixed - suffixMax - context.length);
   const prefix = fitPrefix(tok, input.prefix, prefixBudget);
-  const ids = [...context, special.fim_prefix, ...prefix.ids, special.fim_suffix, ...suffix.ids, special.fim_middle];
+  const ids = order === 'spm'
+    ? [...context, special.fim_prefix, special.fim_suffix, ...suffix.ids, special.fim_middle, ...prefix.ids]
+    : [...context, special.fim_prefix, ...prefix.ids, special.fim_suffix, ...suffix.ids, special.fim_middle];
   return {
     ids,
     prefixTokens: prefix.ids.length,

@@ -130,6 +130,7 @@ export class ModelSession {
     const experts = n.experts ? (out[n.experts].data as BigInt64Array) : undefined;
     const weights = n.weights ? (out[n.weights].data as Float32Array) : undefined;
     const probs = n.loopProbs ? (out[n.loopProbs].data as Float32Array) : undefined;
+    const nLoops = n.loopProbs ? out[n.loopProbs].dims[2] : 0; // architecture.max_loops: [n_layer, T, max_loops]
     const share = n.ffnShare ? (out[n.ffnShare].data as Float32Array) : undefined;
     const result: TokenRouting[] = [];
     for (let j = 0; j < t; j++) {
@@ -143,7 +144,7 @@ export class ModelSession {
         r.lambdas.push(lambda ? lambda[lt] : 0);
         r.experts.push(experts ? [Number(experts[lt * 2]), Number(experts[lt * 2 + 1])] : [-1, -1]);
         r.weights.push(weights ? [weights[lt * 2], weights[lt * 2 + 1]] : [0, 0]);
-        if (probs) r.loopProbs!.push(Array.from(probs.subarray(lt * 4, lt * 4 + 4)));
+        if (probs) r.loopProbs!.push(Array.from(probs.subarray(lt * nLoops, (lt + 1) * nLoops)));
         if (share) r.ffnShare!.push(share[lt]);
       }
       result.push(r);

@@ -18,7 +18,8 @@ from model import ModelConfig, VersatileLM  # noqa: E402
 
 TOKENIZER = os.path.join(REPO, "models", "tiny-test", "tokenizer.json")
 SMALL = dict(vocab_size=2048, n_layer=2, n_head=3, d_model=48, d_ff=128, context_length=256)
-NODE_SCRIPT = os.path.join(TOOLCHAIN, "parity_node.mjs")
+# Runs a model folder through the backend's own code (modelFolder.ts, session.ts, tokenizer.ts) under tsx.
+NODE_SCRIPT = os.path.join(TOOLCHAIN, "parity_node.ts")
 
 
 def small_model(kind: str = "versatile", seed: int = 7, **kw) -> VersatileLM:
@@ -84,9 +85,10 @@ def compare(model, ids, chunks, steps) -> float:
 
 
 def node_available() -> bool:
-    return shutil.which("node") is not None and os.path.isdir(os.path.join(REPO, "node_modules", "onnxruntime-node"))
+    return shutil.which("node") is not None and all(
+        os.path.isdir(os.path.join(REPO, "node_modules", p)) for p in ("onnxruntime-node", "tsx"))
 
 
 def run_node(*args) -> None:
-    proc = subprocess.run(["node", NODE_SCRIPT, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"parity_node.mjs {args[0]} failed:\n{proc.stderr}"
+    proc = subprocess.run(["node", "--import", "tsx", NODE_SCRIPT, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"parity_node.ts {args[0]} failed:\n{proc.stderr}"

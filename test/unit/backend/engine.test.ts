@@ -1,6 +1,6 @@
 // Integration through real onnxruntime-node with the checked-in tiny models.
 import assert from 'node:assert/strict';
-import { existsSync, truncateSync } from 'node:fs';
+import { existsSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { CompleteParams } from '../../../common/protocol';
@@ -172,4 +172,29 @@ test('engine: hot swap to the dense baseline, per-model requests, analyze, promp
   assert.deepEqual(s1.tokens.map((t) => t.id), s2.tokens.map((t) => t.id));
   assert.equal(e.providerStatus().active, 'cpu');
   await e.dispose();
+});
+
+test('engine: the manifest\'s fim.order and generation defaults are honoured', async () => {
+  const c = copyModel(TINY, 'tiny-spm');
+  const file = path.join(c.dir, 'manifest.json');
+  const m = JSON.parse(readFileSync(file, 'utf8'));
+  m.fim = { order: 'spm' };
+  m.generation = { ...m.generation, max_new_tokens: 5, temperature: 0.8, top_p: 0.9 };
+  writeFileSync(file, JSON.stringify(m));
+  const e = engine([c.modelsDir]);
+  try {
+    assert.equal((await e.start('tiny-spm')).ok, true);
+    const sp = m.tokenizer.special_ids;
+    const r = await e.complete({ ...req({ includePromptTokens: true, seed: 3 }), maxTokens: undefined });
+    const ids = r.promptTokens!.map((t) => t.id);
+    const pre = ids.indexOf(sp.fim_prefix);
+    assert.equal(ids[pre + 1], sp.fim_suffix, 'SPM: the suffix right after <|fim_prefix|><|fim_suffix|>');
+    assert.ok(ids.indexOf(sp.fim_middle) < ids.length - 1, 'SPM: the prefix follows <|fim_middle|>');
+    assert.ok(r.tokens.length <= 5, 'generation.max_new_tokens is the default');
+    const sampled = await e.complete({ ...req({ seed: 3, temperature: 0.8, topP: 0.9 }), maxTokens: undefined });
+    assert.deepEqual(r.tokens.map((t) => t.id), sampled.tokens.map((t) => t.id), 'generation.temperature/top_p are the defaults');
+  } finally {
+    await e.dispose();
+    c.cleanup();
+  }
 });

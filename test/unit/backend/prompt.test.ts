@@ -15,6 +15,15 @@ test('short input: PSM layout with every token kept', () => {
   assert.equal(p.truncated, false);
 });
 
+test('SPM layout (manifest fim.order "spm"): the suffix first, the prefix right before the middle', () => {
+  const input = { prefix: 'ab', suffix: 'cd', contextChunks: [{ uri: 'a.ts', text: 'q' }] };
+  const budget = { total: 100, suffixMax: 10, contextMax: 40 };
+  const spm = buildPrompt(charEncoder, SPECIAL, input, budget, 'spm');
+  assert.deepEqual(spm.ids, [5, ...enc('a.ts\nq\n'), 2, 3, ...enc('cd'), 4, ...enc('ab')]);
+  const psm = buildPrompt(charEncoder, SPECIAL, input, budget, 'psm');
+  assert.deepEqual({ ...spm, ids: [] }, { ...psm, ids: [] }, 'same budgeting, only the order differs');
+});
+
 test('context chunks come first, each after <|file_sep|> with its uri', () => {
   const p = buildPrompt(charEncoder, SPECIAL, { prefix: 'x', suffix: '', contextChunks: [{ uri: 'a.ts', text: 'q' }] },
     { total: 100, suffixMax: 10, contextMax: 40 });
