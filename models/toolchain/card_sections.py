@@ -10,13 +10,13 @@ manifest, so the folder still passes the backend's checks.
 Sections are delimited by HTML comments, so running again replaces a section rather than
 adding a copy. Files are written to a temporary name and renamed.
 """
-import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 from atomic import atomic_write_text
+from fileinfo import file_entry
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "models" / "toolchain" / "examples" / "card_examples.jsonl"
@@ -40,8 +40,7 @@ def set_section(model_dir: Path, title: str, body: str):
 def rehash(model_dir: Path, name: str):
     manifest_path = model_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    data = (model_dir / name).read_bytes()
-    manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    manifest["files"][name] = file_entry(str(model_dir / name))
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
 
 

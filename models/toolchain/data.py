@@ -16,11 +16,13 @@ length.
 import json
 import os
 import queue
+import sys
 import threading
 
 import numpy as np
 
-EOT, PAD, FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE, FILE_SEP = 0, 1, 2, 3, 4, 5
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from special_tokens import EOT, FILE_SEP, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, PAD  # noqa: E402,F401  (ids 0..5)
 
 TRAIN_STREAM, VAL_STREAM = 0, 1
 _SLOTS = 7  # pieces per document: 3 sentinels, 3 content ranges, the trailing EOT

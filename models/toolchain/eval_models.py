@@ -4,7 +4,7 @@ meta, source, new_stats(), score(x, y, stats), start(prompt), feed(token)):
 TorchModel, a training checkpoint in PyTorch with a KV-cache decode path written here, and
 OnnxModel, an exported model folder run with onnxruntime (onnx_infer.py) as the backend
 runs it. RoutingStats accumulates routing and does the compute accounting
-(../../../shared/VERSATILEFFN.md).
+(docs/VERSATILEFFN.md).
 """
 import os
 

@@ -35,7 +35,7 @@ What is measured (identically for every model; all choices are fixed by --seed):
    overall, expert utilization = share of routed slots per expert among tokens whose
    width path is used (ℓ < 4; for ℓ = 4 λ = 0 and the exported graph reports no experts),
    and compute per token = mean over tokens and layers of ℓ + (ℓ < 4 ? 1/12 : 0) in units
-   of a dense FFN (../../../shared/VERSATILEFFN.md), also divided by 4 (always-4-loops).
+   of a dense FFN (docs/VERSATILEFFN.md), also divided by 4 (always-4-loops).
    Dense: 1.0 and 0.25; fixed k-loop baseline: k and k/4.
 Checkpoints run in PyTorch (a KV-cache decode path written here; val loss in batches);
 model folders run their model.onnx with onnxruntime (onnx_infer.py), batch 1.
@@ -56,7 +56,9 @@ from tokenizers import Tokenizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import special_tokens  # noqa: E402
 from eval_models import EvalError, OnnxModel, RoutingStats, TorchModel  # noqa: E402
+from fileinfo import sha256_file  # noqa: E402
 from eval_report import write_report  # noqa: E402
 from checkpoint import CheckpointError  # noqa: E402
 
@@ -74,11 +76,12 @@ class Specials:
     all: frozenset
 
 
-TEAM_SPECIALS = Specials(0, 2, 3, 4, frozenset(range(6)))   # the project's own 12k tokenizer
+TEAM_SPECIALS = Specials(special_tokens.EOT, special_tokens.FIM_PREFIX, special_tokens.FIM_SUFFIX,
+                         special_tokens.FIM_MIDDLE, frozenset(special_tokens.IDS.values()))   # the project's own tokenizer
 
 
 def specials_of(tok: Tokenizer) -> Specials:
-    names = ("<|endoftext|>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
+    names = tuple(special_tokens.TOKENS[k] for k in ("eot", "fim_prefix", "fim_suffix", "fim_middle"))
     ids = [tok.token_to_id(n) for n in names]
     if None in ids:
         raise EvalError(f"the tokenizer lacks {[n for n, i in zip(names, ids) if i is None]}")
@@ -367,15 +370,14 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     try:
         tok = load_tokenizer(args.tokenizer)
-        tok_sha = hashlib.sha256(open(args.tokenizer, "rb").read()).hexdigest()
+        tok_sha = sha256_file(args.tokenizer)
         models, paths = [], []
         for p in args.checkpoint:
             models.append(TorchModel(p, args.device))
             paths.append(p)
         for p in args.model:
             m = OnnxModel(p, args.threads)
-            if os.path.exists(m.tokenizer_path) and \
-                    hashlib.sha256(open(m.tokenizer_path, "rb").read()).hexdigest() != tok_sha:
+            if os.path.exists(m.tokenizer_path) and sha256_file(m.tokenizer_path) != tok_sha:
                 raise EvalError(f"{m.tokenizer_path} differs from {args.tokenizer}: losses would not be comparable; "
                                 f"pass --tokenizer {m.tokenizer_path}")
             models.append(m)

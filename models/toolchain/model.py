@@ -6,8 +6,8 @@ token by a learned loop count. The same code builds the two baselines we compare
 against: a dense model (the FFN applied once) and a fixed k-loop model, and the block of
 a pretrained dense model upcycled into VersatileFFN ("upcycled", see UpcycledFFN).
 
-Rules are in ../../../shared/VERSATILEFFN.md; the names of parameters here are part of
-the export contract (export.py reads the state dict by name).
+Rules are in docs/VERSATILEFFN.md (the upcycled block: docs/UPCYCLING.md); the names of
+parameters here are part of the export contract (export.py reads the state dict by name).
 
 Reading order: config, RoPE, attention, FFN, VersatileFFN routing, block, model.
 """

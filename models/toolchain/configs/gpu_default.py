@@ -3,8 +3,8 @@
 # from measured step time, after torch.compile's warm-up steps).
 # Size: 6 x 384 with d_ff 1024 and vocab from meta.json (12288 planned): ~15.3M parameters,
 # ~30.6 MB in fp16, so this model and its dense baseline together fit the 64 MiB that
-# comes back from the GPU machine. ENVIRONMENT.md measured ~1.0M tok/s for a 17M
-# VersatileFFN with torch.compile on an H100: ~300 s of training is ~300M tokens.
+# comes back from the GPU machine. ~1.0M tok/s was measured on the GPU machine (H100) for a
+# 17M VersatileFFN with torch.compile: ~300 s of training is ~300M tokens.
 out_dir = "models/work/runs/gpu_default"
 ffn_kind = "versatile"
 n_layer = 6

@@ -26,7 +26,9 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))   # the toolchain: atomic.py
 import data_card  # noqa: E402
+from atomic import atomic_write  # noqa: E402
 import filters  # noqa: E402
 import licenses  # noqa: E402
 
@@ -88,10 +90,11 @@ def download(pkg, cache_dir):
                            "was unpublished, re-pin it with make_manifest.py or remove it from "
                            "manifest.json") from None
     verify(pkg, data)
-    tmp = path + f".part{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+    atomic_write(path, write)
     return path
 
 
@@ -217,19 +220,13 @@ def cap_files(files, cap_bytes):
 
 
 def atomic_write_lines(path, lines):
-    """Write lines to path.tmp, then rename: readers never see a half-written file, and a
-    failure leaves the previous file (if any) untouched and no temp file behind."""
-    tmp = path + ".tmp"
-    try:
+    """One line per item, written atomically (atomic.py): readers never see a half-written file."""
+    def write(tmp):
         with open(tmp, "w", encoding="utf-8") as f:
             for line in lines:
                 f.write(line)
                 f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, write)
 
 
 def atomic_write_text(path, text):

@@ -15,7 +15,9 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the toolchain: atomic.py
 import licenses  # noqa: E402
+from atomic import atomic_write_text  # noqa: E402
 
 NPM_REGISTRY = "https://registry.npmjs.org"   # `npm config get registry` on this machine
 PYPI_INDEX = "https://pypi.org"               # pip's default index (no index-url configured)
@@ -171,12 +173,8 @@ def main():
                 seen.add(key)
                 out.append(p)
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "manifest.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump({"format_version": 1, "npm_registry": NPM_REGISTRY, "pypi_index": PYPI_INDEX,
-                   "packages": out}, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps({"format_version": 1, "npm_registry": NPM_REGISTRY, "pypi_index": PYPI_INDEX,
+                                        "packages": out}, indent=1) + "\n")
     print(f"wrote {path}: {len(out)} packages")
 
 

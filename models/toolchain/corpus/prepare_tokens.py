@@ -19,10 +19,13 @@ from tokenizers import Tokenizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))   # the toolchain: atomic.py, fileinfo.py, special_tokens.py
 import data_card  # noqa: E402
+from atomic import atomic_write, atomic_write_text  # noqa: E402
+from fileinfo import sha256_file  # noqa: E402
+from special_tokens import EOT as EOT_ID  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
-EOT_ID = 0
 
 
 def shuffled_docs(path):
@@ -54,19 +57,20 @@ def iter_batches(path, batch_bytes=8_000_000):
 def tokenize_split(tok, src, dst):
     """Encode src jsonl into dst .bin; returns per-language {tokens, bytes, files}."""
     per = {}
-    tmp = dst + ".tmp"
-    with open(tmp, "wb") as out:
-        for batch in iter_batches(src):
-            enc = tok.encode_batch([t for _, t in batch], add_special_tokens=False)
-            arrs = []
-            for (lang, text), e in zip(batch, enc):
-                arrs.append(np.asarray(e.ids + [EOT_ID], dtype=np.uint16))
-                p = per.setdefault(lang, {"tokens": 0, "bytes": 0, "files": 0})
-                p["tokens"] += len(e.ids)
-                p["bytes"] += len(text.encode("utf-8"))
-                p["files"] += 1
-            np.concatenate(arrs).tofile(out)
-    os.replace(tmp, dst)
+
+    def write(tmp):
+        with open(tmp, "wb") as out:
+            for batch in iter_batches(src):
+                enc = tok.encode_batch([t for _, t in batch], add_special_tokens=False)
+                arrs = []
+                for (lang, text), e in zip(batch, enc):
+                    arrs.append(np.asarray(e.ids + [EOT_ID], dtype=np.uint16))
+                    p = per.setdefault(lang, {"tokens": 0, "bytes": 0, "files": 0})
+                    p["tokens"] += len(e.ids)
+                    p["bytes"] += len(text.encode("utf-8"))
+                    p["files"] += 1
+                np.concatenate(arrs).tofile(out)
+    atomic_write(dst, write)
     return per
 
 
@@ -88,7 +92,7 @@ def main(argv=None):
         sys.exit(f"{args.tokenizer}: <|endoftext|> is not id 0; retrain with train_tokenizer.py")
     os.makedirs(args.out, exist_ok=True)
     meta = {"vocab_size": vocab, "dtype": "uint16", "eot_id": EOT_ID,
-            "tokenizer_sha256": hashlib.sha256(open(args.tokenizer, "rb").read()).hexdigest(),
+            "tokenizer_sha256": sha256_file(args.tokenizer),
             "splits": {}}
     for split in ("train", "val"):
         t1 = time.time()
@@ -101,10 +105,7 @@ def main(argv=None):
                                  "seconds": round(time.time() - t1, 1)}
         print(f"{split}: {ntok:,} tokens, {nbytes/1e6:.1f} MB, {nbytes/max(ntok,1):.3f} bytes/token, "
               f"{time.time()-t1:.0f}s", file=sys.stderr)
-    tmp = os.path.join(args.out, "meta.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(meta, f, indent=1)
-    os.replace(tmp, os.path.join(args.out, "meta.json"))
+    atomic_write_text(os.path.join(args.out, "meta.json"), json.dumps(meta, indent=1))
 
     stats_path = os.path.join(args.corpus, "stats.json")
     if os.path.exists(stats_path):
@@ -117,10 +118,7 @@ def main(argv=None):
                            "val_bytes": v.get("bytes", 0)}
         tokens = {"vocab_size": vocab, "languages": langs, "train_tokens": tr["tokens"],
                   "val_tokens": va["tokens"], "val_bytes_per_token": va["bytes_per_token"]}
-        tmp = args.card + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(data_card.render(stats, tokens))
-        os.replace(tmp, args.card)
+        atomic_write_text(args.card, data_card.render(stats, tokens))
     print(f"done in {time.time()-t0:.0f}s -> {args.out}", file=sys.stderr)
     return 0
 

@@ -24,10 +24,12 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+sys.path.insert(0, os.path.dirname(HERE))   # the toolchain: atomic.py, special_tokens.py
+import special_tokens  # noqa: E402
+from atomic import atomic_write, atomic_write_text  # noqa: E402
 
-# Ids 0..5, in this order, in every tokenizer of the project.
-SPECIAL_TOKENS = ["<|endoftext|>", "<|pad|>", "<|fim_prefix|>", "<|fim_suffix|>",
-                  "<|fim_middle|>", "<|file_sep|>"]
+# Ids 0..5, in this order, in every tokenizer of the project (special_tokens.py).
+SPECIAL_TOKENS = special_tokens.TOKEN_LIST
 
 SPLIT_PATTERN = (r"[^\r\n\p{L}\p{N}]?\p{L}+"      # words, with one leading space/punct
                  r"|\p{N}{1,3}"                   # numbers, 1-3 digits at a time
@@ -102,12 +104,8 @@ def bytes_per_token(tok, rows):
 def save(tok, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     tok.encode_special_tokens = False
-    for name, write in (("tokenizer.json", lambda p: tok.save(p)),
-                        ("tokenizer_config.json",
-                         lambda p: open(p, "w").write(json.dumps(TOKENIZER_CONFIG, indent=2) + "\n"))):
-        tmp = os.path.join(out_dir, name + ".tmp")
-        write(tmp)
-        os.replace(tmp, os.path.join(out_dir, name))
+    atomic_write(os.path.join(out_dir, "tokenizer.json"), lambda tmp: tok.save(tmp))
+    atomic_write_text(os.path.join(out_dir, "tokenizer_config.json"), json.dumps(TOKENIZER_CONFIG, indent=2) + "\n")
 
 
 def main(argv=None):
@@ -145,9 +143,7 @@ def main(argv=None):
                            "train_sample_mb": args.sample_mb, "val_bytes_per_token": bpt}
         print(f"vocab {v}: trained in {secs:.0f}s, val bytes/token {bpt}", file=sys.stderr)
         os.makedirs(args.work, exist_ok=True)
-        with open(results_path + ".tmp", "w") as f:
-            json.dump(results, f, indent=1)
-        os.replace(results_path + ".tmp", results_path)
+        atomic_write_text(results_path, json.dumps(results, indent=1))
     if args.select:
         src = os.path.join(args.work, f"vocab{args.select}", "tokenizer.json")
         tok = Tokenizer.from_file(src)
