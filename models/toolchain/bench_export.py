@@ -25,6 +25,7 @@ import onnxruntime as ort
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from atomic import atomic_write_text  # noqa: E402
 from model import ModelConfig, VersatileLM  # noqa: E402
 from onnx_graph import build_graph  # noqa: E402
 from routing_control import force_loops  # noqa: E402
@@ -136,10 +137,7 @@ def main(argv=None):
                 print(_fmt(row, args.past), flush=True)
     results["load_avg_end"] = os.getloadavg()
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    tmp_out = args.out + ".tmp"
-    with open(tmp_out, "w") as f:
-        json.dump(results, f, indent=2)
-    os.replace(tmp_out, args.out)
+    atomic_write_text(args.out, json.dumps(results, indent=2))
     print(f"machine: {machine}; load average {results['load_avg_start']} -> {results['load_avg_end']}; wrote {args.out}")
 
 

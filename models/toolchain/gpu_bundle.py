@@ -19,6 +19,7 @@ import sys
 import tarfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from atomic import atomic_write  # noqa: E402
 
 PART_BYTES = 15 * 2**20
 RETURN_LIMIT = 62 * 2**20     # 64 MiB minus room for the summary and logs
@@ -31,20 +32,21 @@ def pack_data(data_dir: str, out: str, max_train_tokens: int = 0):
     may be ordered by language) keeps its share."""
     import numpy as np
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    tmp = out + ".tmp"
-    with tarfile.open(tmp, "w:xz", preset=6) as tar:
-        for name in DATA_FILES:
-            path = os.path.join(data_dir, name)
-            if not os.path.exists(path):
-                raise SystemExit(f"pack-data: {path} is missing; build the corpus and tokenize it first")
-            data = open(path, "rb").read()
-            if name == "train.bin" and max_train_tokens and len(data) > 2 * max_train_tokens:
-                data = subsample_documents(np.frombuffer(data, dtype=np.uint16), max_train_tokens).tobytes()
-                print(f"pack-data: kept {len(data) // 2:,} of {os.path.getsize(path) // 2:,} train tokens")
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    os.replace(tmp, out)
+
+    def write(tmp):
+        with tarfile.open(tmp, "w:xz", preset=6) as tar:
+            for name in DATA_FILES:
+                path = os.path.join(data_dir, name)
+                if not os.path.exists(path):
+                    raise SystemExit(f"pack-data: {path} is missing; build the corpus and tokenize it first")
+                data = open(path, "rb").read()
+                if name == "train.bin" and max_train_tokens and len(data) > 2 * max_train_tokens:
+                    data = subsample_documents(np.frombuffer(data, dtype=np.uint16), max_train_tokens).tobytes()
+                    print(f"pack-data: kept {len(data) // 2:,} of {os.path.getsize(path) // 2:,} train tokens")
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    atomic_write(out, write)
     print(f"wrote {out}: {os.path.getsize(out) / 2**20:.1f} MiB")
 
 
