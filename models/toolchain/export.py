@@ -153,7 +153,8 @@ def export_model(cfg: ModelConfig, sd: dict, out_dir: str, *, name: str = None, 
                  intended_use: str = None, generation: dict = None, attention: str = "gqa",
                  export_date: str = "now", gpu_variant: bool = False, special_tokens: dict = None,
                  special_ids: dict = None, stop_ids: list = None, tokenizer_config: str = None,
-                 card: str = None, external_data: bool = None, head_ids=None, head_rule: str = None) -> dict:
+                 card: str = None, external_data: bool = None, head_ids=None, head_rule: str = None,
+                 kv: str = "concat") -> dict:
     """Writes the model folder and returns its manifest. export_date None leaves the date
     out (test models regenerate byte for byte). gpu_variant also writes model.masked.onnx,
     the graph without data-dependent control flow for GPU providers (graph.variants); an
@@ -166,7 +167,9 @@ def export_model(cfg: ModelConfig, sd: dict, out_dir: str, *, name: str = None, 
     tokenizer, if any). card: the README.md text (default: generated from the manifest).
     external_data: save weights in model.onnx.data (None: only above EXTERNAL_DATA_BYTES).
     head_ids / head_rule: a trimmed output head (onnx_graph.build_graph) and the rule that
-    chose its tokens, recorded as graph.head in the manifest."""
+    chose its tokens, recorded as graph.head in the manifest.
+    kv: "concat" (past and present tensors grow by the new tokens) or "shared" (fixed-capacity
+    cache buffers updated in place, valid length in the past_length input; FORMAT.md)."""
     if export_date == "now":
         export_date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     special_tokens = dict(SPECIAL_TOKENS if special_tokens is None else special_tokens)
@@ -197,7 +200,7 @@ def export_model(cfg: ModelConfig, sd: dict, out_dir: str, *, name: str = None, 
                 variants["masked"] = {"file": "model.masked.onnx", "providers": [p for p in providers if p != "cpu"]}
         graph_files, opset = [], None
         for variant, info in variants.items():
-            graph = build_graph(cfg, sd, weights_dtype, attention, variant, head_ids=head_ids)
+            graph = build_graph(cfg, sd, weights_dtype, attention, variant, kv=kv, head_ids=head_ids)
             opset = graph.opset_import[0].version
             graph_files += save_graph(graph, os.path.join(tmp, info["file"]), external_data)
             del graph   # before the next variant's weights are built
@@ -216,12 +219,15 @@ def export_model(cfg: ModelConfig, sd: dict, out_dir: str, *, name: str = None, 
             "display_name": display_name or name,
             "description": description,
             "architecture": architecture(cfg, n_params, sd),
-            "graph": {"file": "model.onnx", "inputs": INPUT_NAMES, "outputs": output_names(cfg),
+            "graph": {"file": "model.onnx",
+                      "inputs": {**INPUT_NAMES, **({"past_length": "past_length"} if kv == "shared" else {})},
+                      "outputs": output_names(cfg),
                       "head_dim": cfg.head_dim, "weights_dtype": weights_dtype,
                       "variant": "masked" if cfg.ffn_kind == "upcycled" else "cpu-sparse",
                       "attention": attention, "variants": variants,
                       **({"external_data": data_files} if data_files else {}),
-                      **({"head": {"tokens": len(head_ids), "rule": head_rule or ""}} if head_ids is not None else {})},
+                      **({"head": {"tokens": len(head_ids), "rule": head_rule or ""}} if head_ids is not None else {}),
+                      **({"kv": "shared"} if kv == "shared" else {})},
             "tokenizer": {"file": "tokenizer.json",
                           **({"config_file": "tokenizer_config.json"} if "tokenizer_config.json" in files else {}),
                           "special_tokens": special_tokens, "special_ids": special_ids},
@@ -389,7 +395,7 @@ def main(argv=None):
     ap.add_argument("--name", help="model id (default: the folder name)")
     ap.add_argument("--display-name")
     ap.add_argument("--description", default="")
-    ap.add_argument("--weights-dtype", choices=["float32", "float16", "int8", "int4"], default="float32",
+    ap.add_argument("--weights-dtype", choices=["float32", "float16", "int8", "int4", "int4-ffn-in"], default="float32",
                     help="int8 / int4: MatMulNBits (blocks of 32) for the large matrix products; decode reads 4x / ~6x fewer bytes")
     ap.add_argument("--attention", choices=["gqa", "plain"], default="gqa",
                     help="gqa: onnxruntime's GroupQueryAttention contrib op (fast); plain: standard ONNX ops only")

@@ -57,7 +57,16 @@ def output_names(cfg: ModelConfig) -> dict:
 
 
 QBLOCK = 32         # quantized weights: MatMulNBits blocks of 32 input features, one fp32 scale each
-WEIGHTS_DTYPES = ("float32", "float16", "int8", "int4")
+WEIGHTS_DTYPES = ("float32", "float16", "int8", "int4", "int4-ffn-in")
+QUANTIZED = ("int8", "int4", "int4-ffn-in")
+
+
+def weight_bits(weights_dtype: str, name: str) -> int:
+    """Bits of a quantized matrix: "int4-ffn-in" keeps int8 everywhere but the FFN's gate/up
+    projection (w_in, over half of the weights), the part least sensitive to 4 bits."""
+    if weights_dtype == "int4-ffn-in":
+        return 4 if name.endswith("ffn.w_in.weight") else 8
+    return 4 if weights_dtype == "int4" else 8
 LOGIT_FLOOR = -1e9  # the logit of a token a trimmed head leaves out: finite, so 0·logit stays 0
 
 
@@ -172,8 +181,8 @@ class GraphBuilder:
         int4, the weights of large matrix products (matmul=True) become QWeights for
         MatMulNBits: a quarter (int8) or under a sixth (int4) of fp32's bytes per decode step."""
         arr = tensor.detach().float().cpu().numpy() if hasattr(tensor, "detach") else np.asarray(tensor, np.float32)
-        if matmul and self.weights_dtype in ("int8", "int4") and arr.shape[1] % QBLOCK == 0:
-            qw = QWeight(name, *arr.shape, bits=8 if self.weights_dtype == "int8" else 4)
+        if matmul and self.weights_dtype in QUANTIZED and arr.shape[1] % QBLOCK == 0:
+            qw = QWeight(name, *arr.shape, bits=weight_bits(self.weights_dtype, name))
             if qw.bits == 8:
                 q, scales = quantize_int8_blocks(arr)
                 self.root.inits.extend([numpy_helper.from_array(q, qw.q), numpy_helper.from_array(scales, qw.scales)])
@@ -193,7 +202,7 @@ class GraphBuilder:
         (the int8 layout of QWeight) and only the gathered rows are dequantized: the table is
         read a row per token, so it costs memory, not bandwidth, and 8 bits keep it exact
         enough at a quarter of fp32's memory."""
-        if self.weights_dtype not in ("int8", "int4"):
+        if self.weights_dtype not in QUANTIZED:
             return self.op("Gather", [self.weight(name, tensor), ids], axis=0)
         arr = tensor.detach().float().cpu().numpy()
         q, scales = quantize_int8_blocks(arr)
@@ -289,7 +298,7 @@ def build_graph(cfg: ModelConfig, sd: dict, weights_dtype: str = "float32", atte
     T0, P0, S0 = (g.op("Squeeze", [v, g.const([0])]) for v in (T, P, S))
     attend = (_gqa_attention if attention == "gqa" else _plain_attention)(g, cfg, T, S, P0, S0)
 
-    quantized = weights_dtype in ("int8", "int4")
+    quantized = weights_dtype in QUANTIZED
     emb = None if quantized else g.weight("tok_emb.weight", sd["tok_emb.weight"])
     x = g.embedding("tok_emb.weight", sd["tok_emb.weight"], ids) if quantized else g.op("Gather", [emb, ids], axis=0)   # [T, d]
     route_names = output_names(cfg)

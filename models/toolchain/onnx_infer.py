@@ -11,7 +11,10 @@ import onnxruntime as ort
 
 
 class OrtLM:
-    def __init__(self, path: str, threads: int = 0):
+    """capacity: cache positions for graphs with kv "shared" (default: the folder's context_length,
+    else 2048); their present outputs are bound to the past buffers, as the backend does."""
+
+    def __init__(self, path: str, threads: int = 0, capacity: int = None):
         onnx_path = os.path.join(path, "model.onnx") if os.path.isdir(path) else path
         opts = ort.SessionOptions()
         if threads:
@@ -22,25 +25,54 @@ class OrtLM:
         past = [i for i in self.sess.get_inputs() if i.name.startswith("past_key_")]
         self.n_layer = len(past)
         self.n_head, self.head_dim = past[0].shape[1], past[0].shape[3]
+        self.shared = any(i.name == "past_length" for i in self.sess.get_inputs())
+        if self.shared and capacity is None:
+            capacity = read_manifest(path)["architecture"]["context_length"] if os.path.isdir(path) else 2048
+        self.capacity = capacity
         self.reset()
 
     def reset(self):
+        self._length = 0
+        if self.shared:
+            self.past = {f"past_{k}_{i}": ort.OrtValue.ortvalue_from_numpy(
+                np.zeros((1, self.n_head, self.capacity, self.head_dim), np.float32))
+                for i in range(self.n_layer) for k in ("key", "value")}
+            return
         empty = np.zeros((1, self.n_head, 0, self.head_dim), np.float32)
         self.past = {f"past_{k}_{i}": empty for i in range(self.n_layer) for k in ("key", "value")}
 
     @property
     def length(self) -> int:
-        return self.past["past_key_0"].shape[2]
+        return self._length
 
     def step(self, ids, num_logits: int = 1) -> dict:
-        """Feeds new token ids, keeps the cache, returns every output by FORMAT.md name."""
-        feeds = {"input_ids": np.asarray(ids, np.int64).reshape(1, -1),
-                 "num_logits": np.array([num_logits], np.int64), **self.past}
+        """Feeds new token ids, keeps the cache, returns every output by FORMAT.md name
+        (a shared cache's presents are its whole buffers)."""
+        ids = np.asarray(ids, np.int64).reshape(1, -1)
         names = [o.name for o in self.sess.get_outputs()]
-        out = dict(zip(names, self.sess.run(names, feeds)))
-        for i in range(self.n_layer):
-            for k in ("key", "value"):
-                self.past[f"past_{k}_{i}"] = out[f"present_{k}_{i}"]
+        if self.shared:
+            if self._length + ids.shape[1] > self.capacity:
+                raise ValueError(f"KV cache full: {self._length} + {ids.shape[1]} > {self.capacity} positions")
+            b = self.sess.io_binding()
+            b.bind_cpu_input("input_ids", ids)
+            b.bind_cpu_input("num_logits", np.array([num_logits], np.int64))
+            b.bind_cpu_input("past_length", np.array([self._length], np.int64))
+            for name, value in self.past.items():
+                b.bind_ortvalue_input(name, value)
+            for name in names:
+                if name.startswith("present_"):
+                    b.bind_ortvalue_output(name, self.past[name.replace("present", "past")])
+                else:
+                    b.bind_output(name)
+            self.sess.run_with_iobinding(b)
+            out = dict(zip(names, (v.numpy() for v in b.get_outputs())))
+        else:
+            out = dict(zip(names, self.sess.run(names, {"input_ids": ids, "num_logits": np.array([num_logits], np.int64),
+                                                         **self.past})))
+            for i in range(self.n_layer):
+                for k in ("key", "value"):
+                    self.past[f"past_{k}_{i}"] = out[f"present_{k}_{i}"]
+        self._length += ids.shape[1]
         return out
 
     def greedy(self, prompt_ids, n_new: int):

@@ -24,6 +24,8 @@ export interface ProbeFeeds {
   headDim: number;
   inputIds: string;
   numLogits: string;
+  /** Graphs with kv "shared": the past_length input (the probe feeds small fixed buffers). */
+  pastLength?: string;
 }
 
 /** Providers this build can offer on this platform (bundled, or whose library is installed), cpu last. */
@@ -126,7 +128,9 @@ export function probeProvider(modelPath: string, provider: ExecutionProvider, fe
       const s = await ort.InferenceSession.create(${JSON.stringify(modelPath)}, { executionProviders: [${JSON.stringify(provider)}] });
       const feed = { [f.inputIds]: new ort.Tensor('int64', BigInt64Array.from([0n]), [1, 1]),
                      [f.numLogits]: new ort.Tensor('int64', BigInt64Array.from([1n]), [1]) };
-      for (const n of f.pastNames) feed[n] = new ort.Tensor('float32', new Float32Array(0), [1, f.nHead, 0, f.headDim]);
+      const cap = f.pastLength ? 8 : 0;
+      for (const n of f.pastNames) feed[n] = new ort.Tensor('float32', new Float32Array(f.nHead * cap * f.headDim), [1, f.nHead, cap, f.headDim]);
+      if (f.pastLength) feed[f.pastLength] = new ort.Tensor('int64', BigInt64Array.from([0n]), [1]);
       await s.run(feed);
       process.stdout.write('PROBE_OK');
     })().catch((e) => { process.stderr.write(String(e && e.message || e)); process.exit(3); });`;

@@ -22,16 +22,22 @@ export class ModelSession {
     inputIds: string; numLogits: string; pastKey: string[]; pastValue: string[];
     logits: string; presentKey: string[]; presentValue: string[];
     loops?: string; lambda?: string; experts?: string; weights?: string; loopProbs?: string; ffnShare?: string;
+    pastLength?: string;
   };
 
   /** Most new tokens per graph run (0: no limit); see webgpuMaxChunk. */
   readonly maxChunk: number;
 
+  /** Every graph output (a shared-cache run names them all, binding the presents). */
+  private readonly outputs: readonly string[];
+
   private constructor(private readonly session: InferenceSession, manifest: Manifest, readonly provider: ProviderStatus) {
+    this.outputs = session.outputNames;
     const a = manifest.architecture;
     const g = manifest.graph;
     this.maxChunk = provider.active === 'webgpu' && g.attention !== 'plain' ? webgpuMaxChunk() : 0;
-    this.kv = { nLayer: a.n_layer, nHead: kvHeads(manifest), headDim: g.head_dim };
+    // A shared cache holds the model's whole context: prompts and completions are budgeted within it.
+    this.kv = { nLayer: a.n_layer, nHead: kvHeads(manifest), headDim: g.head_dim, ...(g.kv === 'shared' ? { capacity: a.context_length } : {}) };
     const per = (pattern: string) => Array.from({ length: a.n_layer }, (_, i) => pattern.replace('{i}', String(i)));
     const outputs = new Set(session.outputNames);
     const opt = (name?: string) => (name && outputs.has(name) ? name : undefined);
@@ -42,9 +48,11 @@ export class ModelSession {
       loops: opt(g.outputs.loops), lambda: opt(g.outputs.lambda), experts: opt(g.outputs.experts),
       weights: opt(g.outputs.weights), loopProbs: opt(g.outputs.loop_probs),
       ffnShare: opt(g.outputs.ffn_share ?? (a.kind === 'upcycled' ? 'route_ffn_share' : undefined)),
+      pastLength: g.kv === 'shared' ? (g.inputs.past_length ?? 'past_length') : undefined,
     };
     const inputs = new Set(session.inputNames);
-    for (const n of [this.names.inputIds, this.names.numLogits, ...this.names.pastKey, ...this.names.pastValue]) {
+    const need = [this.names.inputIds, this.names.numLogits, ...this.names.pastKey, ...this.names.pastValue];
+    for (const n of this.names.pastLength ? [...need, this.names.pastLength] : need) {
       if (!inputs.has(n)) throw new Error(`${g.file} has no input "${n}" that manifest.json names. Re-export the model.`);
     }
     for (const n of [this.names.logits, ...this.names.presentKey, ...this.names.presentValue]) {
@@ -60,6 +68,7 @@ export class ModelSession {
       pastNames: [...per(manifest.graph.inputs.past_key), ...per(manifest.graph.inputs.past_value)],
       nHead: kvHeads(manifest), headDim: manifest.graph.head_dim,
       inputIds: manifest.graph.inputs.input_ids, numLogits: manifest.graph.inputs.num_logits,
+      ...(manifest.graph.kv === 'shared' ? { pastLength: manifest.graph.inputs.past_length ?? 'past_length' } : {}),
     };
     const { session, status } = await createSession((p) => path.join(dir, graphFileFor(manifest, p)), pref, threads, feeds);
     try {
@@ -110,8 +119,25 @@ export class ModelSession {
       feeds[n.pastKey[i]] = cache.key(i);
       feeds[n.pastValue[i]] = cache.value(i);
     }
-    const out = await this.session.run(feeds);
-    cache.update(ids, n.presentKey.map((k) => out[k]), n.presentValue.map((k) => out[k]));
+    let out: InferenceSession.OnnxValueMapType;
+    if (cache.shared) {
+      if (ids.length > cache.room) {
+        throw new Error(`KV cache full: ${cache.length} + ${ids.length} tokens exceed the model's ${this.kv.capacity} positions`);
+      }
+      feeds[n.pastLength!] = new Tensor('int64', BigInt64Array.from([BigInt(cache.length)]), [1]);
+      // Each present is bound to its past buffer: GroupQueryAttention appends in place, nothing is copied.
+      const fetches: Record<string, Tensor | null> = {};
+      for (const name of this.outputs) fetches[name] = null;
+      for (let i = 0; i < this.kv.nLayer; i++) {
+        fetches[n.presentKey[i]] = cache.key(i);
+        fetches[n.presentValue[i]] = cache.value(i);
+      }
+      out = await this.session.run(feeds, fetches as InferenceSession.FetchesType);
+      cache.appendInPlace(ids);
+    } else {
+      out = await this.session.run(feeds);
+      cache.update(ids, n.presentKey.map((k) => out[k]), n.presentValue.map((k) => out[k]));
+    }
     const logitsT = out[n.logits];
     const vocab = logitsT.dims[2];
     const routing = this.readRouting(out, ids.length);

@@ -258,6 +258,20 @@ def test_trimmed_head(tmp_path, tok, thresholded, dtype):
         export_to(model, tmp_path / "bad", tok, head_ids=keep[::-1])
 
 
+def test_shared_kv_export(tmp_path, tok, thresholded):
+    """kv "shared": the manifest names past_length, and the graph run with its presents bound to
+    the past buffers (as the backend runs it) gives the concat graph's logits and routing."""
+    model = thresholded
+    m = export_to(model, tmp_path / "shared", tok, weights_dtype="int8", kv="shared")
+    export_to(model, tmp_path / "concat", tok, weights_dtype="int8")
+    assert m["graph"]["kv"] == "shared" and m["graph"]["inputs"]["past_length"] == "past_length"
+    a, sa = run_ort(tmp_path / "concat")
+    b, sb = run_ort(tmp_path / "shared")
+    np.testing.assert_allclose(b, a, atol=1e-5)
+    np.testing.assert_allclose(routing_of(sb, "route_ffn_share"), routing_of(sa, "route_ffn_share"), atol=1e-6)
+    assert sb[-1]["present_key_0"].shape[2] == model.cfg.context_length   # the whole buffer
+
+
 def test_external_data_forced(tmp_path, tok, thresholded):
     model = thresholded
     m = export_to(model, tmp_path / "ext", tok, external_data=True)

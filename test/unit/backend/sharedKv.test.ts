@@ -1,0 +1,93 @@
+// A shared KV cache (graph.kv "shared": fixed buffers that GroupQueryAttention appends to in place) on
+// the real default model: logits after incremental steps, a rewind and speculative decoding equal a
+// one-shot run of the same tokens, and nothing is copied to get there. Skipped without the model.
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { after, before, test } from 'node:test';
+import { Generator, promptLookup } from '../../../backend/src/engine/generator';
+import { KvCache } from '../../../backend/src/engine/kvCache';
+import { loadModel, LoadedModel, releaseModel } from '../../../backend/src/engine/loadedModel';
+import { MODELS } from './helpers';
+
+const DIR = path.resolve(process.env.VFFN_QWEN_MODEL || path.join(MODELS, 'qwen2.5-coder-0.5b-vffn'));
+const skip = existsSync(path.join(DIR, 'manifest.json')) ? false : `no real model at ${DIR} (built by scripts/setup.sh)`;
+
+let m: LoadedModel;
+before(async () => {
+  if (skip) return;
+  process.env.VFFN_MAX_PROMPT_TOKENS ??= '1024';   // no speed probe: this test is about the cache
+  m = await loadModel('qwen', DIR, 'cpu', 0);
+});
+after(async () => {
+  if (m) await releaseModel(m);
+});
+
+const TEXT = 'def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n\n\nprint(fibonacci(10))\n';
+
+/** Logits of the last position after running `ids` from an empty cache in one step. */
+async function oneShot(ids: number[]): Promise<Float32Array> {
+  const cache = new KvCache(m.session.kv);
+  const r = await m.session.step(ids, cache, 1);
+  cache.dispose();
+  return r.logits;
+}
+
+function maxDiff(a: Float32Array, b: Float32Array): number {
+  let d = 0;
+  for (let i = 0; i < a.length; i++) if (a[i] > -1e8) d = Math.max(d, Math.abs(a[i] - b[i]));
+  return d;
+}
+
+test('the default model uses a shared cache of context_length positions, bound in place', { skip }, async () => {
+  assert.equal(m.manifest.graph.kv, 'shared');
+  assert.equal(m.session.kv.capacity, m.manifest.architecture.context_length);
+  const cache = new KvCache(m.session.kv);
+  const buffer = cache.key(0).data;
+  await m.session.step(m.tokenizer.encode(TEXT), cache, 1);
+  assert.equal(cache.key(0).data, buffer, 'the same buffer, written in place');
+  assert.ok((buffer as Float32Array).some((x) => x !== 0));
+  cache.dispose();
+});
+
+test('chunked steps, a rewind and a re-append give the one-shot logits', { skip }, async () => {
+  const ids = m.tokenizer.encode(TEXT);
+  const cache = new KvCache(m.session.kv);
+  await m.session.step(ids.slice(0, 10), cache, 1);
+  await m.session.step(ids.slice(10, 30), cache, 1);
+  await m.session.step([7, 7, 7, 7], cache, 1);       // a wrong continuation ...
+  cache.rewind(30);                                     // ... taken back: only the length moves
+  const r = await m.session.step(ids.slice(30), cache, 1);
+  assert.equal(cache.length, ids.length);
+  assert.ok(maxDiff(r.logits, await oneShot(ids)) < 1e-3);
+  cache.dispose();
+});
+
+test('speculative decoding on the shared cache: same tokens as plain greedy, fewer runs', { skip }, async () => {
+  const prompt = m.tokenizer.encode(TEXT + TEXT.slice(0, 40));   // the text again: prompt lookup can guess
+  const run = async (draft: boolean) => {
+    const cache = new KvCache(m.session.kv);
+    const gen = new Generator(m.session, cache, { temperature: 0, topP: 1, stopIds: [] });
+    await gen.appendTokens(prompt);
+    const ids: number[] = [];
+    let runs = 0;
+    while (ids.length < 16) {
+      const batch = await gen.nextTokens(draft ? (g) => promptLookup([...prompt, ...g], 4) : undefined, draft ? 4 : 0);
+      ids.push(...batch.map((t) => t.id));
+      runs++;
+    }
+    cache.dispose();
+    return { ids: ids.slice(0, 16), runs };
+  };
+  const plain = await run(false);
+  const spec = await run(true);
+  assert.deepEqual(spec.ids, plain.ids);
+  assert.ok(spec.runs < plain.runs, `speculative ${spec.runs} runs vs plain ${plain.runs}`);
+});
+
+test('a full cache is refused with a clear error', { skip }, async () => {
+  const cache = new KvCache(m.session.kv);
+  const cap = m.session.kv.capacity!;
+  await assert.rejects(m.session.step(new Array(cap + 1).fill(100), cache, 1), /KV cache full/);
+  cache.dispose();
+});
