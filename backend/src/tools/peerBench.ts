@@ -19,7 +19,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { machineName, writeAtomic } from '../bench';
+import { machineName, writeAtomic } from './bench';
 import { PREFILL_SIZES, SUFFIX_TOKENS } from './peerPrompts';
 import { compareSides, goalCounts, PeerReport, SideResult, toMarkdown } from './peerReport';
 

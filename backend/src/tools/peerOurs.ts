@@ -6,10 +6,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { CompleteResult } from '../../../common/protocol';
-import { MIN_FILE_CHARS, SOURCE_DIRS } from '../bench';
+import { MIN_FILE_CHARS, SOURCE_DIRS } from './bench';
 import { Engine } from '../engine/engine';
 import { DEFAULT_MAX_PROMPT_TOKENS } from '../engine/prompt';
-import { pickSamples, sourceFiles } from '../samples';
+import { pickSamples, sourceFiles } from './samples';
 import { engineIds, exactPrompts, Plan, PlanRequest, PREFILL_SIZES, SUFFIX_TOKENS } from './peerPrompts';
 import type { RunTiming, SideResult } from './peerReport';
 
