@@ -108,6 +108,12 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
                          f" / {_fmt(vl.get('typescript'))}) | {_fmt(m.get('fim_exact'), '.1%')} "
                          f"[{_fmt(ci[0], '.1%')}, {_fmt(ci[1], '.1%')}] | {_fmt(m.get('compute_vs_dense'), '.3f')} |")
         lines.append("")
+        sh = r.get("shipped")
+        if kind == "upcycled" and sh:
+            ci = sh["fim_exact_ci95"]
+            lines += [f"The graph in this folder ({sh['graph']}) scores {sh['fim_exact']:.1%} "
+                      f"[{ci[0]:.1%}, {ci[1]:.1%}] on the same {sh['fim_n']:,} FIM cases ({sh['only_shipped_exact']} "
+                      f"right only here, {sh['only_reference_exact']} only in the row above).", ""]
         layers = res.get("upcycled", {}).get("layers")
         if kind == "upcycled" and layers:
             lines += ["Routing per layer (validation tokens): FFN work done (share of up and down projections "

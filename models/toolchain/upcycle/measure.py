@@ -48,6 +48,14 @@ def summarize(report_paths: list[str]) -> tuple[dict, list]:
     return out, exact
 
 
+def fim_exact(report_paths: list[str]) -> tuple[list, list]:
+    """Exact-match flags of one model's FIM cases, pooled over reports, and their seeds."""
+    reps = [json.load(open(p + ".json")) for p in report_paths]
+    name = next(iter(reps[0]["models"]))
+    cases = [json.loads(line) for p in report_paths for line in open(p + ".fim.jsonl")]
+    return [c["completions"][name].strip() == c["middle"].strip() for c in cases], [r["settings"]["seed"] for r in reps]
+
+
 def this_machine() -> str:
     """E.g. "2 cores (AMD EPYC), 24 GiB, onnxruntime CPU EP", from /proc (Linux)."""
     try:
@@ -64,6 +72,8 @@ def main():
                     help="evaluate.py --out path of the dense source (repeatable: FIM cases are pooled)")
     ap.add_argument("--upcycled-report", action="append", required=True,
                     help="evaluate.py --out path of the upcycled model, same runs in the same order")
+    ap.add_argument("--shipped-report", action="append", default=[],
+                    help="evaluate.py --out path of the shipped graph (build.py's folder), same runs in the same order")
     ap.add_argument("--examples", action="store_true", help="also complete the ten fixed examples (backend CLI)")
     ap.add_argument("--machine", default=this_machine(), help="how the reports name the machine (default: read here)")
     args = ap.parse_args()
@@ -80,13 +90,25 @@ def main():
                    "both_exact": sum(d and u for d, u in zip(dense_exact, up_exact))},
         "fim_ratio": up["fim_exact"] / dense["fim_exact"] if dense["fim_exact"] else None,
     })
+    if args.shipped_report:
+        from evaluate import wilson
+        shipped, seeds = fim_exact(args.shipped_report)
+        if seeds != [x["seed"] for x in up["settings"]] or len(shipped) != len(up_exact):
+            sys.exit("the shipped graph's reports are not on the upcycled reports' FIM cases")
+        results["shipped"] = {
+            "graph": "int8 weights, int8 embedding table, output head trimmed to head.json's tokens, in-place KV cache",
+            "fim_exact": sum(shipped) / len(shipped), "fim_exact_ci95": wilson(sum(shipped), len(shipped)),
+            "fim_n": len(shipped),
+            "only_shipped_exact": sum(a and not b for a, b in zip(shipped, up_exact)),
+            "only_reference_exact": sum(b and not a for a, b in zip(shipped, up_exact))}
     s = dense["settings"][0]
     seeds = ", ".join(str(x["seed"]) for x in dense["settings"])
     results["settings_text"] = (
         f"Project validation split (python, javascript, typescript): loss on {s['loss_tokens_per_language']:,} "
         f"tokens per language in windows of {s.get('loss_context')}; {dense['fim_n']} single-line FIM cases "
         f"(seeds {seeds}), prompt + 48 new tokens ≤ {s['fim_context']} tokens, greedy; exact match ignores "
-        f"indentation, 95% Wilson interval. Both models are the int8 ONNX folders as shipped, run with "
+        f"indentation, 95% Wilson interval. Both models are int8 ONNX folders (full output head, fp32 embedding "
+        f"table), run with "
         f"onnxruntime on {args.machine}. Paired on the same cases: {results['paired']['both_exact']} both right, "
         f"{results['paired']['only_dense_exact']} only dense, {results['paired']['only_upcycled_exact']} only upcycled.")
     if args.examples:
