@@ -50,10 +50,16 @@ export function autoCandidates(available = availableProviders()): { candidates: 
   return { candidates, skipped };
 }
 
-/** Session options that keep an idle backend at 0% CPU: no spinning thread pools. */
+/**
+ * Session options that keep an idle backend at 0% CPU (no spinning thread pools) and its memory
+ * small: without the CPU arena, activations go back to the heap after each run instead of staying
+ * reserved at their largest (a 1,024-token prefill of the 0.5B model: RSS 874 instead of 1,139 MB
+ * afterwards, peak 948 instead of 1,091 MB; onnxruntime-node 1.30, measured).
+ */
 export function sessionOptions(provider: ExecutionProvider, threads: number): InferenceSession.SessionOptions {
   return {
     executionProviders: [provider],
+    enableCpuMemArena: false,
     intraOpNumThreads: chooseThreads(threads),
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
