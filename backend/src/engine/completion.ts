@@ -8,6 +8,7 @@ import { banTokens, Generator, GeneratedToken, promptLookup, seededRng } from '.
 import type { LoadedModel } from './loadedModel';
 import { postprocess } from './postprocess';
 import { buildPrompt, defaultBudget } from './prompt';
+import { observePrefill } from './promptBudget';
 import type { JobControl } from './scheduler';
 import { StopRules } from './stops';
 import { computeCost, computeShape, ms, probAndEntropy, summarizeCompute } from './telemetry';
@@ -87,6 +88,7 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
     fromScratch: params.includePromptTokens, allLogits: params.includePromptTokens, shouldStop: () => ctl.stopReason() !== null,
   });
   const t2 = performance.now();
+  if (!prefill.cancelled) observePrefill(m, prefill.processed, t2 - t1);
   const ended = () => {
     const why = ctl.stopReason();
     if (!why) return null;

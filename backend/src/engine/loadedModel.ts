@@ -5,11 +5,11 @@ import { createMeasuredSession } from './calibrate';
 import { KvCache } from './kvCache';
 import { Manifest, ModelFolderEntry, readManifest, verifyFiles } from './modelFolder';
 import { maxPromptTokens } from './prompt';
-import { promptBudget } from './promptBudget';
+import { prefillSpeedKey, promptBudget, PromptBudgetState } from './promptBudget';
 import { ModelSession } from './session';
 import { CodeTokenizer } from './tokenizer';
 
-export interface LoadedModel {
+export interface LoadedModel extends PromptBudgetState {
   name: string;
   dir: string;
   manifest: Manifest;
@@ -17,10 +17,6 @@ export interface LoadedModel {
   session: ModelSession;
   cache: KvCache;
   loadMs: number;
-  /** Most prompt tokens: what prefills in about a second and a half here (promptBudget.ts). */
-  promptTokens: number;
-  /** The measured prefill speed behind it (tokens/s; 0 when VFFN_MAX_PROMPT_TOKENS fixed the budget). */
-  prefillTokensPerSecond: number;
 }
 
 /**
@@ -58,7 +54,9 @@ export async function loadModel(
   const cache = new KvCache(session.kv);
   return {
     name, dir, manifest, tokenizer, session, cache, loadMs: performance.now() - t0,
-    promptTokens: budget.tokens, prefillTokensPerSecond: budget.prefillTokensPerSecond,
+    // Most prompt tokens: what prefills in about a second and a half here (promptBudget.ts).
+    promptTokens: budget.tokens, prefillTokensPerSecond: budget.prefillTokensPerSecond, promptCap: cap,
+    budgetKey: budget.prefillTokensPerSecond > 0 ? prefillSpeedKey(session, manifest, threads) : undefined,
   };
 }
 

@@ -23,6 +23,45 @@ export interface PromptBudgetChoice {
   cached: boolean;
 }
 
+/** What a loaded model carries of its budget (LoadedModel). */
+export interface PromptBudgetState {
+  promptTokens: number;
+  /** 0 when VFFN_MAX_PROMPT_TOKENS fixed the budget: then nothing is learned. */
+  prefillTokensPerSecond: number;
+  promptCap: number;
+  /** The calibration cache entry to update (absent: nothing is written). */
+  budgetKey?: string;
+}
+
+export function prefillSpeedKey(session: ModelSession, manifest: Manifest, threads: number): string {
+  return `prefill-speed|${calibrationKey(manifest, [session.activeProvider], threads)}`;
+}
+
+/**
+ * Learns from a real prefill: when `tokens` (at least a chunk) ran faster than the speed behind the
+ * budget, by more than a tenth, the budget grows to match and the cache is updated. The first
+ * measurement may have shared the cores with other work; the budget should not stay that small.
+ * It only grows, and in steps of 64 tokens, so the prompt's start rarely moves (the KV cache keeps
+ * serving). Returns true when the budget changed.
+ */
+export function observePrefill(m: PromptBudgetState, tokens: number, ms: number, cacheFile = calibrationCacheFile()): boolean {
+  if (m.prefillTokensPerSecond <= 0 || tokens < PREFILL_CHUNK || ms <= 0) return false;
+  const rate = (tokens * 1000) / ms;
+  if (rate <= m.prefillTokensPerSecond * 1.1) return false;
+  m.prefillTokensPerSecond = rate;
+  const before = m.promptTokens;
+  m.promptTokens = budgetFor(rate, m.promptCap);
+  if (m.budgetKey) {
+    try {
+      const all = readJsonObject<object>(cacheFile);
+      writeJsonAtomic(cacheFile, { ...all, [m.budgetKey]: { prefillTokensPerSecond: Math.round(rate), measuredAt: new Date().toISOString() } });
+    } catch {
+      // a cache is only a shortcut
+    }
+  }
+  return m.promptTokens !== before;
+}
+
 /** Tokens that prefill in `targetMs` at the measured speed, in steps of 64, within [MIN_PROMPT_TOKENS, cap]. */
 export function budgetFor(tokensPerSecond: number, cap = DEFAULT_MAX_PROMPT_TOKENS, targetMs = COLD_PROMPT_MS): number {
   if (!(tokensPerSecond > 0)) return Math.min(cap, MIN_PROMPT_TOKENS);
@@ -62,7 +101,7 @@ export async function promptBudget(
   opts: { cacheFile?: string; log?: (m: string) => void } = {},
 ): Promise<PromptBudgetChoice> {
   const file = opts.cacheFile ?? calibrationCacheFile();
-  const key = `prefill-speed|${calibrationKey(manifest, [session.activeProvider], threads)}`;
+  const key = prefillSpeedKey(session, manifest, threads);
   const hit = readJsonObject<{ prefillTokensPerSecond: number }>(file)[key];
   if (hit && hit.prefillTokensPerSecond > 0) {
     return { tokens: budgetFor(hit.prefillTokensPerSecond, cap), prefillTokensPerSecond: hit.prefillTokensPerSecond, cached: true };

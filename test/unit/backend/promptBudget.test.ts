@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { loadModel, LoadedModel, releaseModel } from '../../../backend/src/engine/loadedModel';
-import { budgetFor, COLD_PROMPT_MS, MIN_PROMPT_TOKENS, promptBudget } from '../../../backend/src/engine/promptBudget';
+import { budgetFor, COLD_PROMPT_MS, MIN_PROMPT_TOKENS, observePrefill, promptBudget } from '../../../backend/src/engine/promptBudget';
 import { TINY } from './helpers';
 
 test('budget: what prefills in COLD_PROMPT_MS, in steps of 64, within [MIN_PROMPT_TOKENS, cap]', () => {
@@ -41,4 +41,18 @@ test('measured once, then read from the cache file', async () => {
 
 test('a loaded model carries its budget, never above the context', () => {
   assert.ok(tiny.promptTokens >= 16 && tiny.promptTokens < tiny.manifest.architecture.context_length);
+});
+
+test('a faster real prefill grows the budget (and the cache); slower or short ones change nothing', () => {
+  const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'vffn-budget-')), 'calibration.json');
+  const m = { promptTokens: budgetFor(150, 1024), prefillTokensPerSecond: 150, promptCap: 1024, budgetKey: 'k' };
+  assert.equal(m.promptTokens, MIN_PROMPT_TOKENS);
+  assert.equal(observePrefill(m, 64, 100, file), false);          // shorter than a chunk: not a measurement
+  assert.equal(observePrefill(m, 300, 3000, file), false);        // 100 tok/s: slower, kept
+  assert.equal(observePrefill(m, 600, 2000, file), true);         // 300 tok/s: the budget grows to 448
+  assert.equal(m.promptTokens, 448);
+  assert.equal(JSON.parse(readFileSync(file, 'utf8')).k.prefillTokensPerSecond, 300);
+  assert.equal(observePrefill(m, 600, 1950, file), false);        // within a tenth: no churn
+  const fixed = { promptTokens: 1024, prefillTokensPerSecond: 0, promptCap: 1024 };
+  assert.equal(observePrefill(fixed, 1000, 100, file), false);    // VFFN_MAX_PROMPT_TOKENS: nothing learned
 });
