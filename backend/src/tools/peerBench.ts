@@ -149,6 +149,23 @@ function runChild(what: string, args: string[]): void {
   if (r.status !== 0) throw new PeerError(`${what} failed (${r.error?.message ?? (r.signal ? `signal ${r.signal}` : `exit ${r.status}`)}); see the messages above`);
 }
 
+/** Share of all CPUs' time spent busy over the next `ms` (Linux /proc/stat); null elsewhere. */
+async function cpuBusyPercent(ms: number): Promise<number | null> {
+  const sample = () => {
+    try {
+      const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+      return { idle: f[3] + (f[4] ?? 0), total: f.reduce((a, b) => a + b, 0) };
+    } catch {
+      return null;
+    }
+  };
+  const a = sample();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = sample();
+  if (!a || !b || b.total <= a.total) return null;
+  return Math.round(100 * (1 - (b.idle - a.idle) / (b.total - a.total)));
+}
+
 function gitHead(root: string): string {
   const r = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' });
   return r.status === 0 ? r.stdout.trim() : 'unknown';
@@ -161,8 +178,9 @@ async function main(): Promise<void> {
   const date = new Date().toISOString();
   // The machine is shared: a high load average means other work competed for the cores.
   const loadAverageAtStart = os.loadavg().map((x) => Math.round(x * 100) / 100);
-  const cores = os.availableParallelism?.() ?? os.cpus().length;
-  if (loadAverageAtStart[0] > cores / 4) log(`load average ${loadAverageAtStart.join(' ')} on ${cores} cores: other work is running, the numbers will be noisy`);
+  // The load average lags (it still counts work that just ended): the CPU time used in the last 2 s says what runs now.
+  const cpuBusyAtStart = await cpuBusyPercent(2000);
+  if (cpuBusyAtStart !== null && cpuBusyAtStart > 25) log(`the CPUs were ${cpuBusyAtStart}% busy before the start: other work is running, the numbers will be noisy`);
   const model = path.resolve(root, a.model);
   if (!existsSync(path.join(model, 'manifest.json'))) throw new PeerError(`${a.model} has no manifest.json: build the default model with npm run setup, or pass --model DIR`);
   const lib = ensurePeer();
@@ -187,6 +205,7 @@ async function main(): Promise<void> {
       date,
       machine: machineName(),
       loadAverageAtStart,
+      cpuBusyAtStart,
       command: `npm run bench:peer${argv.length ? ` -- ${argv.join(' ')}` : ''}`,
       settings: { threads: a.threads, samples: a.samples, decodeTokens: a.decodeTokens, prefillRuns: a.prefillRuns, suffixTokens: SUFFIX_TOKENS, gguf },
       prompts: {

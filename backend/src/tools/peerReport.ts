@@ -162,6 +162,8 @@ export interface PeerReport {
   date: string;
   machine: string;
   loadAverageAtStart: number[];
+  /** Percent of all CPUs' time busy in the 2 s before the start (other work on a shared machine). */
+  cpuBusyAtStart: number | null;
   command: string;
   settings: Record<string, unknown>;
   prompts: { prefill: { promptTokens: number; file: string; line: number }[]; completions: number; sampleFiles: string[] };
@@ -186,7 +188,8 @@ export function toMarkdown(r: PeerReport): string {
   const lines = [
     `# Side-by-side: our backend vs llama.cpp, ${r.date}`,
     '',
-    `Machine: ${r.machine}; load average ${r.loadAverageAtStart.join(' ')} at start `
+    `Machine: ${r.machine}; load average ${r.loadAverageAtStart.join(' ')} at start`
+      + `${r.cpuBusyAtStart === null ? '' : `, CPUs ${r.cpuBusyAtStart}% busy in the 2 s before it`} `
       + `(ours ${r.ours.loadAverageAtStart.join(' ')}, llama.cpp ${r.peer.loadAverageAtStart.join(' ')} when each began). `
       + `Each engine ran alone in its own child process, one after the other, ${r.ours.threads} threads each.`,
     '',

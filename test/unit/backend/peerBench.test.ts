@@ -163,12 +163,12 @@ test('compareSides: one row per metric with ours, llama.cpp, the ratio and the g
   assert.deepEqual(goalCounts(rows2), { met: 0, missed: 7, unknown: 0 });
 
   const report: PeerReport = {
-    date: '2026-12-01T00:00:00.000Z', machine: '2× Test CPU', loadAverageAtStart: [0.5, 0.4, 0.3], command: 'npm run bench:peer',
+    date: '2026-12-01T00:00:00.000Z', machine: '2× Test CPU', loadAverageAtStart: [0.5, 0.4, 0.3], cpuBusyAtStart: 3, command: 'npm run bench:peer',
     settings: { prefillRuns: 3 }, prompts: { prefill: [{ promptTokens: 250, file: 'a.ts', line: 3 }, { promptTokens: 1000, file: 'a.ts', line: 3 }], completions: 4, sampleFiles: ['f.ts'] },
     versions: { node: 'v20' }, ours: slow, peer, rows: rows2, goals: goalCounts(rows2),
   };
   const md = toMarkdown(report);
-  assert.match(md, /Machine: 2× Test CPU; load average 0\.5 0\.4 0\.3 at start/);
+  assert.match(md, /Machine: 2× Test CPU; load average 0\.5 0\.4 0\.3 at start, CPUs 3% busy in the 2 s before it/);
   assert.match(md, /\| cold prefill speed, 250 tokens \(tok\/s\) \| 125 \| 250 \| 0\.50× \| ≥ 1\.5× \| \*\*missed\*\* \|/);
   assert.match(md, /\| warm single-line completion \(one more character typed\), p50 \(ms\) \| 250 \| 500 \| 0\.50× \| ≤ 150 ms and ≤ 0\.5× \| \*\*missed\*\* \|/);
   assert.match(md, /Goals: 0 met, 7 missed\./);
