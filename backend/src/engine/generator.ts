@@ -165,7 +165,8 @@ export class Generator {
   /**
    * Picks the next token; then, when greedy and `draft` guesses how the text goes on after it, feeds
    * the pick and the guess in one model run (speculative decoding) and keeps every guessed token that
-   * greedy decoding would have picked anyway, so the output is exactly nextToken's, in fewer runs.
+   * greedy decoding would have picked anyway: nextToken's output in fewer runs (up to floating-point
+   * differences between one-token and several-token runs, which quantized kernels have; docs/SPEED.md).
    * Guessed tokens that are rejected leave the cache again. `maxDraft` bounds the guess.
    */
   async nextTokens(draft?: (generated: readonly number[]) => readonly number[], maxDraft = 0): Promise<GeneratedToken[]> {
