@@ -126,7 +126,8 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
         lines += [f"## {title}", "", body.strip(), ""]
     lines += ["## Limitations", "",
               "- The routing saves FFN compute by accounting; this graph computes every unit and masks, so",
-              "  wall-clock time is the dense model's (kernels that skip units are a separate piece of work).",
+              "  wall-clock time is the dense model's: on the CPU execution provider no graph form that skips",
+              "  units per token beats the int8 kernel that computes them all (docs/SPEED.md).",
               "- The source is an instruct model: after the middle it rarely emits an end token and tends to",
               "  rewrite the suffix; the backend's stop rules cut the completion.",
               "- Depth loops are untrained (ℓ = 1 everywhere); the inspector shows width routing only.", ""]
