@@ -138,7 +138,8 @@ export function machineId(threads: number): string {
 
 /** Cache key: the model's graph files (sha256), the providers measured, the machine. */
 export function calibrationKey(manifest: Manifest, providers: readonly ExecutionProvider[], threads: number): string {
-  const files = [...new Set(providers.map((p) => graphFileFor(manifest, p)))].sort();
+  // The weights' external data file too: a rebuild that changes only the weights is another model.
+  const files = [...new Set([...providers.map((p) => graphFileFor(manifest, p)), ...(manifest.graph.external_data ?? [])])].sort();
   const shas = files.map((f) => manifest.files?.[f]?.sha256 ?? f).join('+');
   return `${shas}|${[...providers].join(',')}|${machineId(threads)}`;
 }
