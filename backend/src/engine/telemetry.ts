@@ -1,5 +1,6 @@
-// Per-token and per-request numbers: probability, entropy, routing, compute, stage timings.
-import type { ComputeSummary, ModelKind, TokenRouting } from '../../../common/protocol';
+// Per-token and per-request numbers: probability, entropy, routing, compute, stage timings; and the
+// per-model request counters behind vffn/stats.
+import type { CompleteResult, ComputeSummary, ModelKind, ModelStats, TokenRouting } from '../../../common/protocol';
 import type { Manifest } from './modelFolder';
 
 export type { ModelKind };
@@ -134,4 +135,60 @@ export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** One model's request counts, its recent latencies and its decode totals. */
+export interface Counters {
+  requests: number;
+  completed: number;
+  cancelled: number;
+  errors: number;
+  latencies: number[];
+  decodeTokens: number;
+  decodeMs: number;
+}
+
+/** Latencies kept per model for the percentiles. */
+const LATENCY_WINDOW = 1000;
+
+/** Counters per model name: what `count` hands out, `record` fills from results, `stats` reports. */
+export class RequestCounters {
+  private readonly counters = new Map<string, Counters>();
+
+  count(name: string): Counters {
+    let c = this.counters.get(name);
+    if (!c) {
+      c = { requests: 0, completed: 0, cancelled: 0, errors: 0, latencies: [], decodeTokens: 0, decodeMs: 0 };
+      this.counters.set(name, c);
+    }
+    return c;
+  }
+
+  /** Counts a finished completion: cancelled, or completed with its latency and decode speed. */
+  record(c: Counters, r: CompleteResult): void {
+    if (r.stopReason === 'cancelled' || r.stopReason === 'superseded') {
+      c.cancelled++;
+      return;
+    }
+    c.completed++;
+    c.latencies.push(r.timings.totalMs);
+    if (c.latencies.length > LATENCY_WINDOW) c.latencies.shift();
+    if (r.timings.generatedTokens > 1) {
+      c.decodeTokens += r.timings.generatedTokens - 1;
+      c.decodeMs += r.timings.decodeMs;
+    }
+  }
+
+  stats(): Record<string, ModelStats> {
+    const perModel: Record<string, ModelStats> = {};
+    for (const [name, c] of this.counters) {
+      const sorted = [...c.latencies].sort((a, b) => a - b);
+      perModel[name] = {
+        requests: c.requests, completed: c.completed, cancelled: c.cancelled, errors: c.errors,
+        latencyP50Ms: percentile(sorted, 50), latencyP95Ms: percentile(sorted, 95),
+        decodeTokensPerSecond: c.decodeMs > 0 ? (c.decodeTokens / c.decodeMs) * 1000 : null,
+      };
+    }
+    return perModel;
+  }
 }
