@@ -54,8 +54,8 @@ SPECIAL_TOKENS = {"eot": "<|endoftext|>", "pad": "<|fim_pad|>", "fim_prefix": "<
 STOP_TOKENS = ["<|endoftext|>", "<|im_end|>", "<|file_sep|>", "<|repo_name|>", "<|fim_pad|>",
                "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"]
 # Files whose change must re-export the graphs (the cards are re-rendered on every run: cheap).
-BUILD_INPUTS = ["model.py", "onnx_graph.py", "export.py", "upcycle/convert.py", "upcycle/build.py",
-                "upcycle/routing.json", "upcycle/head.json"]
+BUILD_INPUTS = ["model.py", "onnx_graph.py", "onnx_builder.py", "onnx_attention.py", "onnx_ffn.py", "export.py",
+                "upcycle/convert.py", "upcycle/build.py", "upcycle/routing.json", "upcycle/head.json"]
 
 
 class BuildError(Exception):

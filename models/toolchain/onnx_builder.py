@@ -1,0 +1,191 @@
+"""
+The op-by-op ONNX builder under onnx_graph.build_graph, and the quantized weight formats.
+
+Inside the graph, batch size is 1 and activations are [T, d]. Every linear layer is a Gemm
+with transB=1 on the PyTorch weight as stored ([out, in]), so no transposed copies are
+written and the tied output head reuses the embedding matrix. int8 and int4 weights are
+MatMulNBits blocks (QWeight); weight reshapes/slices are constant-folded at session creation.
+"""
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+QBLOCK = 32         # quantized weights: MatMulNBits blocks of 32 input features, one fp32 scale each
+WEIGHTS_DTYPES = ("float32", "float16", "int8", "int4", "int4-ffn-in")
+QUANTIZED = ("int8", "int4", "int4-ffn-in")
+
+
+def weight_bits(weights_dtype: str, name: str) -> int:
+    """Bits of a quantized matrix: "int4-ffn-in" keeps int8 everywhere but the FFN's gate/up
+    projection (w_in, over half of the weights), the part least sensitive to 4 bits."""
+    if weights_dtype == "int4-ffn-in":
+        return 4 if name.endswith("ffn.w_in.weight") else 8
+    return 4 if weights_dtype == "int4" else 8
+
+
+class QWeight:
+    """A quantized weight for com.microsoft.MatMulNBits, in PyTorch's [out, in] order:
+    int8: B uint8 [N, K/32, 32], symmetric (zero point 128); int4: B uint8 [N, K/32, 16], two
+    weights a byte (low nibble first), asymmetric with packed 4-bit zero points [N, K/64].
+    Scales fp32 [N, K/32]."""
+
+    def __init__(self, name: str, n: int, k: int, bits: int):
+        self.n, self.k, self.bits = n, k, bits
+        self.q, self.scales = f"{name}.q{bits}", name + ".scales"
+        self.zero_points = name + ".zp" if bits == 4 else None
+
+    def inputs(self, x):
+        return [x, self.q, self.scales] + ([self.zero_points] if self.zero_points else [])
+
+
+def quantize_int8_blocks(w: np.ndarray, rows: int = 4096):
+    """Row chunks of `rows` bound the temporaries (a 150k-row output head would otherwise
+    need several fp32 copies of itself); the result is the same as in one piece."""
+    n, k = w.shape
+    q = np.empty((n, k // QBLOCK, QBLOCK), np.uint8)
+    scales = np.empty((n, k // QBLOCK), np.float32)
+    for r in range(0, n, rows):
+        blocks = w[r:r + rows].reshape(-1, k // QBLOCK, QBLOCK)
+        scale = np.abs(blocks).max(-1) / 127.0
+        scale[scale == 0] = 1.0
+        q[r:r + rows] = np.clip(np.round(blocks / scale[..., None]), -127, 127).astype(np.int16) + 128
+        scales[r:r + rows] = scale
+    return q, scales
+
+
+def quantize_int4_blocks(w: np.ndarray, rows: int = 4096):
+    """Asymmetric 4-bit blocks (min..max onto 0..15, as llama.cpp's Q4_1): a block of
+    same-signed weights keeps all 16 levels. Returns packed weights, scales and packed zero
+    points in MatMulNBits' layout."""
+    n, k = w.shape
+    nb = k // QBLOCK
+    q = np.empty((n, nb, QBLOCK // 2), np.uint8)
+    scales = np.empty((n, nb), np.float32)
+    zps = np.empty((n, (nb + 1) // 2), np.uint8)
+    for r in range(0, n, rows):
+        blocks = w[r:r + rows].reshape(-1, nb, QBLOCK)
+        lo, hi = np.minimum(blocks.min(-1), 0.0), np.maximum(blocks.max(-1), 0.0)   # 0 stays exact
+        scale = (hi - lo) / 15.0
+        scale[scale == 0] = 1.0
+        zp = np.clip(np.round(-lo / scale), 0, 15)
+        v = np.clip(np.round(blocks / scale[..., None]) + zp[..., None], 0, 15).astype(np.uint8)
+        q[r:r + rows] = v[..., 0::2] | (v[..., 1::2] << 4)
+        zp = zp.astype(np.uint8)
+        if nb % 2:
+            zp = np.concatenate([zp, np.zeros((len(zp), 1), np.uint8)], axis=1)
+        zps[r:r + rows] = zp[:, 0::2] | (zp[:, 1::2] << 4)
+        scales[r:r + rows] = scale
+    return q, scales, zps
+
+
+class GraphBuilder:
+    """A tiny op-by-op builder: each call adds one node and returns its output name(s)."""
+
+    def __init__(self, weights_dtype: str, parent: "GraphBuilder" = None):
+        self.nodes = []
+        self.weights_dtype = weights_dtype
+        # A subgraph builder (If branches) shares names, constants and initializers with
+        # the main graph: initializers live in the outer scope, visible to every branch.
+        self.root = parent.root if parent else self
+        if not parent:
+            # Initializers go straight into the ModelProto that build_graph returns (appending
+            # copies each tensor once; the temporary is dropped at once), so a large model is
+            # never held twice, as make_graph + make_model would (each copies every tensor).
+            self.model = onnx.ModelProto()
+            self.inits, self.n, self._consts = self.model.graph.initializer, 0, {}
+
+    def fresh(self, hint: str) -> str:
+        self.root.n += 1
+        return f"{hint}_{self.root.n}"
+
+    def if_(self, cond, then_fn, else_fn, elem_type=TensorProto.FLOAT):
+        """An If node; each branch function gets a sub-builder and returns its output name."""
+        out = self.fresh("if")
+        branches = []
+        for label, fn in (("then", then_fn), ("else", else_fn)):
+            sub = GraphBuilder(self.weights_dtype, parent=self)
+            res = fn(sub)
+            branch_out = sub.op("Identity", [res])
+            branches.append(helper.make_graph(sub.nodes, self.fresh(label), [],
+                                              [helper.make_tensor_value_info(branch_out, elem_type, None)]))
+        self.nodes.append(helper.make_node("If", [cond], [out], name=self.fresh("n_If"),
+                                           then_branch=branches[0], else_branch=branches[1]))
+        return out
+
+    def op(self, op_type: str, inputs, n_out: int = 1, name: str = None, names=None, domain: str = None, **attrs):
+        outs = names or ([name] if name else [self.fresh(op_type.lower()) for _ in range(n_out)])
+        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=self.fresh("n_" + op_type),
+                                           domain=domain, **attrs))
+        return outs[0] if n_out == 1 else outs
+
+    def const(self, value, dtype=np.int64) -> str:
+        arr = np.asarray(value, dtype=dtype)
+        key = (arr.dtype.str, arr.shape, arr.tobytes())
+        consts = self.root._consts
+        if key not in consts:
+            name = self.fresh("c")
+            self.root.inits.append(numpy_helper.from_array(arr, name))
+            consts[key] = name
+        return consts[key]
+
+    def weight(self, name: str, tensor, matmul: bool = False):
+        """A float weight; stored fp16 and Cast to fp32 when weights_dtype is float16
+        (onnxruntime folds the Cast at session creation, so compute stays fp32). With int8 or
+        int4, the weights of large matrix products (matmul=True) become QWeights for
+        MatMulNBits: a quarter (int8) or under a sixth (int4) of fp32's bytes per decode step."""
+        arr = tensor.detach().float().cpu().numpy() if hasattr(tensor, "detach") else np.asarray(tensor, np.float32)
+        if matmul and self.weights_dtype in QUANTIZED and arr.shape[1] % QBLOCK == 0:
+            qw = QWeight(name, *arr.shape, bits=weight_bits(self.weights_dtype, name))
+            if qw.bits == 8:
+                q, scales = quantize_int8_blocks(arr)
+                self.root.inits.extend([numpy_helper.from_array(q, qw.q), numpy_helper.from_array(scales, qw.scales)])
+            else:
+                q, scales, zps = quantize_int4_blocks(arr)
+                self.root.inits.extend([numpy_helper.from_array(q, qw.q), numpy_helper.from_array(scales, qw.scales),
+                                        numpy_helper.from_array(zps.reshape(-1), qw.zero_points)])
+            return qw
+        if self.weights_dtype == "float16":
+            self.root.inits.append(numpy_helper.from_array(arr.astype(np.float16), name + ".fp16"))
+            return self.op("Cast", [name + ".fp16"], to=TensorProto.FLOAT)
+        self.root.inits.append(numpy_helper.from_array(arr, name))
+        return name
+
+    def embedding(self, name: str, tensor, ids):
+        """Gather of token rows. With quantized weights the table is stored as int8 blocks
+        (the int8 layout of QWeight) and only the gathered rows are dequantized: the table is
+        read a row per token, so it costs memory, not bandwidth, and 8 bits keep it exact
+        enough at a quarter of fp32's memory."""
+        if self.weights_dtype not in QUANTIZED:
+            return self.op("Gather", [self.weight(name, tensor), ids], axis=0)
+        arr = tensor.detach().float().cpu().numpy()
+        q, scales = quantize_int8_blocks(arr)
+        self.root.inits.extend([numpy_helper.from_array(q, name + ".q8"), numpy_helper.from_array(scales, name + ".scales")])
+        rows = self.op("Cast", [self.op("Gather", [name + ".q8", ids], axis=0)], to=TensorProto.FLOAT)   # [T, K/32, 32]
+        rows = self.op("Mul", [self.op("Sub", [rows, self.const(128.0, np.float32)]),
+                               self.op("Unsqueeze", [self.op("Gather", [name + ".scales", ids], axis=0), self.const([2])])])
+        return self.op("Reshape", [rows, self.const([0, arr.shape[1]])])
+
+    # Small composite helpers ------------------------------------------------------------
+    def linear(self, x, w):
+        if isinstance(w, QWeight):
+            return self.op("MatMulNBits", w.inputs(x), domain="com.microsoft", K=w.k, N=w.n, bits=w.bits,
+                           block_size=QBLOCK, accuracy_level=4)
+        return self.op("Gemm", [x, w], transB=1)
+
+    def rmsnorm(self, x, w, eps):
+        # The exact pattern onnxruntime fuses into one SimplifiedLayerNormalization kernel.
+        ms = self.op("ReduceMean", [self.op("Pow", [x, self.const(2.0, np.float32)])], axes=[-1], keepdims=1)
+        rms = self.op("Sqrt", [self.op("Add", [ms, self.const(eps, np.float32)])])
+        return self.op("Mul", [self.op("Div", [x, rms]), w])
+
+    def swiglu_hidden(self, x, w_in, d_ff):
+        gate, up = self.op("Split", [self.linear(x, w_in), self.const([d_ff, d_ff])], n_out=2, axis=1)
+        return self.op("Mul", [self.op("Mul", [gate, self.op("Sigmoid", [gate])]), up])
+
+    def rows_where(self, cond):
+        """[n, 1] int64 row indices where the vector cond is nonzero (GatherND/ScatterND form)."""
+        return self.op("Transpose", [self.op("NonZero", [cond])], perm=[1, 0])
+
+    def count(self, cond):
+        """Scalar int64: how many entries of the bool vector cond are true."""
+        return self.op("ReduceSum", [self.op("Cast", [cond], to=TensorProto.INT64)], keepdims=0)
