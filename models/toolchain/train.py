@@ -71,32 +71,15 @@ def train(model_cfg, cfg, overrides: dict, env: dict, cli_keys: set = frozenset(
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-    # Model config: a resumed run keeps its own; a new one takes vocab_size from meta.json.
-    ckpt = None
-    if cfg.init_from == "resume":
-        ckpt = load_training_checkpoint(cfg.out_dir, with_optimizer=True)
-        model_cfg = ckpt["model_config"]
-    elif cfg.init_from != "scratch":
-        raise ConfigError(f"init_from={cfg.init_from!r}: expected 'scratch' or 'resume'")
-    data_meta = read_meta(cfg.data_dir)
-    if ckpt is None and "vocab_size" not in overrides and "vocab_size" in data_meta:
-        model_cfg = replace(model_cfg, vocab_size=int(data_meta["vocab_size"]))
+    model_cfg, ckpt, data_meta = resolve_model_config(model_cfg, cfg, overrides)
     train_tokens = open_tokens(os.path.join(cfg.data_dir, "train.bin"), model_cfg.vocab_size)
     val_tokens = open_tokens(os.path.join(cfg.data_dir, "val.bin"), model_cfg.vocab_size)
 
     torch.manual_seed(cfg.seed)
     raw_model = VersatileLM(model_cfg).to(device)
     optimizer = make_optimizer(raw_model, cfg, cuda)
-    step, tokens_seen = 0, 0
-    max_steps, gumbel_decay = cfg.max_steps, schedule_decay(cfg, cfg.max_steps)
-    if ckpt is not None:
-        raw_model.load_state_dict(ckpt["state_dict"])
-        optimizer.load_state_dict(ckpt["optim_state"]["optimizer"])
-        meta = ckpt["meta"]
-        step, tokens_seen = meta["step"], meta["tokens"]
-        if "max_steps" not in cli_keys:
-            max_steps, gumbel_decay = meta["schedule"]["max_steps"], meta["schedule"]["gumbel_decay"]
-        del ckpt
+    step, tokens_seen, max_steps, gumbel_decay = restore_state(raw_model, optimizer, ckpt, cfg, cli_keys)
+    del ckpt
     model = torch.compile(raw_model) if cfg.compile else raw_model
     eval_model = model
     if env["ddp"]:
@@ -111,10 +94,7 @@ def train(model_cfg, cfg, overrides: dict, env: dict, cli_keys: set = frozenset(
               f"{model_cfg.ffn_kind} model, {raw_model.num_params():,} parameters, {tokens_per_step:,} tokens/step, "
               f"{len(train_tokens):,} train tokens, device {device}, world {world}")
 
-    val_batches = [to_device(*get_batch(val_tokens, seed=cfg.seed, stream=VAL_STREAM, rank=0, step=i, micro=0,
-                                        batch_size=cfg.batch_size, context_length=model_cfg.context_length,
-                                        fim_rate=cfg.fim_rate, spm_rate=cfg.spm_rate), device)
-                   for i in range(cfg.eval_iters)] if master and cfg.eval_interval > 0 else []
+    val_batches = validation_batches(val_tokens, cfg, model_cfg, device) if master and cfg.eval_interval > 0 else []
 
     def make_batch(s, micro):
         return get_batch(train_tokens, seed=cfg.seed, stream=TRAIN_STREAM, rank=rank, step=s, micro=micro,
@@ -127,7 +107,7 @@ def train(model_cfg, cfg, overrides: dict, env: dict, cli_keys: set = frozenset(
     eval_seconds: list[float] = []
     last_eval = {"step": None}
     timed = {"steps": 0, "seconds": 0.0}
-    interval = {"t": time.time(), "steps": 0, "loss": torch.zeros((), device=device), "data": 0.0}
+    interval = new_interval(device)
     # Fit max_steps to the time budget, except when resuming a schedule already fitted.
     planned = cfg.time_budget_s <= 0 or (start_step > 0 and not {"max_steps", "time_budget_s"} & cli_keys)
     stop_reason = "max_steps"
@@ -144,16 +124,8 @@ def train(model_cfg, cfg, overrides: dict, env: dict, cli_keys: set = frozenset(
 
     def write_checkpoint():
         t0 = time.time()
-        meta = {"model_config": model_cfg.to_dict(), "train_config": asdict(cfg), "step": step,
-                "tokens": tokens_seen, "schedule": {"max_steps": max_steps, "gumbel_decay": gumbel_decay},
-                "gumbel_tau": tau_at(step), "metrics": {"val_loss": last_eval.get("val_loss"),
-                                                        "val_loss_step": last_eval.get("step")},
-                "routing": last_eval.get("routing"),
-                "training": {"hardware": hardware_name(device), "world_size": world, "tokens": tokens_seen,
-                             "steps": step, "tokens_per_step": tokens_per_step, "torch": torch.__version__,
-                             "data_dir": cfg.data_dir, "corpus": data_meta.get("corpus", data_meta.get("name")),
-                             "tokens_per_s": tokens_per_second(timed, tokens_per_step),
-                             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
+        meta = checkpoint_meta(model_cfg, cfg, step, tokens_seen, max_steps, gumbel_decay, tau_at(step), last_eval,
+                               device, world, tokens_per_step, data_meta, timed)
         optim_state = {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
                        "cuda_rng": torch.cuda.get_rng_state_all() if cuda else None}
         save_checkpoint(cfg.out_dir, raw_model, meta, optim_state)
@@ -162,6 +134,9 @@ def train(model_cfg, cfg, overrides: dict, env: dict, cli_keys: set = frozenset(
 
     def tau_at(s):
         return gumbel_tau(s, cfg.gumbel_tau_start, cfg.gumbel_tau_end, gumbel_decay)
+
+    def next_batch(s, micro):
+        return prefetcher.get(s, micro) if prefetcher else make_batch(s, micro)
 
     try:
         while True:
@@ -175,47 +150,14 @@ def train(model_cfg, cfg, overrides: dict, env: dict, cli_keys: set = frozenset(
             if step >= max_steps:
                 break
 
-            # One optimizer step. The RNG is re-seeded from the step so Gumbel noise is a
-            # function of (seed, rank, step): resuming reproduces a straight run exactly.
             t_step = time.time()
-            torch.manual_seed(int(np.random.SeedSequence([cfg.seed, 2, rank, step]).generate_state(1)[0]))
             lr = lr_at(step, cfg, max_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            tau = torch.tensor(tau_at(step), device=device)
-            for micro in range(cfg.grad_accum):
-                t_data = time.time()
-                batch = prefetcher.get(step, micro) if prefetcher else make_batch(step, micro)
-                x, y = to_device(*batch, device)
-                interval["data"] += time.time() - t_data
-                sync = (not env["ddp"]) or micro == cfg.grad_accum - 1
-                with (contextlib.nullcontext() if sync else model.no_sync()), autocast:
-                    _, loss, aux = model(x, y, tau)
-                    total = loss + cfg.balance_coef * aux["balance_loss"]
-                    if cfg.loop_balance_coef > 0:
-                        total = total + cfg.loop_balance_coef * loop_balance_loss(aux["routing"])
-                    total = total / cfg.grad_accum
-                total.backward()
-                interval["loss"] += loss.detach() / cfg.grad_accum
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            aux = optimizer_step(model, raw_model, optimizer, cfg, env, step, lr, tau_at(step), next_batch,
+                                 autocast, interval)
             step += 1
             tokens_seen += tokens_per_step
             interval["steps"] += 1
-
-            if step - start_step > cfg.warmup_untimed_steps:
-                if cuda and timed["steps"] == 0:
-                    torch.cuda.synchronize()
-                timed["steps"] += 1
-                timed["seconds"] += time.time() - t_step
-            elif step - start_step == cfg.warmup_untimed_steps:
-                if cuda:
-                    torch.cuda.synchronize()
-                interval.update(t=time.time(), steps=0, data=0.0, loss=torch.zeros((), device=device))
-                log.write({"event": "warmup_done", "step": step, "elapsed_s": round(time.time() - t_start, 2)},
-                          f"step {step}: warm-up (compilation) done after {time.time() - t_start:.1f}s")
+            account_step_time(cfg, step - start_step, step, t_step, t_start, timed, interval, cuda, device, log)
 
             if not planned and timed["steps"] >= cfg.plan_after_steps:
                 if cuda:
@@ -234,20 +176,9 @@ def train(model_cfg, cfg, overrides: dict, env: dict, cli_keys: set = frozenset(
                 break
 
             if step % cfg.log_interval == 0 or step == max_steps:
-                loss_value = interval["loss"].item() / max(1, interval["steps"])
-                last_train_loss = loss_value
-                dt = time.time() - interval["t"]
-                tok_s = interval["steps"] * tokens_per_step / dt if dt > 0 else 0.0
-                rec = {"event": "train", "step": step, "tokens": tokens_seen, "loss": loss_value, "lr": lr,
-                       "tau": tau_at(step - 1), "balance_loss": float(aux["balance_loss"].detach()),
-                       "tok_s": round(tok_s), "data_ms_per_step": round(1000 * interval["data"] / max(1, interval["steps"]), 2),
-                       "step_ms": round(1000 * dt / max(1, interval["steps"]), 2)}
-                stats = routing_stats(aux["routing"], model_cfg.n_experts) if master else None
-                if stats:
-                    rec["routing"] = stats
-                log.write(rec, f"step {step}/{max_steps}: loss {loss_value:.4f}, lr {lr:.2e}, tau {rec['tau']:.3f}, "
-                               f"{tok_s:,.0f} tok/s, data wait {rec['data_ms_per_step']} ms/step" + format_routing(stats))
-                interval.update(t=time.time(), steps=0, data=0.0, loss=torch.zeros((), device=device))
+                last_train_loss = log_train_interval(log, interval, step, max_steps, tokens_seen, tokens_per_step, lr,
+                                                     tau_at(step - 1), aux, model_cfg.n_experts if master else None,
+                                                     device)
 
     finally:
         if prefetcher:
@@ -266,6 +197,131 @@ def train(model_cfg, cfg, overrides: dict, env: dict, cli_keys: set = frozenset(
               f"{summary['tokens_per_s']:,.0f} tok/s (timed steps, data loading included), "
               f"wall {summary['wall_s']}s, stop: {stop_reason}")
     return summary
+
+
+def resolve_model_config(model_cfg, cfg, overrides: dict):
+    """(model config, training checkpoint or None, data meta.json): a resumed run keeps its
+    checkpoint's model config; a new one takes vocab_size from meta.json unless overridden."""
+    ckpt = None
+    if cfg.init_from == "resume":
+        ckpt = load_training_checkpoint(cfg.out_dir, with_optimizer=True)
+        model_cfg = ckpt["model_config"]
+    elif cfg.init_from != "scratch":
+        raise ConfigError(f"init_from={cfg.init_from!r}: expected 'scratch' or 'resume'")
+    data_meta = read_meta(cfg.data_dir)
+    if ckpt is None and "vocab_size" not in overrides and "vocab_size" in data_meta:
+        model_cfg = replace(model_cfg, vocab_size=int(data_meta["vocab_size"]))
+    return model_cfg, ckpt, data_meta
+
+
+def restore_state(raw_model, optimizer, ckpt, cfg, cli_keys) -> tuple[int, int, int, float]:
+    """(step, tokens seen, max_steps, Gumbel decay): a fresh run's, or the checkpoint's after
+    loading its weights and optimizer state (its schedule unless --max_steps is given)."""
+    step, tokens_seen = 0, 0
+    max_steps, gumbel_decay = cfg.max_steps, schedule_decay(cfg, cfg.max_steps)
+    if ckpt is not None:
+        raw_model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optim_state"]["optimizer"])
+        meta = ckpt["meta"]
+        step, tokens_seen = meta["step"], meta["tokens"]
+        if "max_steps" not in cli_keys:
+            max_steps, gumbel_decay = meta["schedule"]["max_steps"], meta["schedule"]["gumbel_decay"]
+    return step, tokens_seen, max_steps, gumbel_decay
+
+
+def validation_batches(val_tokens, cfg, model_cfg, device) -> list:
+    """The fixed validation batches (eval_iters of them, on the device), the same for every eval."""
+    return [to_device(*get_batch(val_tokens, seed=cfg.seed, stream=VAL_STREAM, rank=0, step=i, micro=0,
+                                 batch_size=cfg.batch_size, context_length=model_cfg.context_length,
+                                 fim_rate=cfg.fim_rate, spm_rate=cfg.spm_rate), device)
+            for i in range(cfg.eval_iters)]
+
+
+def new_interval(device) -> dict:
+    """What the train log line averages over: since when, steps, summed loss, data wait (s)."""
+    return {"t": time.time(), "steps": 0, "loss": torch.zeros((), device=device), "data": 0.0}
+
+
+def optimizer_step(model, raw_model, optimizer, cfg, env, step: int, lr: float, tau: float, next_batch, autocast,
+                   interval: dict) -> dict:
+    """One optimizer step over grad_accum micro-batches; adds the loss and the data wait to
+    `interval` and returns the last micro-batch's aux (balance loss, routing). The RNG is
+    re-seeded from the step so Gumbel noise is a function of (seed, rank, step): resuming
+    reproduces a straight run exactly."""
+    torch.manual_seed(int(np.random.SeedSequence([cfg.seed, 2, env["rank"], step]).generate_state(1)[0]))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    tau = torch.tensor(tau, device=env["device"])
+    for micro in range(cfg.grad_accum):
+        t_data = time.time()
+        x, y = to_device(*next_batch(step, micro), env["device"])
+        interval["data"] += time.time() - t_data
+        sync = (not env["ddp"]) or micro == cfg.grad_accum - 1
+        with (contextlib.nullcontext() if sync else model.no_sync()), autocast:
+            _, loss, aux = model(x, y, tau)
+            total = loss + cfg.balance_coef * aux["balance_loss"]
+            if cfg.loop_balance_coef > 0:
+                total = total + cfg.loop_balance_coef * loop_balance_loss(aux["routing"])
+            total = total / cfg.grad_accum
+        total.backward()
+        interval["loss"] += loss.detach() / cfg.grad_accum
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return aux
+
+
+def account_step_time(cfg, steps_run: int, step: int, t_step: float, t_start: float, timed: dict, interval: dict,
+                      cuda: bool, device, log) -> None:
+    """Adds a step's time to `timed` once the first warmup_untimed_steps (compilation) are over;
+    at the end of those, restarts the log interval and logs warmup_done."""
+    if steps_run > cfg.warmup_untimed_steps:
+        if cuda and timed["steps"] == 0:
+            torch.cuda.synchronize()
+        timed["steps"] += 1
+        timed["seconds"] += time.time() - t_step
+    elif steps_run == cfg.warmup_untimed_steps:
+        if cuda:
+            torch.cuda.synchronize()
+        interval.update(new_interval(device))
+        log.write({"event": "warmup_done", "step": step, "elapsed_s": round(time.time() - t_start, 2)},
+                  f"step {step}: warm-up (compilation) done after {time.time() - t_start:.1f}s")
+
+
+def log_train_interval(log, interval: dict, step: int, max_steps: int, tokens_seen: int, tokens_per_step: int,
+                       lr: float, tau: float, aux: dict, n_experts, device) -> float:
+    """Logs the interval's mean loss, speed and data wait (and routing statistics when
+    n_experts is given: rank 0), restarts the interval and returns the mean loss."""
+    loss_value = interval["loss"].item() / max(1, interval["steps"])
+    dt = time.time() - interval["t"]
+    tok_s = interval["steps"] * tokens_per_step / dt if dt > 0 else 0.0
+    rec = {"event": "train", "step": step, "tokens": tokens_seen, "loss": loss_value, "lr": lr,
+           "tau": tau, "balance_loss": float(aux["balance_loss"].detach()),
+           "tok_s": round(tok_s), "data_ms_per_step": round(1000 * interval["data"] / max(1, interval["steps"]), 2),
+           "step_ms": round(1000 * dt / max(1, interval["steps"]), 2)}
+    stats = routing_stats(aux["routing"], n_experts) if n_experts is not None else None
+    if stats:
+        rec["routing"] = stats
+    log.write(rec, f"step {step}/{max_steps}: loss {loss_value:.4f}, lr {lr:.2e}, tau {rec['tau']:.3f}, "
+                   f"{tok_s:,.0f} tok/s, data wait {rec['data_ms_per_step']} ms/step" + format_routing(stats))
+    interval.update(new_interval(device))
+    return loss_value
+
+
+def checkpoint_meta(model_cfg, cfg, step: int, tokens_seen: int, max_steps: int, gumbel_decay: float, tau: float,
+                    last_eval: dict, device, world: int, tokens_per_step: int, data_meta: dict, timed: dict) -> dict:
+    """The checkpoint's ckpt.json: configs, position and schedule, last eval, and how it was trained."""
+    return {"model_config": model_cfg.to_dict(), "train_config": asdict(cfg), "step": step,
+            "tokens": tokens_seen, "schedule": {"max_steps": max_steps, "gumbel_decay": gumbel_decay},
+            "gumbel_tau": tau, "metrics": {"val_loss": last_eval.get("val_loss"),
+                                           "val_loss_step": last_eval.get("step")},
+            "routing": last_eval.get("routing"),
+            "training": {"hardware": hardware_name(device), "world_size": world, "tokens": tokens_seen,
+                         "steps": step, "tokens_per_step": tokens_per_step, "torch": torch.__version__,
+                         "data_dir": cfg.data_dir, "corpus": data_meta.get("corpus", data_meta.get("name")),
+                         "tokens_per_s": tokens_per_second(timed, tokens_per_step),
+                         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
 
 
 def loop_balance_loss(routing):
