@@ -148,10 +148,13 @@ export function readCalibrationCache(file: string): Record<string, CacheEntry> {
   return readJsonObject<CacheEntry>(file); // missing or corrupt: measure again
 }
 
-/** Adds one entry; writes a temp file then renames (never half-written). Failures are not fatal. */
-export function writeCalibrationCache(file: string, key: string, entry: CacheEntry, log?: (m: string) => void): void {
+/**
+ * Adds one entry (a provider choice, or promptBudget.ts's prefill speed); writes a temp file then
+ * renames (never half-written). Failures are not fatal.
+ */
+export function writeCalibrationCache(file: string, key: string, entry: object, log?: (m: string) => void): void {
   try {
-    const all = readCalibrationCache(file);
+    const all = readJsonObject<object>(file);
     all[key] = entry;
     writeJsonAtomic(file, all);
   } catch (e) {

@@ -2,12 +2,12 @@
 // file (nothing in the KV cache) should cost about COLD_PROMPT_MS before the first token, whatever the
 // model and the CPU. Measured once per model file, machine and thread count, then cached.
 import type { Manifest } from './modelFolder';
-import { calibrationCacheFile, calibrationKey, timingIds } from './calibrate';
+import { calibrationCacheFile, calibrationKey, timingIds, writeCalibrationCache } from './calibrate';
 import { PREFILL_CHUNK } from './generator';
 import { KvCache } from './kvCache';
 import { DEFAULT_MAX_PROMPT_TOKENS } from './prompt';
 import type { ModelSession } from './session';
-import { readJsonObject, writeJsonAtomic } from './userCache';
+import { readJsonObject } from './userCache';
 
 /** What a cold completion may spend reading its prompt. */
 export const COLD_PROMPT_MS = 1_500;
@@ -51,14 +51,7 @@ export function observePrefill(m: PromptBudgetState, tokens: number, ms: number,
   m.prefillTokensPerSecond = rate;
   const before = m.promptTokens;
   m.promptTokens = budgetFor(rate, m.promptCap);
-  if (m.budgetKey) {
-    try {
-      const all = readJsonObject<object>(cacheFile);
-      writeJsonAtomic(cacheFile, { ...all, [m.budgetKey]: { prefillTokensPerSecond: Math.round(rate), measuredAt: new Date().toISOString() } });
-    } catch {
-      // a cache is only a shortcut
-    }
-  }
+  if (m.budgetKey) savePrefillSpeed(cacheFile, m.budgetKey, rate);
   return m.promptTokens !== before;
 }
 
@@ -107,11 +100,10 @@ export async function promptBudget(
     return { tokens: budgetFor(hit.prefillTokensPerSecond, cap), prefillTokensPerSecond: hit.prefillTokensPerSecond, cached: true };
   }
   const rate = await measurePrefillSpeed(session, manifest);
-  try {
-    const all = readJsonObject<object>(file);
-    writeJsonAtomic(file, { ...all, [key]: { prefillTokensPerSecond: Math.round(rate), measuredAt: new Date().toISOString() } });
-  } catch (e) {
-    opts.log?.(`prefill speed not cached in ${file}: ${(e as Error).message}`);
-  }
+  savePrefillSpeed(file, key, rate, opts.log);
   return { tokens: budgetFor(rate, cap), prefillTokensPerSecond: rate, cached: false };
+}
+
+function savePrefillSpeed(file: string, key: string, rate: number, log?: (m: string) => void): void {
+  writeCalibrationCache(file, key, { prefillTokensPerSecond: Math.round(rate), measuredAt: new Date().toISOString() }, log);
 }
