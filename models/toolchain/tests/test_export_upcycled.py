@@ -88,6 +88,17 @@ def run_ort(folder):
     return np.concatenate([s["logits"][0] for s in steps]), steps
 
 
+def against_fp32(quantized, fp32, label):
+    """A quantized folder's logits against the fp32 export's: (max |diff| / max |logit|, share of
+    positions with the same top-1, the quantized run's steps)."""
+    a, _ = run_ort(fp32)
+    b, steps = run_ort(quantized)
+    rel = float(np.abs(a - b).max() / np.abs(a).max())
+    same_top1 = float((a.argmax(-1) == b.argmax(-1)).mean())
+    print(f"\n[{label}] max |diff| / max |logit| {rel:.3f}, same top-1 {same_top1:.0%}")
+    return rel, same_top1, steps
+
+
 def routing_of(steps, key):
     return np.concatenate([s[key] for s in steps], axis=1)   # [L, S]
 
@@ -193,11 +204,7 @@ def test_upcycled_int8(tmp_path, tok, thresholded):
     ops = [n.op_type for n in onnx.load(str(tmp_path / "q8" / "model.onnx")).graph.node]
     # per layer qkv, proj, w_in, w_out; 3 loops x (w_in, w_out) in layer 0; the untied head
     assert ops.count("MatMulNBits") == 2 * 4 + 3 * 2 + 1 and "Gemm" in ops and "If" not in ops
-    a, _ = run_ort(tmp_path / "f32")
-    b, steps = run_ort(tmp_path / "q8")
-    rel = float(np.abs(a - b).max() / np.abs(a).max())
-    same_top1 = float((a.argmax(-1) == b.argmax(-1)).mean())
-    print(f"\n[upcycled int8] max |diff| / max |logit| {rel:.3f}, same top-1 {same_top1:.0%}")
+    rel, same_top1, steps = against_fp32(tmp_path / "q8", tmp_path / "f32", "upcycled int8")
     assert rel < 0.05 and same_top1 >= 0.8
     assert np.isfinite(routing_of(steps, "route_ffn_share")).all()
 
@@ -214,11 +221,7 @@ def test_upcycled_int4(tmp_path, tok, thresholded):
     assert len(nbits) == 2 * 4 + 3 * 2 + 1 and all(len(n.input) == 4 for n in nbits)   # with zero points
     assert {a.i for n in nbits for a in n.attribute if a.name == "bits"} == {4}
     assert {i.name for i in graph.initializer} >= {"tok_emb.weight.q8", "tok_emb.weight.scales"}
-    a, _ = run_ort(tmp_path / "f32")
-    b, steps = run_ort(tmp_path / "q4")
-    rel = float(np.abs(a - b).max() / np.abs(a).max())
-    same_top1 = float((a.argmax(-1) == b.argmax(-1)).mean())
-    print(f"\n[upcycled int4] max |diff| / max |logit| {rel:.3f}, same top-1 {same_top1:.0%}")
+    rel, same_top1, steps = against_fp32(tmp_path / "q4", tmp_path / "f32", "upcycled int4")
     assert rel < 0.15 and same_top1 >= 0.7
     assert np.isfinite(routing_of(steps, "route_ffn_share")).all()
 
