@@ -31,7 +31,7 @@ from routing_file import RoutingFileError, load_routing  # noqa: E402
 import card  # noqa: E402
 from convert import ConvertError, load_converted, write_converted  # noqa: E402
 from export import ExportError, export_model  # noqa: E402
-from head import HEAD_FILE, HeadFileError, load_head  # noqa: E402
+from head import HEAD_FILE, HeadFileError, read_head  # noqa: E402
 from source import GGUF_SHA256, SourceError, default_cache, fetch_gguf  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(TOOLCHAIN, "..", ".."))
@@ -84,7 +84,7 @@ def convert_step(gguf: str, cache: str, log) -> str:
     return out
 
 
-def export_step(conv: str, kind: str, routing: dict, cache: str, key: str, log) -> str:
+def export_step(conv: str, kind: str, routing: dict, head: tuple, cache: str, key: str, log) -> str:
     """A complete model folder in the cache: <cache>/models/<key>/<name>."""
     name = VFFN_NAME if kind == "upcycled" else DENSE_NAME
     out = os.path.join(cache, "models", key, name)
@@ -106,7 +106,6 @@ def export_step(conv: str, kind: str, routing: dict, cache: str, key: str, log) 
     special_ids = {k: tok.token_to_id(v) for k, v in SPECIAL_TOKENS.items()}
     results = _results()
     info = card.model_info(kind, routing, results)
-    head_doc = json.load(open(HEAD_FILE))
     staging = out + ".staging"
     shutil.rmtree(staging, ignore_errors=True)
     with torch.no_grad():
@@ -115,7 +114,7 @@ def export_step(conv: str, kind: str, routing: dict, cache: str, key: str, log) 
                      tokenizer_config=os.path.join(conv, "tokenizer_config.json"), weights_dtype=WEIGHTS_DTYPE,
                      special_tokens=SPECIAL_TOKENS, special_ids=special_ids,
                      stop_ids=[tok.token_to_id(t) for t in STOP_TOKENS], training=info["training"],
-                     head_ids=load_head(HEAD_FILE, cfg.vocab_size), head_rule=head_doc["rule"],
+                     head_ids=head[0], head_rule=head[1],
                      # Weights in model.onnx.data: onnxruntime then reads them straight into their
                      # tensors instead of parsing a 420 MB protobuf first, whose freed pages the heap
                      # keeps: ~235 MB less RSS in the backend (measured, onnxruntime-node 1.30).
@@ -188,7 +187,7 @@ def build(cache: str = None, models_dir: str = None, force: bool = False, log=pr
     models_dir = models_dir or os.path.join(REPO, "models")
     t0 = time.time()
     routing_doc = load_routing(ROUTING, 24, 4864)
-    load_head(HEAD_FILE, 151936)   # refuse a damaged head file before minutes of work
+    head = read_head(HEAD_FILE, 151936)   # refused here if damaged, before minutes of work
     gguf = fetch_gguf(cache, log)
     conv = convert_step(gguf, cache, log)
     out = {}
@@ -198,7 +197,7 @@ def build(cache: str = None, models_dir: str = None, force: bool = False, log=pr
         key = hashlib.sha256(f"{GGUF_SHA256}:{WEIGHTS_DTYPE}:{CONTEXT}:{kind}:{_sha_files(inputs)}".encode()).hexdigest()[:16]
         if force:
             shutil.rmtree(os.path.join(cache, "models", key), ignore_errors=True)
-        folder = export_step(conv, kind, routing_doc, cache, key, log)
+        folder = export_step(conv, kind, routing_doc, head, cache, key, log)
         if card.finish_folder(folder, kind, routing_doc, _results(), LICENSE):
             log(f"card: {os.path.basename(folder)}/README.md updated from results.json")
         link(folder, models_dir, os.path.basename(folder))

@@ -87,6 +87,11 @@ def write_head(path: str, ids: np.ndarray, vocab_size: int, corpus_info: dict):
 
 def load_head(path: str = HEAD_FILE, vocab_size: int = None) -> np.ndarray:
     """The kept ids, sorted; refuses a file of another version, vocabulary or checksum."""
+    return read_head(path, vocab_size)[0]
+
+
+def read_head(path: str = HEAD_FILE, vocab_size: int = None) -> tuple[np.ndarray, str]:
+    """load_head's ids and the rule that chose them (the manifest records it)."""
     try:
         doc = json.load(open(path, encoding="utf-8"))
         bits = np.unpackbits(np.frombuffer(zlib.decompress(base64.b64decode(doc["bitmap_zlib_b64"])), np.uint8))
@@ -99,7 +104,7 @@ def load_head(path: str = HEAD_FILE, vocab_size: int = None) -> np.ndarray:
     ids = np.flatnonzero(bits[:doc["vocab_size"]])
     if len(ids) != doc.get("tokens") or ids_sha256(ids) != doc.get("ids_sha256"):
         raise HeadFileError(f"{path}: checksum mismatch (the token list was edited or damaged)")
-    return ids
+    return ids, doc.get("rule", "")
 
 
 def check_reports(reports: list[str], tokenizer_json: str, ids: np.ndarray) -> dict:
