@@ -28,11 +28,7 @@ export class ModelSession {
   /** Most new tokens per graph run (0: no limit); see webgpuMaxChunk. */
   readonly maxChunk: number;
 
-  /** Every graph output (a shared-cache run names them all, binding the presents). */
-  private readonly outputs: readonly string[];
-
   private constructor(private readonly session: InferenceSession, manifest: Manifest, readonly provider: ProviderStatus) {
-    this.outputs = session.outputNames;
     const a = manifest.architecture;
     const g = manifest.graph;
     this.maxChunk = provider.active === 'webgpu' && g.attention !== 'plain' ? webgpuMaxChunk() : 0;
@@ -127,7 +123,7 @@ export class ModelSession {
       feeds[n.pastLength!] = new Tensor('int64', BigInt64Array.from([BigInt(cache.length)]), [1]);
       // Each present is bound to its past buffer: GroupQueryAttention appends in place, nothing is copied.
       const fetches: Record<string, Tensor | null> = {};
-      for (const name of this.outputs) fetches[name] = null;
+      for (const name of this.session.outputNames) fetches[name] = null;   // every output, the presents bound below
       for (let i = 0; i < this.kv.nLayer; i++) {
         fetches[n.presentKey[i]] = cache.key(i);
         fetches[n.presentValue[i]] = cache.value(i);
