@@ -179,7 +179,7 @@ export class Generator {
     const r = await this.session.step([first.id, ...guess], this.cache, guess.length + 1);
     const stepMs = performance.now() - first.pickedAt;
     const row = (i: number) => r.logits.subarray(i * r.vocab, (i + 1) * r.vocab);
-    const out: GeneratedToken[] = [{ ...first, routing: r.routing[0], stepMs }];
+    const out: GeneratedToken[] = [{ ...first, routing: r.routing[0], stepMs: 0 }];
     let accepted = 0;
     while (accepted < guess.length) {
       const next = this.pick(row(accepted), guess[accepted]);
