@@ -28,10 +28,8 @@ def summarize(report_paths: list[str]) -> tuple[dict, list]:
     from evaluate import wilson
     reps = [json.load(open(p + ".json")) for p in report_paths]
     entries = [next(iter(r["models"].items())) for r in reps]
-    name = entries[0][0]
     m = next(e for _, e in entries if e.get("val_loss"))
-    cases = [json.loads(line) for p in report_paths for line in open(p + ".fim.jsonl")]
-    exact = [c["completions"][name].strip() == c["middle"].strip() for c in cases]
+    cases, exact, _ = fim_exact(report_paths)
     by_lang = {}
     for lang in ("python", "javascript", "typescript"):
         sel = [e for e, c in zip(exact, cases) if c["language"] == lang]
@@ -48,12 +46,14 @@ def summarize(report_paths: list[str]) -> tuple[dict, list]:
     return out, exact
 
 
-def fim_exact(report_paths: list[str]) -> tuple[list, list]:
-    """Exact-match flags of one model's FIM cases, pooled over reports, and their seeds."""
+def fim_exact(report_paths: list[str]) -> tuple[list, list, list]:
+    """One model's FIM cases pooled over reports, their exact-match flags (indentation ignored,
+    as evaluate.py counts them) and the reports' seeds."""
     reps = [json.load(open(p + ".json")) for p in report_paths]
     name = next(iter(reps[0]["models"]))
     cases = [json.loads(line) for p in report_paths for line in open(p + ".fim.jsonl")]
-    return [c["completions"][name].strip() == c["middle"].strip() for c in cases], [r["settings"]["seed"] for r in reps]
+    exact = [c["completions"][name].strip() == c["middle"].strip() for c in cases]
+    return cases, exact, [r["settings"]["seed"] for r in reps]
 
 
 def this_machine() -> str:
@@ -92,7 +92,7 @@ def main():
     })
     if args.shipped_report:
         from evaluate import wilson
-        shipped, seeds = fim_exact(args.shipped_report)
+        _, shipped, seeds = fim_exact(args.shipped_report)
         if seeds != [x["seed"] for x in up["settings"]] or len(shipped) != len(up_exact):
             sys.exit("the shipped graph's reports are not on the upcycled reports' FIM cases")
         results["shipped"] = {
