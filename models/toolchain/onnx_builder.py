@@ -11,8 +11,12 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 QBLOCK = 32         # quantized weights: MatMulNBits blocks of 32 input features, one fp32 scale each
-WEIGHTS_DTYPES = ("float32", "float16", "int8", "int4", "int4-ffn-in")
-QUANTIZED = ("int8", "int4", "int4-ffn-in")
+WEIGHTS_DTYPES = ("float32", "float16", "int8", "int4", "int4-ffn-in", "int4-mixed")
+QUANTIZED = ("int8", "int4", "int4-ffn-in", "int4-mixed")
+# "int4-mixed": 4 bits for the attention projections and the FFN's gate/up, 8 for the FFN's down
+# projection (its inputs are the sparse, heavy-tailed SwiGLU activations: 4 bits there cost the
+# most) and for the output head.
+INT4_MIXED = ("attn.qkv.weight", "attn.proj.weight", "ffn.w_in.weight")
 
 
 def weight_bits(weights_dtype: str, name: str) -> int:
@@ -20,6 +24,8 @@ def weight_bits(weights_dtype: str, name: str) -> int:
     projection (w_in, over half of the weights), the part least sensitive to 4 bits."""
     if weights_dtype == "int4-ffn-in":
         return 4 if name.endswith("ffn.w_in.weight") else 8
+    if weights_dtype == "int4-mixed":
+        return 4 if name.endswith(INT4_MIXED) else 8
     return 4 if weights_dtype == "int4" else 8
 
 
@@ -78,6 +84,19 @@ def quantize_int4_blocks(w: np.ndarray, rows: int = 4096):
     return q, scales, zps
 
 
+class Prequantized:
+    """Weights quantized before export (GPTQ, upcycle/gptq.py), already in QWeight's layout:
+    q uint8 [N, K/32, 32 or 16], scales float32 [N, K/32], zero_points packed uint8 (int4) or
+    None (int8). A state dict entry of this type is exported as is, whatever weights_dtype says."""
+
+    def __init__(self, bits: int, q: np.ndarray, scales: np.ndarray, zero_points=None):
+        self.bits, self.q, self.scales, self.zero_points = bits, q, scales, zero_points
+        self.shape = (q.shape[0], scales.shape[1] * QBLOCK)
+
+    def numel(self) -> int:   # the parameters it stands for (manifests count parameters, not bytes)
+        return self.shape[0] * self.shape[1]
+
+
 class GraphBuilder:
     """A tiny op-by-op builder: each call adds one node and returns its output name(s)."""
 
@@ -133,6 +152,15 @@ class GraphBuilder:
         (onnxruntime folds the Cast at session creation, so compute stays fp32). With int8 or
         int4, the weights of large matrix products (matmul=True) become QWeights for
         MatMulNBits: a quarter (int8) or under a sixth (int4) of fp32's bytes per decode step."""
+        if isinstance(tensor, Prequantized):
+            if not matmul:
+                raise ValueError(f"{name}: a prequantized weight must feed a MatMulNBits")
+            qw = QWeight(name, *tensor.shape, bits=tensor.bits)
+            self.root.inits.extend([numpy_helper.from_array(tensor.q, qw.q),
+                                    numpy_helper.from_array(tensor.scales, qw.scales)])
+            if qw.zero_points:
+                self.root.inits.append(numpy_helper.from_array(tensor.zero_points, qw.zero_points))
+            return qw
         arr = tensor.detach().float().cpu().numpy() if hasattr(tensor, "detach") else np.asarray(tensor, np.float32)
         if matmul and self.weights_dtype in QUANTIZED and arr.shape[1] % QBLOCK == 0:
             qw = QWeight(name, *arr.shape, bits=weight_bits(self.weights_dtype, name))

