@@ -89,3 +89,17 @@ def test_exported_graph_computes_with_the_gptq_weights(tmp_path, tok):  # noqa: 
           f"vs the unquantized model {np.abs(fp32 - want).max() / scale:.4f}")
     assert np.abs(got - want).max() / scale < 0.01
     assert np.abs(fp32 - want).max() / scale > 3 * np.abs(got - want).max() / scale
+
+
+def test_calibration_packages_are_pinned_train_split_packages():
+    """The GPTQ calibration text must never come from the validation split (the FIM cases are
+    drawn from it), and each package must be pinned exactly as the corpus manifest pins it."""
+    import json
+    corpus = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "corpus")
+    manifest = {(p["name"], p["version"]): p for p in json.load(open(os.path.join(corpus, "manifest.json")))["packages"]}
+    card = open(os.path.join(corpus, "DATA_CARD.md"), encoding="utf-8").read()
+    spec = json.load(open(gptq.CALIBRATION_FILE))
+    assert {p["language"] for p in spec["packages"]} == {"python", "javascript", "typescript"}
+    for p in spec["packages"]:
+        assert manifest[(p["name"], p["version"])] == p
+        assert f"| {p['name']} | {p['version']} | {p['registry']} | {p['license']} | train |" in card, p["name"]
