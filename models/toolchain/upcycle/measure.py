@@ -92,11 +92,12 @@ def main():
     })
     if args.shipped_report:
         from evaluate import wilson
+        from build import SHIPPED_GRAPH
         _, shipped, seeds = fim_exact(args.shipped_report)
         if seeds != [x["seed"] for x in up["settings"]] or len(shipped) != len(up_exact):
             sys.exit("the shipped graph's reports are not on the upcycled reports' FIM cases")
         results["shipped"] = {
-            "graph": "int8 weights, int8 embedding table, output head trimmed to head.json's tokens, in-place KV cache",
+            "graph": SHIPPED_GRAPH,
             "fim_exact": sum(shipped) / len(shipped), "fim_exact_ci95": wilson(sum(shipped), len(shipped)),
             "fim_n": len(shipped),
             "only_shipped_exact": sum(a and not b for a, b in zip(shipped, up_exact)),
