@@ -324,3 +324,24 @@ def test_upcycled_zero_thresholds_is_the_dense_model_in_node(tmp_path, tok):
     assert out["up"].shape == ref.shape
     assert float(np.abs(out["up"] - out["dense"]).max()) <= LIMIT
     assert float(np.abs(out["up"] - ref).max()) <= LIMIT
+
+
+def test_routing_shares_are_computed_within_their_layer(tmp_path, tok):
+    """Every node of the upcycled graph is needed for the logits: a node only the routing outputs
+    need (a share's ReduceMean) is run by onnxruntime's default order after the whole network,
+    which keeps its layer's [T, d_ff] masks alive until then (~1 MB per prompt token on the
+    default model, docs/SPEED.md)."""
+    model = upcycled_from(qwen_model("dense"), thresholds=[0.1, 0.2], down=[0.08, 0.05])
+    export_to(model, tmp_path / "m", tok)
+    graph = onnx.load(str(tmp_path / "m" / "model.onnx")).graph
+    producer = {out: n for n in graph.node for out in n.output}
+    needed, todo = set(), ["logits"]
+    while todo:
+        node = producer.get(todo.pop())
+        if node is not None and node.name not in needed:
+            needed.add(node.name)
+            todo.extend(node.input)
+    masks = [n for n in graph.node if n.op_type == "ReduceMean" and n.input[0] in producer
+             and producer[n.input[0]].op_type == "Cast"]   # the share of a keep mask (RMSNorm's are of Pow)
+    assert len(masks) == 4                       # keep_up and keep_down shares of both layers
+    assert all(n.name in needed for n in masks)
