@@ -75,19 +75,26 @@ def quantize_int4_blocks(w: np.ndarray, rows: int = 4096):
         scale[scale == 0] = 1.0
         zp = np.clip(np.round(-lo / scale), 0, 15)
         v = np.clip(np.round(blocks / scale[..., None]) + zp[..., None], 0, 15).astype(np.uint8)
-        q[r:r + rows] = v[..., 0::2] | (v[..., 1::2] << 4)
-        zp = zp.astype(np.uint8)
-        if nb % 2:
-            zp = np.concatenate([zp, np.zeros((len(zp), 1), np.uint8)], axis=1)
-        zps[r:r + rows] = zp[:, 0::2] | (zp[:, 1::2] << 4)
+        q[r:r + rows], zps[r:r + rows] = pack_int4(v, zp.astype(np.uint8))
         scales[r:r + rows] = scale
     return q, scales, zps
 
 
+def pack_int4(levels: np.ndarray, zeros: np.ndarray):
+    """MatMulNBits' int4 layout: levels uint8 [N, K/32, 32] in 0..15, two a byte (low nibble
+    first) -> [N, K/32, 16]; zero points uint8 [N, K/32], two a byte per row, padded to whole
+    bytes -> [N, ceil(K/64)]."""
+    q = levels[..., 0::2] | (levels[..., 1::2] << 4)
+    if zeros.shape[1] % 2:
+        zeros = np.concatenate([zeros, np.zeros((len(zeros), 1), np.uint8)], axis=1)
+    return q, zeros[:, 0::2] | (zeros[:, 1::2] << 4)
+
+
 class Prequantized:
-    """Weights quantized before export (GPTQ, upcycle/gptq.py), already in QWeight's layout:
-    q uint8 [N, K/32, 32 or 16], scales float32 [N, K/32], zero_points packed uint8 (int4) or
-    None (int8). A state dict entry of this type is exported as is, whatever weights_dtype says."""
+    """A matrix already quantized in QWeight's layout: q uint8 [N, K/32, 32 or 16], scales
+    float32 [N, K/32], zero_points packed uint8 (int4, flat) or None (int8). The builder makes
+    one for every quantized weight; a state dict entry of this type (GPTQ, upcycle/gptq.py) is
+    exported as is, whatever weights_dtype says."""
 
     def __init__(self, bits: int, q: np.ndarray, scales: np.ndarray, zero_points=None):
         self.bits, self.q, self.scales, self.zero_points = bits, q, scales, zero_points
@@ -155,28 +162,25 @@ class GraphBuilder:
         if isinstance(tensor, Prequantized):
             if not matmul:
                 raise ValueError(f"{name}: a prequantized weight must feed a MatMulNBits")
-            qw = QWeight(name, *tensor.shape, bits=tensor.bits)
-            self.root.inits.extend([numpy_helper.from_array(tensor.q, qw.q),
-                                    numpy_helper.from_array(tensor.scales, qw.scales)])
-            if qw.zero_points:
-                self.root.inits.append(numpy_helper.from_array(tensor.zero_points, qw.zero_points))
-            return qw
+            return self._qweight(name, tensor)
         arr = tensor.detach().float().cpu().numpy() if hasattr(tensor, "detach") else np.asarray(tensor, np.float32)
         if matmul and self.weights_dtype in QUANTIZED and arr.shape[1] % QBLOCK == 0:
-            qw = QWeight(name, *arr.shape, bits=weight_bits(self.weights_dtype, name))
-            if qw.bits == 8:
-                q, scales = quantize_int8_blocks(arr)
-                self.root.inits.extend([numpy_helper.from_array(q, qw.q), numpy_helper.from_array(scales, qw.scales)])
-            else:
-                q, scales, zps = quantize_int4_blocks(arr)
-                self.root.inits.extend([numpy_helper.from_array(q, qw.q), numpy_helper.from_array(scales, qw.scales),
-                                        numpy_helper.from_array(zps.reshape(-1), qw.zero_points)])
-            return qw
+            if weight_bits(self.weights_dtype, name) == 8:
+                return self._qweight(name, Prequantized(8, *quantize_int8_blocks(arr)))
+            q, scales, zps = quantize_int4_blocks(arr)
+            return self._qweight(name, Prequantized(4, q, scales, zps.reshape(-1)))
         if self.weights_dtype == "float16":
             self.root.inits.append(numpy_helper.from_array(arr.astype(np.float16), name + ".fp16"))
             return self.op("Cast", [name + ".fp16"], to=TensorProto.FLOAT)
         self.root.inits.append(numpy_helper.from_array(arr, name))
         return name
+
+    def _qweight(self, name: str, p: Prequantized) -> QWeight:
+        qw = QWeight(name, *p.shape, bits=p.bits)
+        self.root.inits.extend([numpy_helper.from_array(p.q, qw.q), numpy_helper.from_array(p.scales, qw.scales)])
+        if qw.zero_points:
+            self.root.inits.append(numpy_helper.from_array(p.zero_points, qw.zero_points))
+        return qw
 
     def embedding(self, name: str, tensor, ids):
         """Gather of token rows. With quantized weights the table is stored as int8 blocks

@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOOLCHAIN = os.path.dirname(HERE)
 sys.path.insert(0, TOOLCHAIN)
 sys.path.insert(0, os.path.join(TOOLCHAIN, "corpus"))
-from onnx_builder import QBLOCK, Prequantized  # noqa: E402
+from onnx_builder import QBLOCK, Prequantized, pack_int4  # noqa: E402
 
 CALIBRATION_FILE = os.path.join(HERE, "gptq_calibration.json")
 DAMP = 0.01            # share of the mean Hessian diagonal added to it (the paper's default)
@@ -123,14 +123,8 @@ def gptq(weight: torch.Tensor, H: torch.Tensor):
 
 
 def pack(levels: np.ndarray, scales: np.ndarray, zeros: np.ndarray, n: int, k: int) -> Prequantized:
-    """MatMulNBits' int4 layout: two levels a byte (low nibble first) in blocks of 32, zero points
-    two a byte per row (padded to whole bytes)."""
-    nb = k // QBLOCK
-    lv = levels.reshape(n, nb, QBLOCK)
-    q = (lv[..., 0::2] | (lv[..., 1::2] << 4)).astype(np.uint8)
-    if nb % 2:
-        zeros = np.concatenate([zeros, np.zeros((n, 1), np.uint8)], axis=1)
-    zps = (zeros[:, 0::2] | (zeros[:, 1::2] << 4)).astype(np.uint8)
+    """GPTQ's result in MatMulNBits' int4 layout (onnx_builder.pack_int4)."""
+    q, zps = pack_int4(levels.reshape(n, k // QBLOCK, QBLOCK), zeros)
     return Prequantized(bits=4, q=q, scales=scales.astype(np.float32), zero_points=zps.reshape(-1))
 
 
