@@ -59,11 +59,11 @@ SPECIAL_TOKENS = {"eot": "<|endoftext|>", "pad": "<|fim_pad|>", "fim_prefix": "<
 # the FIM and repository sentinels.
 STOP_TOKENS = ["<|endoftext|>", "<|im_end|>", "<|file_sep|>", "<|repo_name|>", "<|fim_pad|>",
                "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"]
-# Files whose change must re-export the graphs (the cards are re-rendered on every run: cheap).
 # Files whose change must re-run GPTQ (model.py and convert.py give the Hessians' inputs;
 # calibrate.py cuts the calibration windows).
 QUANTIZE_INPUTS = ["model.py", "onnx_builder.py", "upcycle/convert.py", "upcycle/calibrate.py", "upcycle/gptq.py",
                    "upcycle/gptq_calibration.json"]
+# Files whose change must re-export the graphs (the cards are re-rendered on every run: cheap).
 BUILD_INPUTS = ["model.py", "onnx_graph.py", "onnx_builder.py", "onnx_attention.py", "onnx_ffn.py", "export.py",
                 "upcycle/convert.py", "upcycle/build.py", "upcycle/routing.json", "upcycle/head.json",
                 "upcycle/gptq.py", "upcycle/gptq_calibration.json", "upcycle/calibrate.py"]
@@ -125,10 +125,10 @@ def quantize_step(conv: str, cache: str, weights_dtype: str, log):
 
 
 def export_step(conv: str, kind: str, routing: dict, head: tuple, cache: str, key: str, log,
-                weights_dtype: str = None, prequantized: str = None) -> str:
-    """A complete model folder in the cache: <cache>/models/<key>/<name>."""
+                weights_dtype: str, prequantized: str | None) -> str:
+    """A complete model folder in the cache: <cache>/models/<key>/<name>; `prequantized` is
+    quantize_step's file (None: every quantized matrix is rounded at export)."""
     name = VFFN_NAME if kind == "upcycled" else DENSE_NAME
-    weights_dtype = weights_dtype or WEIGHTS_DTYPE
     out = os.path.join(cache, "models", key, name)
     if os.path.exists(os.path.join(out, "manifest.json")):
         return out
