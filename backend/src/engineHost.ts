@@ -13,6 +13,7 @@ import type {
   AnalyzeParams, AnalyzeResult, CompleteParams, CompleteResult, ListModelsResult, ProviderPreference, ProviderStatus,
   StatsResult, StatusParams, SwitchModelResult,
 } from '../../common/protocol';
+import type { EngineOptions } from './engine/engine';
 
 /** The part of the LSP library's CancellationToken the host uses. */
 export interface CancelToken {
@@ -20,12 +21,7 @@ export interface CancelToken {
   onCancellationRequested(listener: () => void): { dispose(): void };
 }
 
-export interface EngineHostOptions {
-  modelDirs: string[];
-  provider: ProviderPreference;
-  threads: number;
-  log?: (msg: string) => void;
-  onStatus?: (s: StatusParams) => void;
+export interface EngineHostOptions extends EngineOptions {
   /** The worker script; default: engineWorker.js beside this bundle (engineWorker.ts under tsx). */
   workerFile?: string;
 }

@@ -3,22 +3,17 @@
 // the CLI drive it.
 import type {
   AnalyzeParams, AnalyzeResult, CompleteParams, CompleteResult, ListModelsResult, ProviderPreference,
-  ProviderStatus, StatsResult, StatusParams, SwitchModelResult,
+  ProviderStatus, StatsResult, SwitchModelResult,
 } from '../../../common/protocol';
 import { emptyAnalyzeResult, emptyCompleteResult } from '../../../common/vocabulary';
 import { InputError, runAnalyze, runComplete } from './completion';
 import type { LoadedModel } from './loadedModel';
-import { ModelRegistry } from './registry';
+import { ModelRegistry, type RegistryOptions } from './registry';
 import { CancelSignal, Scheduler } from './scheduler';
 import { RequestCounters } from './telemetry';
 
-export interface EngineOptions {
-  modelDirs: string[];
-  provider: ProviderPreference;
-  threads: number;
-  log?: (msg: string) => void;
-  onStatus?: (s: StatusParams) => void;
-}
+/** What the engine needs is what its registry needs: folders, provider, threads, log and status. */
+export type EngineOptions = RegistryOptions;
 
 export class Engine {
   private readonly scheduler = new Scheduler();
