@@ -110,7 +110,10 @@ def quantize_step(conv: str, cache: str, weights_dtype: str, log):
     spec = json.load(open(gptq.CALIBRATION_FILE))
     records = gptq.calibration_records(cache, log)
     tok = Tokenizer.from_file(os.path.join(conv, "tokenizer.json"))
-    windows = fim_windows_from(records, tok, spec["windows_per_language"], spec["window"], spec["seed"])
+    try:
+        windows = fim_windows_from(records, tok, spec["windows_per_language"], spec["window"], spec["seed"])
+    except ValueError as e:   # too little text in the pinned packages for the windows asked for
+        raise gptq.QuantizeError(f"GPTQ calibration text ({gptq.CALIBRATION_FILE}): {e}") from None
     torch.set_num_threads(os.cpu_count() or 1)
     model = load_converted(conv, ffn_kind="dense", context_length=CONTEXT)
     prequantized = gptq.quantize(model, windows, weights_dtype, log)
