@@ -103,3 +103,17 @@ def test_calibration_packages_are_pinned_train_split_packages():
     for p in spec["packages"]:
         assert manifest[(p["name"], p["version"])] == p
         assert f"| {p['name']} | {p['version']} | {p['registry']} | {p['license']} | train |" in card, p["name"]
+
+
+def test_int4_sensitivity_reads_back_the_weights_gptq_saved(tmp_path):
+    """int4_sensitivity.int4_w_in unpacks a saved GPTQ file into exactly the matrix the levels,
+    scales and zero points stand for (nibble order and zero-point packing as MatMulNBits')."""
+    import int4_sensitivity
+    torch.manual_seed(0)
+    w = torch.randn(6, 96)                         # 3 blocks a row: zero points padded to whole bytes
+    levels, scales, zeros = gptq.gptq(w, torch.eye(96, dtype=torch.float64))
+    path = str(tmp_path / "gptq.safetensors")
+    gptq.save({int4_sensitivity.W_IN.format(0): gptq.pack(levels, scales, zeros, 6, 96)}, path)
+    back = int4_sensitivity.int4_w_in(path)
+    assert list(back) == [0]
+    np.testing.assert_array_equal(back[0].numpy(), gptq.dequantize(levels, scales, zeros))
