@@ -90,6 +90,15 @@ def pack_int4(levels: np.ndarray, zeros: np.ndarray):
     return q, zeros[:, 0::2] | (zeros[:, 1::2] << 4)
 
 
+def unpack_int4(q: np.ndarray, zero_points: np.ndarray, n_blocks: int):
+    """pack_int4 undone: q uint8 [N, K/32, 16] and packed zero points (any shape holding N rows)
+    -> levels uint8 [N, K] and zero points uint8 [N, K/32]."""
+    n = q.shape[0]
+    levels = np.stack([q & 0x0F, q >> 4], -1).reshape(n, -1)
+    zps = zero_points.reshape(n, -1)
+    return levels, np.stack([zps & 0x0F, zps >> 4], -1).reshape(n, -1)[:, :n_blocks]
+
+
 class Prequantized:
     """A matrix already quantized in QWeight's layout: q uint8 [N, K/32, 32 or 16], scales
     float32 [N, K/32], zero_points packed uint8 (int4, flat) or None (int8). The builder makes

@@ -34,7 +34,9 @@ from calibrate import fim_windows, set_thresholds  # noqa: E402
 from convert import load_converted  # noqa: E402
 from model import rope_tables  # noqa: E402
 from routing_file import load_routing  # noqa: E402
-from source import default_cache  # noqa: E402
+from atomic import atomic_write_text  # noqa: E402
+from onnx_builder import unpack_int4  # noqa: E402
+from source import GGUF_SHA256, default_cache  # noqa: E402
 from build import CONTEXT, ROUTING  # noqa: E402
 
 W_IN = "blocks.{}.ffn.ffn.w_in.weight"
@@ -42,26 +44,20 @@ W_IN = "blocks.{}.ffn.ffn.w_in.weight"
 
 def int4_w_in(path: str) -> dict:
     """{layer: dequantized fp32 w_in [2·d_ff, d]} from a gptq.save file."""
-    from safetensors.numpy import load_file
-    t = load_file(path)
     out = {}
-    for i in range(1000):
-        name = W_IN.format(i)
-        if name + ".q4" not in t:
-            break
-        q, s, z = t[name + ".q4"], t[name + ".scales"], t[name + ".zp"]
-        n, kb = s.shape
-        lo, hi = q & 0x0F, q >> 4                                   # low nibble first
-        levels = np.stack([lo, hi], -1).reshape(n, kb * 32)
-        z = z.reshape(n, -1)                                        # padded per row to whole bytes
-        zb = np.stack([z & 0x0F, z >> 4], -1).reshape(n, -1)[:, :kb]
-        out[i] = torch.from_numpy(gptq.dequantize(levels, s, zb))
+    for name, p in gptq.load(path).items():
+        if name.endswith("ffn.w_in.weight"):
+            levels, zeros = unpack_int4(p.q, p.zero_points, p.scales.shape[1])
+            out[int(name.split(".")[1])] = torch.from_numpy(gptq.dequantize(levels, p.scales, zeros))
     return out
 
 
 @torch.inference_mode()
-def run_from(model, layer: int, x, cos, sin):
+def run_from(model, layer: int, x, cos, sin, record: list = None):
+    """Logits from layer `layer`'s input x on; `record` collects every layer's input."""
     for i in range(layer, model.cfg.n_layer):
+        if record is not None:
+            record.append(x)
         x, _ = model.blocks[i](x, cos, sin, 1.0, None, i)
     return F.linear(model.norm_f(x), model.head_weight()).float()
 
@@ -87,7 +83,9 @@ def main():
     t0 = time.time()
     log = lambda m: print(f"[{time.time() - t0:6.0f}s] {m}", file=sys.stderr, flush=True)  # noqa: E731
     from tokenizers import Tokenizer
-    conv = os.path.join(default_cache(), "converted", next(iter(os.listdir(os.path.join(default_cache(), "converted")))))
+    conv = os.path.join(default_cache(), "converted", GGUF_SHA256[:16])    # build.convert_step's folder
+    if not os.path.exists(os.path.join(conv, "done.json")):
+        sys.exit(f"{conv}: no converted source model; run `npm run setup` first")
     tok = Tokenizer.from_file(os.path.join(conv, "tokenizer.json"))
     windows = fim_windows(os.path.join(args.corpus, "train.jsonl"), tok, args.windows, args.window, args.seed)
     model = load_converted(conv, ffn_kind="upcycled", context_length=CONTEXT)
@@ -104,11 +102,8 @@ def main():
         for w in windows:
             idx = torch.from_numpy(w[None, :-1])
             cos, sin = rope_tables(model.cfg.head_dim, torch.arange(idx.shape[1]), model.cfg.rope_theta)
-            x, inputs = model.tok_emb(idx), []
-            for i, block in enumerate(model.blocks):
-                inputs.append(x)
-                x, _ = block(x, cos, sin, 1.0, None, i)
-            ref = F.log_softmax(F.linear(model.norm_f(x), model.head_weight()).float()[0], -1)
+            inputs = []
+            ref = F.log_softmax(run_from(model, 0, model.tok_emb(idx), cos, sin, inputs)[0], -1)
             cached.append((inputs, cos, sin, ref, torch.from_numpy(w[1:])))
     ref_loss = float(np.mean([F.nll_loss(c[3], c[4]).item() for c in cached]))
     log(f"fp32 reference loss {ref_loss:.4f}")
@@ -138,7 +133,7 @@ def main():
             result["layers"].append(measure([i]))
             log(f"layer {i:2d} alone int4: KL {result['layers'][-1]['kl']:.5f}  Δloss {result['layers'][-1]['d_loss']:+.5f}")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    json.dump(result, open(args.out, "w"), indent=1)
+    atomic_write_text(args.out, json.dumps(result, indent=1))
     log(f"wrote {args.out}")
 
 
