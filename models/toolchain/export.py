@@ -35,7 +35,7 @@ import manifest_schema  # noqa: E402
 import special_tokens  # noqa: E402
 from fileinfo import file_entry  # noqa: E402
 from model import ModelConfig, VersatileLM  # noqa: E402
-from onnx_builder import Prequantized  # noqa: E402
+from onnx_builder import WEIGHTS_DTYPES, Prequantized  # noqa: E402
 from onnx_graph import INPUT_NAMES, build_graph, output_names  # noqa: E402
 
 FORMAT_VERSION = 1
@@ -398,7 +398,7 @@ def main(argv=None):
     ap.add_argument("--name", help="model id (default: the folder name)")
     ap.add_argument("--display-name")
     ap.add_argument("--description", default="")
-    ap.add_argument("--weights-dtype", choices=["float32", "float16", "int8", "int4", "int4-ffn-in", "int4-mixed"], default="float32",
+    ap.add_argument("--weights-dtype", choices=WEIGHTS_DTYPES, default="float32",
                     help="int8 / int4: MatMulNBits (blocks of 32) for the large matrix products; decode reads 4x / ~6x fewer bytes")
     ap.add_argument("--attention", choices=["gqa", "plain"], default="gqa",
                     help="gqa: onnxruntime's GroupQueryAttention contrib op (fast); plain: standard ONNX ops only")

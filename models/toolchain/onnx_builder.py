@@ -11,17 +11,26 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 QBLOCK = 32         # quantized weights: MatMulNBits blocks of 32 input features, one fp32 scale each
-WEIGHTS_DTYPES = ("float32", "float16", "int8", "int4", "int4-ffn-in", "int4-mixed")
-QUANTIZED = ("int8", "int4", "int4-ffn-in", "int4-mixed")
+WEIGHTS_DTYPES = ("float32", "float16", "int8", "int4", "int4-ffn-in", "int4-ffn-in-deep", "int4-mixed")
+QUANTIZED = ("int8", "int4", "int4-ffn-in", "int4-ffn-in-deep", "int4-mixed")
 # "int4-mixed": 4 bits for the attention projections and the FFN's gate/up, 8 for the FFN's down
 # projection (its inputs are the sparse, heavy-tailed SwiGLU activations: 4 bits there cost the
 # most) and for the output head.
 INT4_MIXED = ("attn.qkv.weight", "attn.proj.weight", "ffn.w_in.weight")
+# "int4-ffn-in-deep" keeps the gate/up of the first blocks in 8 bits: 4 bits cost the first
+# layers the most (upcycle/int4_sensitivity.py on Qwen2.5-Coder-0.5B: layers 0-3 2-4x the
+# median layer), and keeping 0-5 brought the FIM loss of GPTQ int4 from 1.4 points to none
+# measurable (docs/SPEED.md).
+INT8_FIRST_BLOCKS = 6
 
 
 def weight_bits(weights_dtype: str, name: str) -> int:
     """Bits of a quantized matrix: "int4-ffn-in" keeps int8 everywhere but the FFN's gate/up
-    projection (w_in, over half of the weights), the part least sensitive to 4 bits."""
+    projection (w_in, over half of the weights), the part least sensitive to 4 bits;
+    "int4-ffn-in-deep" does so from block INT8_FIRST_BLOCKS on."""
+    if weights_dtype == "int4-ffn-in-deep":
+        deep = name.startswith("blocks.") and int(name.split(".")[1]) >= INT8_FIRST_BLOCKS
+        return 4 if deep and name.endswith("ffn.w_in.weight") else 8
     if weights_dtype == "int4-ffn-in":
         return 4 if name.endswith("ffn.w_in.weight") else 8
     if weights_dtype == "int4-mixed":

@@ -91,6 +91,34 @@ def test_exported_graph_computes_with_the_gptq_weights(tmp_path, tok):  # noqa: 
     assert np.abs(fp32 - want).max() / scale > 3 * np.abs(got - want).max() / scale
 
 
+def test_int4_ffn_in_deep_puts_only_the_later_blocks_gate_up_in_4_bits(tmp_path, tok):  # noqa: F811
+    """The shipped weights: GPTQ quantizes the gate/up of blocks INT8_FIRST_BLOCKS.. only, and
+    the exported graph has 4-bit MatMulNBits exactly there (every other product 8-bit)."""
+    import onnx
+    from onnx import numpy_helper
+    from onnx_builder import INT8_FIRST_BLOCKS
+    n_layer = INT8_FIRST_BLOCKS + 2
+    model = qwen_model("dense", n_layer=n_layer)
+    windows = np.random.default_rng(0).integers(0, 290, (2, 65))
+    pre = gptq.quantize(model, windows, "int4-ffn-in-deep", log=lambda m: None)
+    assert sorted(pre) == sorted(f"blocks.{i}.ffn.ffn.w_in.weight" for i in range(INT8_FIRST_BLOCKS, n_layer))
+    sd = {**model.state_dict(), **pre}
+    m = export_to(type("M", (), {"cfg": model.cfg, "state_dict": lambda self: sd})(), tmp_path / "deep", tok,
+                  weights_dtype="int4-ffn-in-deep")
+    assert m["graph"]["weights_dtype"] == "int4-ffn-in-deep"
+    graph = onnx.load(str(tmp_path / "deep" / "model.onnx")).graph
+    bits = {n.input[1]: next(a.i for a in n.attribute if a.name == "bits") for n in graph.node
+            if n.op_type == "MatMulNBits"}
+    four = sorted(k for k, b in bits.items() if b == 4)
+    assert len(four) == n_layer - INT8_FIRST_BLOCKS and all(
+        any(f"blocks.{i}." in k and "w_in" in k for k in four) for i in range(INT8_FIRST_BLOCKS, n_layer))
+    assert sum(b == 8 for b in bits.values()) == len(bits) - len(four) > 2 * n_layer
+    # The 4-bit weights in the graph are GPTQ's, not a rounding at export.
+    inits = {t.name: t for t in graph.initializer}
+    k = next(k for k in four if f"blocks.{n_layer - 1}." in k)
+    assert np.array_equal(numpy_helper.to_array(inits[k]), pre[f"blocks.{n_layer - 1}.ffn.ffn.w_in.weight"].q)
+
+
 def test_calibration_packages_are_pinned_train_split_packages():
     """The GPTQ calibration text must never come from the validation split (the FIM cases are
     drawn from it), and each package must be pinned exactly as the corpus manifest pins it."""

@@ -17,6 +17,14 @@ Changes: converted to ONNX with 4- and 8-bit weights; the VersatileFFN variant a
 gate thresholds (width routing), a depth predictor and loop gates (both zero), see README.md.
 """
 
+_GPTQ = "rounded by GPTQ on calibration text from six pinned train-split packages (upcycle/gptq.py)"
+# What the card adds to a graph's weights_dtype when some matrices are 4-bit.
+GPTQ_TEXT = {
+    "int4-ffn-in": f": the FFN's gate/up projection in 4 bits, {_GPTQ}, the other matrices in 8",
+    "int4-ffn-in-deep": f": the FFN's gate/up projection of blocks 6-23 in 4 bits, {_GPTQ}, the other matrices "
+                        "(and blocks 0-5's gate/up, the most sensitive to 4 bits) in 8",
+}
+
 
 def model_info(kind: str, routing: dict, results: dict | None) -> dict:
     res = (results or {}).get("models", {}).get(kind, {})
@@ -53,8 +61,7 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
              f"{a['n_head']} query / {a.get('n_kv_head', a['n_head'])} KV heads, vocabulary {a['vocab_size']:,}, "
              f"{a['parameters']:,} parameters; prompts up to {a['context_length']} tokens.",
              f"- Weights: {manifest['graph']['weights_dtype']} (MatMulNBits, blocks of 32) in ONNX"
-             + (": the FFN's gate/up projection in 4 bits, rounded by GPTQ on calibration text from six pinned "
-                "train-split packages (upcycle/gptq.py), the other matrices in 8" if manifest['graph']['weights_dtype'] == "int4-ffn-in" else "")
+             + GPTQ_TEXT.get(manifest['graph']['weights_dtype'], "")
              + "; the embedding table int8; activations fp32."]
     head = manifest["graph"].get("head")
     if head:
@@ -113,9 +120,10 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
         sh = r.get("shipped")
         if kind == "upcycled" and sh:
             ci = sh["fim_exact_ci95"]
+            paired = (f" ({sh['only_shipped_exact']} right only here, {sh['only_reference_exact']} only in the row above)"
+                      if "only_shipped_exact" in sh else "")
             lines += [f"The graph in this folder ({sh['graph']}) scores {sh['fim_exact']:.1%} "
-                      f"[{ci[0]:.1%}, {ci[1]:.1%}] on the same {sh['fim_n']:,} FIM cases ({sh['only_shipped_exact']} "
-                      f"right only here, {sh['only_reference_exact']} only in the row above).", ""]
+                      f"[{ci[0]:.1%}, {ci[1]:.1%}] on the same {sh['fim_n']:,} FIM cases{paired}.", ""]
         layers = res.get("upcycled", {}).get("layers")
         if kind == "upcycled" and layers:
             lines += ["Routing per layer (validation tokens): FFN work done (share of up and down projections "

@@ -6,6 +6,8 @@ backend CLI. build.py renders them into the model cards at set-up.
 
     python models/toolchain/upcycle/measure.py --dense-report models/work/eval/dense \
         --upcycled-report models/work/eval/upcycled [--examples] [--machine "..."]
+    python models/toolchain/upcycle/measure.py --shipped-report models/work/eval/shipped-1234 \
+        --shipped-report models/work/eval/shipped-4321   # a new shipped graph only, on the recorded cases
 """
 import argparse
 import json
@@ -56,6 +58,24 @@ def fim_exact(report_paths: list[str]) -> tuple[list, list, list]:
     return cases, exact, [r["settings"]["seed"] for r in reps]
 
 
+def shipped_summary(report_paths: list[str], seeds: list, reference_exact: list | None) -> dict:
+    """The shipped graph's FIM result, refused unless on the reference's cases (same seeds, in
+    order); paired with the reference case by case when its flags are given."""
+    from evaluate import wilson
+    from build import SHIPPED_GRAPH
+    _, shipped, shipped_seeds = fim_exact(report_paths)
+    n = sum(x["fim_cases"] for x in (json.load(open(p + ".json"))["settings"] for p in report_paths))
+    if shipped_seeds != seeds or len(shipped) != n or (reference_exact is not None and len(shipped) != len(reference_exact)):
+        sys.exit(f"the shipped graph's reports (seeds {shipped_seeds}) are not on the upcycled reports' FIM cases "
+                 f"(seeds {seeds})")
+    out = {"graph": SHIPPED_GRAPH, "fim_exact": sum(shipped) / len(shipped),
+           "fim_exact_ci95": wilson(sum(shipped), len(shipped)), "fim_n": len(shipped)}
+    if reference_exact is not None:
+        out["only_shipped_exact"] = sum(a and not b for a, b in zip(shipped, reference_exact))
+        out["only_reference_exact"] = sum(b and not a for a, b in zip(shipped, reference_exact))
+    return out
+
+
 def this_machine() -> str:
     """E.g. "2 cores (AMD EPYC), 24 GiB, onnxruntime CPU EP", from /proc (Linux)."""
     try:
@@ -68,20 +88,30 @@ def this_machine() -> str:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dense-report", action="append", required=True,
+    ap.add_argument("--dense-report", action="append", default=[],
                     help="evaluate.py --out path of the dense source (repeatable: FIM cases are pooled)")
-    ap.add_argument("--upcycled-report", action="append", required=True,
+    ap.add_argument("--upcycled-report", action="append", default=[],
                     help="evaluate.py --out path of the upcycled model, same runs in the same order")
     ap.add_argument("--shipped-report", action="append", default=[],
                     help="evaluate.py --out path of the shipped graph (build.py's folder), same runs in the same order")
     ap.add_argument("--examples", action="store_true", help="also complete the ten fixed examples (backend CLI)")
     ap.add_argument("--machine", default=this_machine(), help="how the reports name the machine (default: read here)")
     args = ap.parse_args()
+    results = json.load(open(RESULTS)) if os.path.exists(RESULTS) else {}
+    if not args.dense_report and not args.upcycled_report and args.shipped_report:
+        # A new shipped graph (e.g. other weights) on the cases results.json records; without the
+        # reference's per-case reports there is no paired count.
+        seeds = [x["seed"] for x in results.get("models", {}).get("upcycled", {}).get("settings", [])]
+        results["shipped"] = shipped_summary(args.shipped_report, seeds, None)
+        atomic_write_text(RESULTS, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+        print(json.dumps(results["shipped"], indent=1))
+        return
+    if not args.dense_report or not args.upcycled_report:
+        sys.exit("give --dense-report and --upcycled-report (or --shipped-report alone)")
     dense, dense_exact = summarize(args.dense_report)
     up, up_exact = summarize(args.upcycled_report)
     if len(dense_exact) != len(up_exact) or [x["seed"] for x in dense["settings"]] != [x["seed"] for x in up["settings"]]:
         sys.exit("the reports are not on the same FIM cases (seeds, counts and order must match)")
-    results = json.load(open(RESULTS)) if os.path.exists(RESULTS) else {}
     results.update({
         "machine": args.machine,
         "models": {"dense": dense, "upcycled": up},
@@ -91,17 +121,7 @@ def main():
         "fim_ratio": up["fim_exact"] / dense["fim_exact"] if dense["fim_exact"] else None,
     })
     if args.shipped_report:
-        from evaluate import wilson
-        from build import SHIPPED_GRAPH
-        _, shipped, seeds = fim_exact(args.shipped_report)
-        if seeds != [x["seed"] for x in up["settings"]] or len(shipped) != len(up_exact):
-            sys.exit("the shipped graph's reports are not on the upcycled reports' FIM cases")
-        results["shipped"] = {
-            "graph": SHIPPED_GRAPH,
-            "fim_exact": sum(shipped) / len(shipped), "fim_exact_ci95": wilson(sum(shipped), len(shipped)),
-            "fim_n": len(shipped),
-            "only_shipped_exact": sum(a and not b for a, b in zip(shipped, up_exact)),
-            "only_reference_exact": sum(b and not a for a, b in zip(shipped, up_exact))}
+        results["shipped"] = shipped_summary(args.shipped_report, [x["seed"] for x in up["settings"]], up_exact)
     s = dense["settings"][0]
     seeds = ", ".join(str(x["seed"]) for x in dense["settings"])
     results["settings_text"] = (

@@ -1,0 +1,58 @@
+"""upcycle/measure.py's shipped-graph result and how the card shows it: a result is taken
+only on the reference's FIM cases, and paired counts appear only when they were measured."""
+import json
+import os
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "upcycle"))
+import card  # noqa: E402
+import measure  # noqa: E402
+
+
+def report(tmp_path, name: str, seed: int, right: list[bool]) -> str:
+    """An evaluate.py report (the fields measure.py reads) with one FIM case per flag."""
+    base = str(tmp_path / f"{name}-{seed}")
+    settings = {"seed": seed, "fim_cases": len(right)}
+    json.dump({"settings": settings, "models": {name: {}}}, open(base + ".json", "w"))
+    with open(base + ".fim.jsonl", "w") as f:
+        for i, ok in enumerate(right):
+            f.write(json.dumps({"id": i, "language": "python", "middle": "x = 1",
+                                "completions": {name: "x = 1" if ok else "y"}}) + "\n")
+    return base
+
+
+def test_shipped_result_pools_the_seeds_and_pairs_with_the_reference(tmp_path):
+    reps = [report(tmp_path, "shipped", 1234, [True, False, True]), report(tmp_path, "shipped", 4321, [False, True])]
+    out = measure.shipped_summary(reps, [1234, 4321], [True, True, False, False, False])
+    assert out["fim_n"] == 5 and out["fim_exact"] == pytest.approx(0.6)
+    assert (out["only_shipped_exact"], out["only_reference_exact"]) == (2, 1)
+    alone = measure.shipped_summary(reps, [1234, 4321], None)
+    assert alone["fim_exact"] == out["fim_exact"] and "only_shipped_exact" not in alone
+
+
+def test_shipped_result_on_other_cases_is_refused(tmp_path):
+    reps = [report(tmp_path, "shipped", 1234, [True, False])]
+    with pytest.raises(SystemExit, match="not on the upcycled reports' FIM cases"):
+        measure.shipped_summary(reps, [4321], None)
+    with pytest.raises(SystemExit):
+        measure.shipped_summary(reps, [1234], [True, False, True])
+
+
+def test_card_shows_paired_counts_only_when_measured():
+    manifest = {"display_name": "m", "description": "d", "graph": {"weights_dtype": "int4-ffn-in-deep"},
+                "architecture": {"d_model": 8, "n_layer": 2, "d_ff": 16, "n_head": 2, "vocab_size": 10,
+                                 "parameters": 1, "context_length": 8}}
+    shipped = {"graph": "g", "fim_exact": 0.119, "fim_exact_ci95": [0.1, 0.14], "fim_n": 1000}
+    routing = json.load(open(os.path.join(os.path.dirname(HERE), "upcycle", "routing.json")))
+    models = {"upcycled": {"fim_exact": 0.127}}
+    text = card.render(manifest, "dense", routing, {"models": models, "shipped": shipped})
+    assert "blocks 6-23 in 4 bits" in text
+    up = card.render(manifest, "upcycled", routing, {"models": models, "shipped": shipped})
+    assert "scores 11.9% [10.0%, 14.0%] on the same 1,000 FIM cases." in up
+    paired = card.render(manifest, "upcycled", routing, {"models": models, "shipped": {**shipped, "only_shipped_exact": 3,
+                                                                      "only_reference_exact": 11}})
+    assert "(3 right only here, 11 only in the row above)" in paired
