@@ -123,9 +123,10 @@ def quantize_step(conv: str, cache: str, weights_dtype: str, log):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     gptq.save(prequantized, path + ".tmp")
     os.replace(path + ".tmp", path)
-    for other in os.listdir(os.path.join(cache, "quantized")):   # earlier recipes: ~200 MB each
-        if other != key:
-            _remove(os.path.join(cache, "quantized", other))
+    if weights_dtype == WEIGHTS_DTYPE:   # earlier recipes: ~200 MB each (an experiment's is kept beside)
+        for other in os.listdir(os.path.join(cache, "quantized")):
+            if other != key:
+                _remove(os.path.join(cache, "quantized", other))
     return path
 
 

@@ -70,7 +70,8 @@ def kl_and_loss(ref_logp, logits, targets) -> tuple[float, float]:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--gptq", required=True, help="gptq.safetensors of an int4-ffn-in build (~/.cache/versatileffn/quantized/KEY)")
+    ap.add_argument("--gptq", required=True, help="gptq.safetensors of an int4-ffn-in build (~/.cache/versatileffn/quantized/KEY; "
+                    "`build.py --weights-dtype int4-ffn-in --models DIR` makes it)")
     ap.add_argument("--corpus", default=os.path.join(REPO, "models", "work", "corpus"))
     ap.add_argument("--out", default=os.path.join(REPO, "models", "work", "upcycle", "int4-sensitivity.json"))
     ap.add_argument("--windows", type=int, default=2, help="per language")
@@ -93,6 +94,9 @@ def main():
     set_thresholds(model, routing["gate_thresholds"], routing["down_thresholds"])
     q4 = int4_w_in(args.gptq)
     L = model.cfg.n_layer
+    if sorted(q4) != list(range(L)):
+        sys.exit(f"{args.gptq} has 4-bit gate/up for layers {sorted(q4)}; this needs every layer's: the GPTQ file of "
+                 f"`build.py --weights-dtype int4-ffn-in --models DIR` (the shipped int4-ffn-in-deep file keeps 0-5 in 8 bits)")
     fp32 = {i: model.blocks[i].ffn.ffn.w_in.weight.data.clone() for i in range(L)}
     log(f"{windows.size:,} train-split tokens in {len(windows)} windows; {len(q4)} int4 layers")
 
