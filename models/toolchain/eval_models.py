@@ -112,6 +112,7 @@ class TorchModel:
     def init(self, model, meta: dict, device: str = "cpu"):
         self.model, self.meta, self.device = model.to(device).eval(), meta, device
         self.cfg = model.cfg
+        self.fim_order = "psm"   # the order evaluate.py has always given checkpoints
         self.context_length = self.cfg.context_length
         self.kind = self.cfg.ffn_kind
         self.params = model.num_params()
@@ -177,9 +178,11 @@ class OnnxModel:
         self.lm = OrtLM(folder, threads=threads)
         self.kind, self.context_length, self.params = arch["kind"], arch["context_length"], arch.get("parameters")
         self.arch = arch
+        self.fim_order = self.manifest.get("fim", {}).get("order", "psm")   # as the backend builds its prompts
         self.meta = {"training": self.manifest.get("training")}
         self.source = {"type": "model_folder", "path": folder,
-                       "weights_dtype": self.manifest.get("graph", {}).get("weights_dtype")}
+                       "weights_dtype": self.manifest.get("graph", {}).get("weights_dtype"),
+                       "fim_order": self.fim_order}
         self.tokenizer_path = os.path.join(folder, self.manifest.get("tokenizer", {}).get("file", "tokenizer.json"))
 
     def new_stats(self) -> RoutingStats:

@@ -21,7 +21,9 @@ What is measured (identically for every model; all choices are fixed by --seed):
    prefix = the text before that line (ends with its "\n"), middle = the line without its
    newline, suffix = the rest starting with the newline that ends the middle line; so
    prefix + middle + suffix is the file. Prompt (PSM): <|fim_prefix|> prefix <|fim_suffix|>
-   suffix <|fim_middle|>; prefix and suffix are tokenized separately (as the editor does)
+   suffix <|fim_middle|>, or in the order the model folder's manifest gives (fim.order "spm":
+   <|fim_prefix|> <|fim_suffix|> suffix <|fim_middle|> prefix, as the backend builds it);
+   prefix and suffix are tokenized separately (as the editor does)
    and cut to fit: the suffix keeps its first tokens (at most a quarter of the budget), the
    prefix its last tokens, so prompt + --max-new (48) generated tokens <= context_length.
    Greedy decoding stops at any special token (<|endoftext|> etc.), at a generated newline,
@@ -192,14 +194,16 @@ def select_fim_cases(docs: list[dict], n: int, seed: int, langs=LANGS, min_len: 
 
 
 def build_prompt(prefix_ids: list[int], suffix_ids: list[int], context_length: int, max_new: int,
-                 sp: Specials = TEAM_SPECIALS) -> list[int]:
-    """PSM prompt cut to fit context_length with max_new tokens to spare."""
+                 sp: Specials = TEAM_SPECIALS, order: str = "psm") -> list[int]:
+    """PSM (or SPM) prompt cut to fit context_length with max_new tokens to spare."""
     budget = context_length - max_new - 3
     if budget < 8:
         raise EvalError(f"context_length {context_length} is too small for {max_new} new tokens")
     suf = suffix_ids[:min(len(suffix_ids), budget // 4)]
     n_pre = min(len(prefix_ids), budget - len(suf))
     pre = prefix_ids[len(prefix_ids) - n_pre:]
+    if order == "spm":
+        return [sp.fim_prefix, sp.fim_suffix, *suf, sp.fim_middle, *pre]
     return [sp.fim_prefix, *pre, sp.fim_suffix, *suf, sp.fim_middle]
 
 
@@ -268,7 +272,7 @@ def eval_fim(m, cases: list[dict], tok: Tokenizer, max_new: int, enc_cache: dict
         if c["id"] not in enc_cache:
             enc_cache[c["id"]] = (encode(tok, c["prefix"]), encode(tok, c["suffix"]))
         pre, suf = enc_cache[c["id"]]
-        prompt = build_prompt(pre, suf, ctx, max_new, sp)
+        prompt = build_prompt(pre, suf, ctx, max_new, sp, getattr(m, "fim_order", "psm"))
         line, ids = greedy_line(m, prompt, tok, max_new, sp)
         preds.append({"completion": line, "ids": [int(i) for i in ids], "n_generated": len(ids), "prompt_tokens": len(prompt),
                       "exact": line.strip() == c["middle"].strip(),
@@ -283,6 +287,7 @@ def eval_fim(m, cases: list[dict], tok: Tokenizer, max_new: int, enc_cache: dict
                                   "strict": ks / len(sel), "strict_ci95": wilson(ks, len(sel))}
     res["overall"]["mean_generated_tokens"] = float(np.mean([p["n_generated"] for p in preds]))
     res["overall"]["mean_prompt_tokens"] = float(np.mean([p["prompt_tokens"] for p in preds]))
+    res["overall"]["fim_order"] = getattr(m, "fim_order", "psm")
     return res, preds
 
 

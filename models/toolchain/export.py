@@ -157,7 +157,7 @@ def export_model(cfg: ModelConfig, sd: dict, out_dir: str, *, name: str = None, 
                  export_date: str = "now", gpu_variant: bool = False, special_tokens: dict = None,
                  special_ids: dict = None, stop_ids: list = None, tokenizer_config: str = None,
                  card: str = None, external_data: bool = None, head_ids=None, head_rule: str = None,
-                 kv: str = "concat") -> dict:
+                 kv: str = "concat", fim_order: str = "psm") -> dict:
     """Writes the model folder and returns its manifest. export_date None leaves the date
     out (test models regenerate byte for byte). gpu_variant also writes model.masked.onnx,
     the graph without data-dependent control flow for GPU providers (graph.variants); an
@@ -234,7 +234,7 @@ def export_model(cfg: ModelConfig, sd: dict, out_dir: str, *, name: str = None, 
             "tokenizer": {"file": "tokenizer.json",
                           **({"config_file": "tokenizer_config.json"} if "tokenizer_config.json" in files else {}),
                           "special_tokens": special_tokens, "special_ids": special_ids},
-            "fim": {"order": "psm"},
+            "fim": {"order": fim_order},
             "generation": {"max_new_tokens": 64, "temperature": 0.0, "top_p": 1.0, "stop_ids": stop_ids,
                            **(generation or {})},
             "files": {},

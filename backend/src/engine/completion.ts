@@ -11,6 +11,7 @@ import { buildPrompt, defaultBudget } from './prompt';
 import { observePrefill } from './promptBudget';
 import type { JobControl } from './scheduler';
 import { StopRules } from './stops';
+import { healingProcessor, promptToRun } from './tokenHealing';
 import { computeCost, computeShape, ms, probAndEntropy, summarizeCompute } from './telemetry';
 
 export const MAX_DOCUMENT_CHARS = 10 * 1024 * 1024;
@@ -75,6 +76,12 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
 
   const prompt = buildPrompt(m.tokenizer, m.tokenizer.special, { ...input, contextChunks: params.contextChunks },
     defaultBudget(m.manifest.architecture.context_length, maxTokens, m.promptTokens), m.manifest.fim.order);
+  // SPM: the prefix's last token is picked again by the model (token healing, tokenHealing.ts); the
+  // stop rules and post-processing then see the document with that token's text moved from the
+  // prefix into the completion, and it is taken off the completion at the end.
+  const { ids: promptIds, heal } = promptToRun(m.vocabIndex ? m.tokenizer : null, prompt, input.prefix);
+  const prefix = heal ? input.prefix.slice(0, input.prefix.length - heal.length) : input.prefix;
+  const tokenLimit = maxTokens + (heal ? 1 : 0);   // the first token spells the healed text again
   const t1 = performance.now();
 
   const stopIds = gen.stop_ids ?? [m.tokenizer.special.eot, m.tokenizer.special.file_sep];
@@ -82,9 +89,9 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
     temperature, topP, stopIds,
     rng: temperature > 0 ? seededRng(params.seed ?? 0) : undefined,
     // FIM markers, padding and the tokenizer's other special tokens (<|im_start|>, …) are never text to insert.
-    processors: [banTokens(bannedIds(m, stopIds))],
+    processors: [banTokens(bannedIds(m, stopIds)), ...(heal && m.vocabIndex ? [healingProcessor(m.vocabIndex, m.tokenizer, heal)] : [])],
   });
-  const prefill = await generator.appendTokens(prompt.ids, {
+  const prefill = await generator.appendTokens(promptIds, {
     fromScratch: params.includePromptTokens, allLogits: params.includePromptTokens, shouldStop: () => ctl.stopReason() !== null,
   });
   const t2 = performance.now();
@@ -102,7 +109,7 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
   // seconds on a CPU and is what makes the next keystrokes fast (KV cache), so a limit that counted it
   // would return nothing for the first completion in every file.
   const rules = new StopRules({
-    prefix: input.prefix, suffix: input.suffix, maxTokens, maxTimeMs, startedAt: performance.now(), confidenceCutoff: params.confidenceCutoff ?? 0,
+    prefix, suffix: input.suffix, maxTokens: tokenLimit, maxTimeMs, startedAt: performance.now(), confidenceCutoff: params.confidenceCutoff ?? 0,
   });
   const tokens: GeneratedToken[] = [];
   const ids: number[] = [];
@@ -111,12 +118,12 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
   let keepChars = 0;
   let lowConfidenceCut = false;
   const maxDraft = draftTokens();
-  const draft = (generated: readonly number[]) => promptLookup([...prompt.ids, ...generated], maxDraft);
+  const draft = (generated: readonly number[]) => promptLookup([...promptIds, ...generated], maxDraft);
   let stopped = false;
   while (!stopped) {
     const early = ended();
     if (early) return early;
-    const batch = await generator.nextTokens(draft, Math.min(maxDraft, maxTokens - tokens.length - 1));
+    const batch = await generator.nextTokens(draft, Math.min(maxDraft, tokenLimit - tokens.length - 1));
     for (const tok of batch) {
       tokens.push(tok);
       const prevLength = text.length;
@@ -141,7 +148,8 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
 
   // A stop mid-character leaves an incomplete UTF-8 sequence, which decodes to U+FFFD: not text to insert.
   const kept = text.slice(0, keepChars).replace(/\uFFFD+$/, '');
-  const post = postprocess(kept, { prefix: input.prefix, suffix: input.suffix });
+  const post = postprocess(kept, { prefix, suffix: input.suffix });
+  if (heal) post.text = post.text.startsWith(heal) ? post.text.slice(heal.length) : '';
   if (lowConfidenceCut && keepChars < text.length) post.trimmed.unshift({ rule: 'low_confidence', removedText: text.slice(keepChars) });
   const t4 = performance.now();
 
@@ -161,7 +169,7 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
       decodeMs: ms(t3 - (tokens[0]?.pickedAt ?? t3)),
       postprocessMs: ms(t4 - t3),
       totalMs: ms(performance.now() - ctl.arrivedAt),
-      promptTokens: prompt.ids.length,
+      promptTokens: promptIds.length,
       reusedTokens: prefill.reused,
       generatedTokens: generated.length,
     },
@@ -170,7 +178,7 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
     provider,
   };
   if (params.includePromptTokens && prefill.allLogits) {
-    result.promptTokens = scorePrompt(m, prompt.ids, prefill.routing, prefill.allLogits);
+    result.promptTokens = scorePrompt(m, promptIds, prefill.routing, prefill.allLogits);
   }
   return result;
 }

@@ -10,7 +10,7 @@ import { Generator, seededRng } from '../engine/generator';
 import { KvCache } from '../engine/kvCache';
 import { chooseThreads } from '../engine/providers';
 import { percentile } from '../engine/telemetry';
-import { pickSamples, Sample, sourceFiles } from './samples';
+import { pickSamples, Sample, sourceFiles, typed } from './samples';
 
 export interface BenchOptions {
   models: string[];                // model folders; empty = the default model
@@ -69,8 +69,7 @@ async function benchModel(engine: Engine, samples: Sample[]) {
   for (const [i, s] of samples.entries()) {
     m.cache.clear();
     cold.push(await engine.complete({ requestId: `c${i}`, languageId: '', prefix: s.prefix, suffix: s.suffix, maxTokens: MAX_TOKENS }));
-    const typed = s.suffix.slice(0, 1);
-    warm.push(await engine.complete({ requestId: `w${i}`, languageId: '', prefix: s.prefix + typed, suffix: s.suffix.slice(1), maxTokens: MAX_TOKENS }));
+    warm.push(await engine.complete({ requestId: `w${i}`, languageId: '', ...typed(s, 1), maxTokens: MAX_TOKENS }));
     rssMax = Math.max(rssMax, process.memoryUsage.rss());
   }
   const byLoops = await stepCostByLoops(engine);
@@ -214,10 +213,10 @@ export async function runSoak(engine: Engine, requests: number, log: (line: stri
   const every = Math.max(1, Math.floor(requests / 10));
   for (let i = 0; i < requests; i++) {
     const s = samples[i % samples.length];
-    const typed = s.suffix.slice(0, i % 7);
-    const prefix = i % 97 === 0 ? `bad\0input${s.prefix}` : s.prefix + typed;
+    const t = typed(s, i % 7);
+    const prefix = i % 97 === 0 ? `bad\0input${t.prefix}` : t.prefix;
     const signal = { cancelled: i % 31 === 0 };
-    const r = await engine.complete({ requestId: String(i), languageId: '', prefix, suffix: s.suffix.slice(typed.length), maxTokens: 8 }, signal);
+    const r = await engine.complete({ requestId: String(i), languageId: '', prefix, suffix: t.suffix, maxTokens: 8 }, signal);
     if (r.error && !/binary/.test(r.error)) errors++;
     if (i % every === 0 || i === requests - 1) {
       rss.push(process.memoryUsage.rss());

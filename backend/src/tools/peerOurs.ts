@@ -9,7 +9,7 @@ import type { CompleteResult } from '../../../common/protocol';
 import { MIN_FILE_CHARS, SOURCE_DIRS } from './bench';
 import { Engine } from '../engine/engine';
 import { DEFAULT_MAX_PROMPT_TOKENS } from '../engine/prompt';
-import { pickSamples, sourceFiles } from './samples';
+import { pickSamples, sourceFiles, typed } from './samples';
 import { engineIds, exactPrompts, Plan, PlanRequest, PREFILL_SIZES, SUFFIX_TOKENS } from './peerPrompts';
 import type { RunTiming, SideResult } from './peerReport';
 
@@ -95,7 +95,7 @@ async function main(): Promise<void> {
     return r;
   };
   const request = (prefix: string, suffix: string, maxTokens: number, r: CompleteResult): PlanRequest => {
-    const p = engineIds(m.tokenizer, special, prefix, suffix, ctx, maxTokens);
+    const p = engineIds(m.tokenizer, special, prefix, suffix, ctx, maxTokens, m.manifest.fim.order);
     if (p.ids.length !== r.timings.promptTokens) {
       throw new Error(`the engine ran ${r.timings.promptTokens} prompt tokens where buildPrompt gives ${p.ids.length}: the bench no longer builds the engine's prompt`);
     }
@@ -111,7 +111,7 @@ async function main(): Promise<void> {
   const maxN = Math.max(...PREFILL_SIZES);
   if (maxN + decodeTokens + 1 > ctx) throw new Error(`--decode-tokens ${decodeTokens} does not fit after ${maxN} prompt tokens in ${m.name}'s ${ctx}-token context`);
   const files = sourceFiles(root, SOURCE_DIRS, MIN_FILE_CHARS).map((f) => ({ path: path.relative(root, f), text: readFileSync(f, 'utf8') }));
-  const prompts = exactPrompts(m.tokenizer, special, files, PREFILL_SIZES, { contextLength: ctx, maxTokens: decodeTokens, suffixTokens: SUFFIX_TOKENS });
+  const prompts = exactPrompts(m.tokenizer, special, files, PREFILL_SIZES, { contextLength: ctx, maxTokens: decodeTokens, suffixTokens: SUFFIX_TOKENS, order: m.manifest.fim.order });
   const prefill: SideResult['prefill'] = [];
   const planPrefill: Plan['prefill'] = [];
   for (const p of prompts) {
@@ -138,16 +138,17 @@ async function main(): Promise<void> {
   for (const [i, s] of samples.entries()) {
     m.cache.clear();
     const cold = await complete(`c${i}`, s.prefix, s.suffix, COMPLETION_MAX_TOKENS);
-    const typed = s.suffix.slice(0, 1);
-    const warm = await complete(`w${i}`, s.prefix + typed, s.suffix.slice(1), COMPLETION_MAX_TOKENS);
+    const t = typed(s, 1);
+    const warm = await complete(`w${i}`, t.prefix, t.suffix, COMPLETION_MAX_TOKENS);
     const file = path.relative(root, s.file);
     completions.push({ file, cold: timing(cold), warm: timing(warm) });
     planCompletions.push({
       file,
       cold: request(s.prefix, s.suffix, COMPLETION_MAX_TOKENS, cold),
-      warm: request(s.prefix + typed, s.suffix.slice(1), COMPLETION_MAX_TOKENS, warm),
+      warm: request(t.prefix, t.suffix, COMPLETION_MAX_TOKENS, warm),
     });
   }
+  notes.push(`FIM prompt order ${m.manifest.fim.order.toUpperCase()} (the model's manifest), the same ids on both sides`);
   notes.push(`prompt cap fixed at ${DEFAULT_MAX_PROMPT_TOKENS} tokens (VFFN_MAX_PROMPT_TOKENS), whatever budget the engine would choose`);
   notes.push('decode per token = the request\'s decode time / tokens fed after the first was picked (stop token excluded)');
 
@@ -171,7 +172,7 @@ async function main(): Promise<void> {
     completions,
     notes,
   };
-  const plan: Plan = { warmup, prefill: planPrefill, completions: planCompletions };
+  const plan: Plan = { order: m.manifest.fim.order, warmup, prefill: planPrefill, completions: planCompletions };
   writeFileSync(planFile, JSON.stringify(plan));
   await engine.dispose();
   result.peakRssBytes = peakRssBytes();

@@ -1,12 +1,23 @@
 // Prompts for `npm run bench:peer`: real source text cut at exact token counts, built with the
 // engine's own prompt code (buildPrompt) so that the ids handed to llama.cpp are the ids our engine
 // runs. Pure given a tokenizer: no model, no timing.
-import type { SpecialIds } from '../engine/modelFolder';
+import type { FimOrder, SpecialIds } from '../engine/modelFolder';
 import { buildPrompt, defaultBudget } from '../engine/prompt';
+import { HealingTokenizer, promptToRun } from '../engine/tokenHealing';
 
 export interface Tok {
   encode(text: string): number[];
   decode(ids: readonly number[]): string;
+}
+
+/** SPM prompts are token-healed by the engine (tokenHealing.ts): building them needs each token's text. */
+export type PromptTok = Tok & Partial<HealingTokenizer>;
+
+/** The ids the engine runs for a prompt it built: an SPM prompt without its healed last token. */
+function idsToRun(tok: PromptTok, p: { ids: number[]; prefixTokens: number }, prefix: string, order: FimOrder): number[] {
+  if (order !== 'spm') return p.ids;
+  if (!tok.tokenText || !tok.controlIds || tok.vocabSize === undefined) throw new Error('SPM prompts need the tokenizer\'s token texts (token healing)');
+  return promptToRun(tok as HealingTokenizer, p, prefix).ids;
 }
 
 /** Token-boundary shifts tried when re-encoding a cut piece gives one token more or less. */
@@ -97,6 +108,7 @@ export interface ExactPromptOptions {
   contextLength: number;
   maxTokens: number;          // the request's maxTokens: it sets the prompt budget
   suffixTokens: number;       // tokens of the suffix in every prompt
+  order?: FimOrder;           // the model's prompt order (manifest fim.order); PSM when absent
 }
 
 /**
@@ -104,7 +116,7 @@ export interface ExactPromptOptions {
  * much text before it they keep), from the first file and block anchor where the engine's
  * buildPrompt keeps every token given (no cut of its own). Throws when none fits.
  */
-export function exactPrompts(tok: Tok, special: SpecialIds, files: readonly { path: string; text: string }[],
+export function exactPrompts(tok: PromptTok, special: SpecialIds, files: readonly { path: string; text: string }[],
   sizes: readonly number[], opts: ExactPromptOptions): ExactPrompt[] {
   const budget = defaultBudget(opts.contextLength, opts.maxTokens);
   for (const f of files) {
@@ -113,11 +125,16 @@ export function exactPrompts(tok: Tok, special: SpecialIds, files: readonly { pa
       if (suffix === null) continue;
       const out: ExactPrompt[] = [];
       for (const n of sizes) {
-        const prefix = lastTokens(tok, f.text.slice(0, a.cursor), n - 3 - opts.suffixTokens);
-        if (prefix === null) break;
-        const p = buildPrompt(tok, special, { prefix, suffix }, budget);
-        if (p.ids.length !== n || p.truncated) break;
-        out.push({ promptTokens: n, prefix, suffix, ids: p.ids, file: f.path, line: a.line + 1 });
+        // One token more of text when the engine heals the prompt's last one away.
+        const fits = [0, 1].map((extra) => {
+          const prefix = lastTokens(tok, f.text.slice(0, a.cursor), n - 3 - opts.suffixTokens + extra);
+          if (prefix === null) return null;
+          const p = buildPrompt(tok, special, { prefix, suffix }, budget, opts.order);
+          const ids = idsToRun(tok, p, prefix, opts.order ?? 'psm');
+          return ids.length === n && !p.truncated ? { promptTokens: n, prefix, suffix, ids, file: f.path, line: a.line + 1 } : null;
+        }).find((x) => x !== null);
+        if (!fits) break;
+        out.push(fits);
       }
       if (out.length === sizes.length) return out;
     }
@@ -127,10 +144,10 @@ export function exactPrompts(tok: Tok, special: SpecialIds, files: readonly { pa
 }
 
 /** The ids the engine builds for one completion request (as runComplete does, no context chunks), and the text they hold. */
-export function engineIds(tok: Tok, special: SpecialIds, prefix: string, suffix: string, contextLength: number, maxTokens: number)
-  : { ids: number[]; prefixText: string; suffixText: string } {
-  const p = buildPrompt(tok, special, { prefix, suffix }, defaultBudget(contextLength, maxTokens));
-  return { ids: p.ids, prefixText: p.prefixText, suffixText: p.suffixText };
+export function engineIds(tok: PromptTok, special: SpecialIds, prefix: string, suffix: string, contextLength: number, maxTokens: number,
+  order: FimOrder = 'psm'): { ids: number[]; prefixText: string; suffixText: string } {
+  const p = buildPrompt(tok, special, { prefix, suffix }, defaultBudget(contextLength, maxTokens), order);
+  return { ids: idsToRun(tok, p, prefix, order), prefixText: p.prefixText, suffixText: p.suffixText };
 }
 
 /** Prompt sizes of the cold prefill measurement (issue 10). */
@@ -149,6 +166,8 @@ export interface PlanRequest {
 
 /** What our child hands the llama.cpp child (bench/peer/llama.mjs reads it). */
 export interface Plan {
+  /** The prompts' FIM order, for the llama.cpp child's own tokenization check. */
+  order: FimOrder;
   warmup: PlanRequest;
   prefill: { promptTokens: number; file: string; line: number; runs: PlanRequest[] }[];
   completions: { file: string; cold: PlanRequest; warm: PlanRequest }[];

@@ -200,7 +200,7 @@ export function toMarkdown(r: PeerReport): string {
     `- prompts: cold prefill of exactly ${r.prompts.prefill.map((p) => p.promptTokens).join(' and ')} tokens `
       + `(FIM at ${r.prompts.prefill[0] ? `${r.prompts.prefill[0].file}:${r.prompts.prefill[0].line}` : '–'}, the same ids on both sides, `
       + `${r.settings.prefillRuns} runs each, KV cache cleared before each); ${r.prompts.completions} single-line completions in real source files `
-      + '(cold, then one more character typed: warm, KV cache reused)',
+      + '(cold with the cursor mid-line and the rest of that line not written yet, then its next character typed: warm, KV cache reused)',
     '',
     '| metric | ours | llama.cpp | ours / llama.cpp | goal | |',
     '|---|---|---|---|---|---|',

@@ -4,7 +4,17 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { seededRng } from '../engine/generator';
 
-export interface Sample { file: string; prefix: string; suffix: string; }
+/**
+ * A cursor mid-line in a real file, as the user meets it while writing that line: `prefix` is the
+ * text before the cursor, `unwritten` the rest of the line (not typed yet), `suffix` the text after
+ * the line (from its newline on), which stays the same as the user types.
+ */
+export interface Sample { file: string; prefix: string; unwritten: string; suffix: string; }
+
+/** The sample after the user typed the next `n` characters of the line: the prefix grows, the suffix does not change. */
+export function typed(s: Sample, n: number): { prefix: string; suffix: string } {
+  return { prefix: s.prefix + s.unwritten.slice(0, n), suffix: s.suffix };
+}
 
 const SOURCE_FILE = /\.(ts|js|py|mjs|cjs)$/;
 const MAX_FILE_BYTES = 2_000_000;
@@ -45,7 +55,8 @@ export function pickSamples(files: readonly string[], count: number, seed: numbe
     const indent = line.length - code.length;
     const col = indent + Math.max(4, Math.floor(code.length * (0.3 + 0.4 * rng.next())));
     const offset = lines.slice(0, lineNo).reduce((n, l) => n + l.length + 1, 0) + col;
-    samples.push({ file, prefix: text.slice(0, offset), suffix: text.slice(offset) });
+    const lineEnd = offset + (line.length - col);
+    samples.push({ file, prefix: text.slice(0, offset), unwritten: text.slice(offset, lineEnd), suffix: text.slice(lineEnd) });
   }
   return samples;
 }

@@ -88,6 +88,17 @@ def test_prompt_budget():
     assert short == [ev.TEAM_SPECIALS.fim_prefix, 7, 8, ev.TEAM_SPECIALS.fim_suffix, 9, ev.TEAM_SPECIALS.fim_middle]
 
 
+def test_spm_prompt_has_the_same_cut_in_the_backends_order():
+    """fim.order "spm" (the default model's): suffix first, the prefix right before generation,
+    as backend/src/engine/prompt.ts builds it; the same tokens as PSM, only reordered."""
+    sp = ev.TEAM_SPECIALS
+    pre, suf = list(range(10, 500)), list(range(600, 900))
+    psm, spm = ev.build_prompt(pre, suf, 256, 48), ev.build_prompt(pre, suf, 256, 48, order="spm")
+    i = psm.index(sp.fim_suffix)
+    assert spm == [sp.fim_prefix, sp.fim_suffix, *psm[i + 1:-1], sp.fim_middle, *psm[1:i]]
+    assert ev.build_prompt([7, 8], [9], 256, 48, order="spm") == [sp.fim_prefix, sp.fim_suffix, 9, sp.fim_middle, 7, 8]
+
+
 @pytest.mark.parametrize("kind", ["versatile", "dense"])
 def test_kv_cache_matches_full_recompute(kind):
     m = tiny_model(kind)

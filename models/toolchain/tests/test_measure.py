@@ -43,14 +43,14 @@ def test_shipped_result_on_other_cases_is_refused(tmp_path):
 
 
 def test_card_shows_paired_counts_only_when_measured():
-    manifest = {"display_name": "m", "description": "d", "graph": {"weights_dtype": "int4-ffn-in-deep"},
+    manifest = {"display_name": "m", "description": "d", "graph": {"weights_dtype": "int4-ffn-in-deep"}, "fim": {"order": "spm"},
                 "architecture": {"d_model": 8, "n_layer": 2, "d_ff": 16, "n_head": 2, "vocab_size": 10,
                                  "parameters": 1, "context_length": 8}}
     shipped = {"graph": "g", "fim_exact": 0.119, "fim_exact_ci95": [0.1, 0.14], "fim_n": 1000}
     routing = json.load(open(os.path.join(os.path.dirname(HERE), "upcycle", "routing.json")))
     models = {"upcycled": {"fim_exact": 0.127}}
     text = card.render(manifest, "dense", routing, {"models": models, "shipped": shipped})
-    assert "blocks 6-23 in 4 bits" in text
+    assert "blocks 6-23 in 4 bits" in text and "Prompts in SPM order" in text
     up = card.render(manifest, "upcycled", routing, {"models": models, "shipped": shipped})
     assert "scores 11.9% [10.0%, 14.0%] on the same 1,000 FIM cases." in up
     paired = card.render(manifest, "upcycled", routing, {"models": models, "shipped": {**shipped, "only_shipped_exact": 3,

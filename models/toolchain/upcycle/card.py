@@ -25,6 +25,12 @@ GPTQ_TEXT = {
                         "(and blocks 0-5's gate/up, the most sensitive to 4 bits) in 8",
 }
 
+FIM_ORDER_TEXT = {
+    "psm": "- Prompts in PSM order: <|fim_prefix|> prefix <|fim_suffix|> suffix <|fim_middle|>.",
+    "spm": "- Prompts in SPM order: <|fim_prefix|> <|fim_suffix|> suffix <|fim_middle|> prefix (manifest fim.order): "
+           "the completion follows the prefix directly, and as the user types only the prefix's last tokens run again.",
+}
+
 
 def model_info(kind: str, routing: dict, results: dict | None) -> dict:
     res = (results or {}).get("models", {}).get(kind, {})
@@ -62,7 +68,8 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
              f"{a['parameters']:,} parameters; prompts up to {a['context_length']} tokens.",
              f"- Weights: {manifest['graph']['weights_dtype']} (MatMulNBits, blocks of 32) in ONNX"
              + GPTQ_TEXT.get(manifest['graph']['weights_dtype'], "")
-             + "; the embedding table int8; activations fp32."]
+             + "; the embedding table int8; activations fp32.",
+             FIM_ORDER_TEXT[manifest["fim"]["order"]]]
     head = manifest["graph"].get("head")
     if head:
         lines += [f"- Output head trimmed to {head['tokens']:,} of {a['vocab_size']:,} tokens ({head['rule']}); "

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { buildPrompt, defaultBudget } from '../../../backend/src/engine/prompt';
 import { parseArgs, peerDir } from '../../../backend/src/tools/peerBench';
-import { blockAnchors, exactPrompts, firstTokens, lastTokens, Tok } from '../../../backend/src/tools/peerPrompts';
+import { blockAnchors, engineIds, exactPrompts, firstTokens, lastTokens, PromptTok, Tok } from '../../../backend/src/tools/peerPrompts';
 import {
   checkGoal, compareSides, fmt, fmtRatio, goalCounts, goalText, median, pct, PeerReport, RunTiming, SideResult, toMarkdown,
 } from '../../../backend/src/tools/peerReport';
@@ -89,6 +89,21 @@ test('exactPrompts: the engine\'s buildPrompt keeps every token and the prompt h
   assert.ok(prompts[1].prefix.endsWith(prompts[0].prefix));
   assert.equal(prompts[0].suffix, prompts[1].suffix);
   assert.throws(() => exactPrompts(mergingTok, SPECIAL, files, [5000], opts), /no block in a\.ts gives FIM prompts of exactly 5000/);
+});
+
+test('exactPrompts in SPM order: the ids are what the engine runs, its healed last token left out', () => {
+  const text = `${'// filler line of text\n'.repeat(20)}${SOURCE}\n`;
+  const healingTok: PromptTok = { ...mergingTok, vocabSize: 10_000, controlIds: [], tokenText: (id) => mergingTok.decode([id]) };
+  const opts = { contextLength: 1024, maxTokens: 16, suffixTokens: 12, order: 'spm' as const };
+  const prompts = exactPrompts(healingTok, SPECIAL, [{ path: 'a.ts', text }], [60, 200], opts);
+  for (const p of prompts) {
+    assert.equal(p.ids.length, p.promptTokens);
+    const built = buildPrompt(healingTok, SPECIAL, { prefix: p.prefix, suffix: p.suffix }, defaultBudget(1024, 16), 'spm').ids;
+    // The block opener's last character ends the prefix: the engine heals it, so one token more of text was cut.
+    assert.deepEqual(p.ids, built.slice(0, -1));
+    assert.deepEqual(engineIds(healingTok, SPECIAL, p.prefix, p.suffix, 1024, 16, 'spm').ids, p.ids);
+  }
+  assert.throws(() => exactPrompts(mergingTok, SPECIAL, [{ path: 'a.ts', text }], [60], opts), /token texts/);
 });
 
 test('median and nearest-rank percentiles', () => {

@@ -37,3 +37,19 @@ test('def add(a, b): return ▮ completes with a + b', { skip }, async () => {
   assert.ok(r.tokens.every((t) => t.routing.ffnShare?.length === n && t.computeVsDense > 0));
   assert.ok(r.compute.meanFfnShare !== undefined && r.compute.meanFfnShare > 0 && r.compute.meanFfnShare <= 1);
 });
+
+// SPM prompts end with the prefix, so a cursor in the middle of a word, or after a space the model
+// would have written as part of the next token, is healed (tokenHealing.ts): the model spells the
+// prefix's last token again and the completion is what comes after the cursor.
+test('a cursor inside a word or after its space completes from the cursor (token healing)', { skip }, async () => {
+  const suffix = '\n\nprint(add(1, 2))\n';
+  for (const [prefix, expected] of [
+    ['def add(a, b):\n    ret', 'urn a + b'],
+    ['def add(a, b):\n    return', ' a + b'],
+    ['def add(a, b):\n    ', 'return a + b'],
+  ]) {
+    const r = await complete(prefix, suffix);
+    assert.equal(r.error, undefined);
+    assert.equal(r.completion, expected, JSON.stringify({ prefix, completion: r.completion, stop: r.stopReason, trimmed: r.trimmed }));
+  }
+});
