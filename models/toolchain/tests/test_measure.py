@@ -56,3 +56,34 @@ def test_card_shows_paired_counts_only_when_measured():
     paired = card.render(manifest, "upcycled", routing, {"models": models, "shipped": {**shipped, "only_shipped_exact": 3,
                                                                       "only_reference_exact": 11}})
     assert "(3 right only here, 11 only in the row above)" in paired
+
+
+def test_shipped_result_records_the_prompt_order_and_refuses_to_pool_two(tmp_path):
+    def ordered(name, seed, order):
+        base = report(tmp_path, name, seed, [True])
+        rep = json.load(open(base + ".json"))
+        rep["models"][name] = {"fim": {"overall": {"fim_order": order}}}
+        json.dump(rep, open(base + ".json", "w"))
+        return base
+    spm = [ordered("a", 1234, "spm"), ordered("a", 4321, "spm")]
+    assert measure.shipped_summary(spm, [1234, 4321], None)["fim_order"] == "spm"
+    # Reports from before evaluate.py recorded the order were PSM.
+    assert measure.shipped_summary([report(tmp_path, "old", 1234, [True])], [1234], None)["fim_order"] == "psm"
+    with pytest.raises(SystemExit, match="different prompt orders"):
+        measure.shipped_summary([ordered("b", 1234, "spm"), ordered("b", 4321, "psm")], [1234, 4321], None)
+
+
+def test_card_shows_the_order_and_the_dense_folder_beside_the_upcycled_one():
+    manifest = {"display_name": "m", "description": "d", "graph": {"weights_dtype": "int4-ffn-in-deep"}, "fim": {"order": "spm"},
+                "architecture": {"d_model": 8, "n_layer": 2, "d_ff": 16, "n_head": 2, "vocab_size": 10,
+                                 "parameters": 1, "context_length": 8}}
+    routing = json.load(open(os.path.join(os.path.dirname(HERE), "upcycle", "routing.json")))
+    shipped = {"graph": "g", "fim_exact": 0.26, "fim_exact_ci95": [0.23, 0.29], "fim_n": 1000, "fim_order": "spm",
+               "paired_with_dense": {"only_upcycled_exact": 30, "only_dense_exact": 20, "both_exact": 230}}
+    dense = {"graph": "g", "fim_exact": 0.25, "fim_exact_ci95": [0.22, 0.28], "fim_n": 1000, "fim_order": "spm"}
+    results = {"models": {"upcycled": {"fim_exact": 0.127}}, "shipped": shipped, "shipped_dense": dense}
+    up = card.render(manifest, "upcycled", routing, results)
+    assert "scores 26.0% [23.0%, 29.0%] on the same 1,000 FIM cases, with prompts in SPM order (the table: PSM)." in up
+    assert "scores 25.0%: 30 cases right only here, 20 only there (ratio 1.04)." in up
+    down = card.render(manifest, "dense", routing, results)
+    assert "scores 25.0% [22.0%, 28.0%]" in down and "right only here" not in down

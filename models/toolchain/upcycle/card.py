@@ -32,6 +32,28 @@ FIM_ORDER_TEXT = {
 }
 
 
+def shipped_lines(kind: str, r: dict) -> list[str]:
+    """What the graph in this folder scores (measure.py's "shipped" / "shipped_dense"), in its own
+    prompt order, beside the table's reference rows (PSM)."""
+    sh, sd = r.get("shipped"), r.get("shipped_dense")
+    own = sh if kind == "upcycled" else sd
+    if not own:
+        return []
+    ci = own["fim_exact_ci95"]
+    order = own.get("fim_order", "psm")
+    paired = (f" ({own['only_shipped_exact']} right only here, {own['only_reference_exact']} only in the row above)"
+              if "only_shipped_exact" in own else "")
+    text = (f"The graph in this folder ({own['graph']}) scores {own['fim_exact']:.1%} [{ci[0]:.1%}, {ci[1]:.1%}] "
+            f"on the same {own['fim_n']:,} FIM cases{paired}")
+    text += f", with prompts in {order.upper()} order (the table: PSM)." if order != "psm" else "."
+    pair = (sh or {}).get("paired_with_dense")
+    if kind == "upcycled" and sd and pair:
+        text += (f" The dense source's folder, same graph form and order, scores {sd['fim_exact']:.1%}: "
+                 f"{pair['only_upcycled_exact']} cases right only here, {pair['only_dense_exact']} only there "
+                 f"(ratio {own['fim_exact'] / sd['fim_exact']:.2f}).")
+    return [text, ""]
+
+
 def model_info(kind: str, routing: dict, results: dict | None) -> dict:
     res = (results or {}).get("models", {}).get(kind, {})
     if kind == "upcycled":
@@ -124,13 +146,7 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
                          f" / {_fmt(vl.get('typescript'))}) | {_fmt(m.get('fim_exact'), '.1%')} "
                          f"[{_fmt(ci[0], '.1%')}, {_fmt(ci[1], '.1%')}] | {_fmt(m.get('compute_vs_dense'), '.3f')} |")
         lines.append("")
-        sh = r.get("shipped")
-        if kind == "upcycled" and sh:
-            ci = sh["fim_exact_ci95"]
-            paired = (f" ({sh['only_shipped_exact']} right only here, {sh['only_reference_exact']} only in the row above)"
-                      if "only_shipped_exact" in sh else "")
-            lines += [f"The graph in this folder ({sh['graph']}) scores {sh['fim_exact']:.1%} "
-                      f"[{ci[0]:.1%}, {ci[1]:.1%}] on the same {sh['fim_n']:,} FIM cases{paired}.", ""]
+        lines += shipped_lines(kind, r)
         layers = res.get("upcycled", {}).get("layers")
         if kind == "upcycled" and layers:
             lines += ["Routing per layer (validation tokens): FFN work done (share of up and down projections "

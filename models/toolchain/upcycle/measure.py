@@ -8,6 +8,7 @@ backend CLI. build.py renders them into the model cards at set-up.
         --upcycled-report models/work/eval/upcycled [--examples] [--machine "..."]
     python models/toolchain/upcycle/measure.py --shipped-report models/work/eval/shipped-1234 \
         --shipped-report models/work/eval/shipped-4321   # a new shipped graph only, on the recorded cases
+        [--shipped-dense-report models/work/eval/dense-1234 --shipped-dense-report ...]   # and the dense folder's
 """
 import argparse
 import json
@@ -69,11 +70,30 @@ def shipped_summary(report_paths: list[str], seeds: list, reference_exact: list 
         sys.exit(f"the shipped graph's reports (seeds {shipped_seeds}) are not on the upcycled reports' FIM cases "
                  f"(seeds {seeds})")
     out = {"graph": SHIPPED_GRAPH, "fim_exact": sum(shipped) / len(shipped),
-           "fim_exact_ci95": wilson(sum(shipped), len(shipped)), "fim_n": len(shipped)}
+           "fim_exact_ci95": wilson(sum(shipped), len(shipped)), "fim_n": len(shipped),
+           "fim_order": fim_order(report_paths)}
     if reference_exact is not None:
         out["only_shipped_exact"] = sum(a and not b for a, b in zip(shipped, reference_exact))
         out["only_reference_exact"] = sum(b and not a for a, b in zip(shipped, reference_exact))
     return out
+
+
+def fim_order(report_paths: list[str]) -> str:
+    """The prompt order the reports were run in (evaluate.py records the folder's fim.order;
+    reports from before it did were PSM); reports in different orders are not pooled."""
+    orders = set()
+    for p in report_paths:
+        entry = next(iter(json.load(open(p + ".json"))["models"].values()))
+        orders.add(((entry.get("fim") or {}).get("overall") or {}).get("fim_order", "psm"))
+    if len(orders) != 1:
+        sys.exit(f"the reports were run with different prompt orders ({', '.join(sorted(orders))}): not pooled")
+    return orders.pop()
+
+
+def paired(a: list, b: list) -> dict:
+    """Case-by-case agreement of two models' exact-match flags on the same cases."""
+    return {"only_first": sum(x and not y for x, y in zip(a, b)), "only_second": sum(y and not x for x, y in zip(a, b)),
+            "both": sum(x and y for x, y in zip(a, b))}
 
 
 def this_machine() -> str:
@@ -94,6 +114,8 @@ def main():
                     help="evaluate.py --out path of the upcycled model, same runs in the same order")
     ap.add_argument("--shipped-report", action="append", default=[],
                     help="evaluate.py --out path of the shipped graph (build.py's folder), same runs in the same order")
+    ap.add_argument("--shipped-dense-report", action="append", default=[],
+                    help="with --shipped-report alone: the dense folder's graph on the same runs (paired with it)")
     ap.add_argument("--examples", action="store_true", help="also complete the ten fixed examples (backend CLI)")
     ap.add_argument("--machine", default=this_machine(), help="how the reports name the machine (default: read here)")
     args = ap.parse_args()
@@ -103,8 +125,14 @@ def main():
         # reference's per-case reports there is no paired count.
         seeds = [x["seed"] for x in results.get("models", {}).get("upcycled", {}).get("settings", [])]
         results["shipped"] = shipped_summary(args.shipped_report, seeds, None)
+        results.pop("shipped_dense", None)
+        if args.shipped_dense_report:
+            results["shipped_dense"] = shipped_summary(args.shipped_dense_report, seeds, None)
+            pair = paired(fim_exact(args.shipped_report)[1], fim_exact(args.shipped_dense_report)[1])
+            results["shipped"]["paired_with_dense"] = {"only_upcycled_exact": pair["only_first"],
+                                                       "only_dense_exact": pair["only_second"], "both_exact": pair["both"]}
         atomic_write_text(RESULTS, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
-        print(json.dumps(results["shipped"], indent=1))
+        print(json.dumps({k: results[k] for k in ("shipped", "shipped_dense") if k in results}, indent=1))
         return
     if not args.dense_report or not args.upcycled_report:
         sys.exit("give --dense-report and --upcycled-report (or --shipped-report alone)")
