@@ -13,48 +13,67 @@ export interface HealingTokenizer {
   readonly vocabSize: number;
   readonly controlIds: readonly number[];
   tokenText(id: number): string;
+  /** tokenText without remembering the result, for one pass over the whole vocabulary (default: tokenText). */
+  pieceText?(id: number): string;
 }
 
-/** Every generable token's text, sorted, so the tokens that start with a text are one contiguous range. */
+/**
+ * Every generable token's text, sorted, so the tokens that start with a text are one contiguous range.
+ * Stored compactly (one string and two typed arrays, ~2 MB for Qwen's 151k tokens) because the
+ * backend's V8 heap is marked in full every few decode steps, and 151k separate strings alive
+ * there made each step measurably slower (docs/SPEED.md, "Where decode time goes").
+ */
 export class VocabIndex {
-  private readonly texts: string[] = [];
-  private readonly ids: number[] = [];
-  private readonly byText = new Map<string, number>();
+  private readonly ids: Int32Array;       // generable ids, ordered by text, then id
+  private readonly starts: Int32Array;    // ids[i]'s text is all.slice(starts[i], starts[i + 1])
+  private readonly all: string;
 
   constructor(tok: HealingTokenizer) {
+    const read = tok.pieceText ? (id: number) => tok.pieceText!(id) : (id: number) => tok.tokenText(id);
     const control = new Set(tok.controlIds);
-    const entries: [string, number][] = [];
+    const texts: string[] = new Array(tok.vocabSize);
+    const ids: number[] = [];
     for (let id = 0; id < tok.vocabSize; id++) {
-      const text = tok.tokenText(id);
+      const text = read(id);
       // Lone pieces of a multi-byte character decode to U+FFFD: they cannot be matched as text.
       if (control.has(id) || text === '' || text.includes('\uFFFD')) continue;
-      entries.push([text, id]);
-      if (!this.byText.has(text)) this.byText.set(text, id);
+      texts[id] = text;
+      ids.push(id);
     }
-    entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] - b[1]));
-    for (const [text, id] of entries) {
-      this.texts.push(text);
-      this.ids.push(id);
-    }
+    ids.sort((a, b) => (texts[a] < texts[b] ? -1 : texts[a] > texts[b] ? 1 : a - b));
+    this.ids = Int32Array.from(ids);
+    this.starts = new Int32Array(ids.length + 1);
+    let at = 0;
+    ids.forEach((id, i) => {
+      this.starts[i] = at;
+      at += texts[id].length;
+    });
+    this.starts[ids.length] = at;
+    this.all = ids.map((id) => texts[id]).join('');
   }
 
   /** Ids whose text starts with `rest`, and ids whose text is a shorter non-empty prefix of it. */
   candidates(rest: string): number[] {
     const out: number[] = [];
-    for (let i = this.lowerBound(rest); i < this.texts.length && this.texts[i].startsWith(rest); i++) out.push(this.ids[i]);
+    for (let i = this.lowerBound(rest); i < this.ids.length && this.text(i).startsWith(rest); i++) out.push(this.ids[i]);
     for (let n = 1; n < rest.length; n++) {
-      const id = this.byText.get(rest.slice(0, n));
-      if (id !== undefined) out.push(id);
+      const piece = rest.slice(0, n);
+      const i = this.lowerBound(piece);
+      if (i < this.ids.length && this.text(i) === piece) out.push(this.ids[i]);   // the lowest id spelling it
     }
     return out;
   }
 
+  private text(i: number): string {
+    return this.all.slice(this.starts[i], this.starts[i + 1]);
+  }
+
   private lowerBound(text: string): number {
     let lo = 0;
-    let hi = this.texts.length;
+    let hi = this.ids.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (this.texts[mid] < text) lo = mid + 1;
+      if (this.text(mid) < text) lo = mid + 1;
       else hi = mid;
     }
     return lo;

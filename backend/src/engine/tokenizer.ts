@@ -104,10 +104,15 @@ export class CodeTokenizer {
   tokenText(id: number): string {
     let s = this.pieceCache.get(id);
     if (s === undefined) {
-      s = this.decode([id]);
+      s = this.pieceText(id);
       this.pieceCache.set(id, s);
     }
     return s;
+  }
+
+  /** tokenText without remembering it: for a pass over the whole vocabulary (token healing's index). */
+  pieceText(id: number): string {
+    return this.decode([id]);
   }
 }
 

@@ -54,3 +54,11 @@ test('the first picks spell the healed text again, then anything goes', () => {
   assert.equal(pick(heal, [id(' return')], id('x')), id('x'));
   assert.equal(pick(heal, [id(' re'), id('t')], id('x')), id('x'));
 });
+
+test('the index reads the vocabulary once through pieceText (uncached), not tokenText', () => {
+  let cached = 0;
+  const counting: HealingTokenizer = { ...tok, tokenText: (i) => { cached++; return VOCAB[i]; }, pieceText: (i) => VOCAB[i] };
+  const index = new VocabIndex(counting);
+  assert.equal(cached, 0);
+  assert.deepEqual(sorted(index.candidates(' ret')), sorted(new VocabIndex(tok).candidates(' ret')));
+});
