@@ -73,8 +73,8 @@ def shipped_summary(report_paths: list[str], seeds: list, reference_exact: list 
            "fim_exact_ci95": wilson(sum(shipped), len(shipped)), "fim_n": len(shipped),
            "fim_order": fim_order(report_paths)}
     if reference_exact is not None:
-        out["only_shipped_exact"] = sum(a and not b for a, b in zip(shipped, reference_exact))
-        out["only_reference_exact"] = sum(b and not a for a, b in zip(shipped, reference_exact))
+        pair = paired(shipped, reference_exact)
+        out["only_shipped_exact"], out["only_reference_exact"] = pair["only_first"], pair["only_second"]
     return out
 
 
@@ -140,12 +140,12 @@ def main():
     up, up_exact = summarize(args.upcycled_report)
     if len(dense_exact) != len(up_exact) or [x["seed"] for x in dense["settings"]] != [x["seed"] for x in up["settings"]]:
         sys.exit("the reports are not on the same FIM cases (seeds, counts and order must match)")
+    pair = paired(dense_exact, up_exact)
     results.update({
         "machine": args.machine,
         "models": {"dense": dense, "upcycled": up},
-        "paired": {"only_dense_exact": sum(d and not u for d, u in zip(dense_exact, up_exact)),
-                   "only_upcycled_exact": sum(u and not d for d, u in zip(dense_exact, up_exact)),
-                   "both_exact": sum(d and u for d, u in zip(dense_exact, up_exact))},
+        "paired": {"only_dense_exact": pair["only_first"], "only_upcycled_exact": pair["only_second"],
+                   "both_exact": pair["both"]},
         "fim_ratio": up["fim_exact"] / dense["fim_exact"] if dense["fim_exact"] else None,
     })
     if args.shipped_report:
