@@ -18,7 +18,7 @@ export interface LoadedModel extends PromptBudgetState {
   session: ModelSession;
   cache: KvCache;
   loadMs: number;
-  /** SPM models only: token healing's sorted vocabulary (~0.3 s to build for Qwen's 151k tokens, so at load). */
+  /** SPM models only: token healing's sorted vocabulary (~1.4 s to build for Qwen's 151k tokens on the 2-core dev VM, so at load, in the engine's worker). */
   vocabIndex?: VocabIndex;
 }
 

@@ -125,14 +125,15 @@ export function exactPrompts(tok: PromptTok, special: SpecialIds, files: readonl
       if (suffix === null) continue;
       const out: ExactPrompt[] = [];
       for (const n of sizes) {
-        // One token more of text when the engine heals the prompt's last one away.
-        const fits = [0, 1].map((extra) => {
+        let fits: ExactPrompt | null = null;
+        // One token more of text only when the engine heals the prompt's last one away.
+        for (let extra = 0; extra <= 1 && !fits; extra++) {
           const prefix = lastTokens(tok, f.text.slice(0, a.cursor), n - 3 - opts.suffixTokens + extra);
-          if (prefix === null) return null;
+          if (prefix === null) break;
           const p = buildPrompt(tok, special, { prefix, suffix }, budget, opts.order);
           const ids = idsToRun(tok, p, prefix, opts.order ?? 'psm');
-          return ids.length === n && !p.truncated ? { promptTokens: n, prefix, suffix, ids, file: f.path, line: a.line + 1 } : null;
-        }).find((x) => x !== null);
+          if (ids.length === n && !p.truncated) fits = { promptTokens: n, prefix, suffix, ids, file: f.path, line: a.line + 1 };
+        }
         if (!fits) break;
         out.push(fits);
       }

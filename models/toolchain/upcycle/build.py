@@ -57,7 +57,7 @@ SHIPPED_GRAPH = ("GPTQ int4 gate/up in blocks 6-23, int8 elsewhere, int8 embeddi
                  "to head.json's tokens, in-place KV cache")
 # The prompt order the backend uses (manifest fim.order): suffix first, then the prefix right
 # before the completion. On the project's 1,000 validation FIM cases the shipped graph scores
-# 25.9% in SPM against 11.9% in PSM (159 right only in SPM, 19 only in PSM; docs/SPEED.md), and
+# 26.0% in SPM against 11.9% in PSM (results.json; docs/SPEED.md), and
 # as the user types only the prefix's last tokens run again (in PSM the whole suffix does).
 FIM_ORDER = "spm"
 SPECIAL_TOKENS = {"eot": "<|endoftext|>", "pad": "<|fim_pad|>", "fim_prefix": "<|fim_prefix|>",
