@@ -22,6 +22,8 @@ const entries = [
   { in: 'backend/src/server.ts', out: 'dist/server.js', ...node },
   // The engine's worker thread; server.js starts it from its own folder (backend/src/engineHost.ts).
   { in: 'backend/src/engineWorker.ts', out: 'dist/engineWorker.js', ...node },
+  // The session's own thread, started by the engine (backend/src/engine/sessionThread.ts) from its bundle's folder.
+  { in: 'backend/src/engine/sessionWorker.ts', out: 'dist/sessionWorker.js', ...node },
   { in: 'backend/src/cli.ts', out: 'dist/cli.js', ...node, banner: { js: '#!/usr/bin/env node' } },
   { in: 'media/webview/main.ts', out: 'dist/webview.js', platform: 'browser', format: 'iife', target: 'es2022' },
   // Tools (backend/src/tools): the GPU benchmark; scripts/pack-node-for-gpu.sh carries it. The CPU

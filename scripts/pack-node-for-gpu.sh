@@ -44,5 +44,5 @@ fi
 # 3. the bench bundle
 log "building (scripts/build.mjs: dist/gpuBench.js is backend/src/tools/gpuBench.ts bundled)"
 (cd "$ROOT" && node scripts/build.mjs >/dev/null)
-cp "$ROOT/dist/gpuBench.js" "$CARRY/app/gpuBench.js"   # its source map stays behind: not needed there
+cp "$ROOT/dist/gpuBench.js" "$ROOT/dist/sessionWorker.js" "$CARRY/app/"   # the session thread runs beside it; source maps stay behind
 log "done: $(du -sh "$CARRY" | cut -f1) in $CARRY"

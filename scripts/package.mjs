@@ -45,7 +45,7 @@ if (!args.includes('--skip-build')) {
   console.log('building (production)…');
   execFileSync(process.execPath, [join(root, 'scripts', 'build.mjs'), '--production'], { cwd: root, stdio: 'inherit' });
 }
-for (const f of ['extension.js', 'server.js', 'engineWorker.js', 'webview.js']) {
+for (const f of ['extension.js', 'server.js', 'engineWorker.js', 'sessionWorker.js', 'webview.js']) {
   if (!existsSync(join(root, 'dist', f))) fail(`dist/${f} is missing: the build did not produce it`);
 }
 
@@ -137,7 +137,7 @@ function listZip(file) {
 /** Fails when the VSIX lacks what the extension needs, or carries what it should not. */
 function check(target, files, modelNames) {
   const has = (p) => files.includes(`extension/${p}`);
-  const need = ['package.json', 'dist/extension.js', 'dist/server.js', 'dist/engineWorker.js', 'dist/webview.js', 'media/webview/inspector.css',
+  const need = ['package.json', 'dist/extension.js', 'dist/server.js', 'dist/engineWorker.js', 'dist/sessionWorker.js', 'dist/webview.js', 'media/webview/inspector.css',
     'node_modules/onnxruntime-node/dist/index.js', 'node_modules/onnxruntime-common/dist/cjs/index.js',
     `${binDir(target).replace(/\\/g, '/')}/onnxruntime_binding.node`,
     ...modelNames.flatMap((m) => modelFiles(m).map((f) => `models/${m}/${f}`))];

@@ -6,14 +6,13 @@
 // Cancellation: one Int32 flag per in-flight request in a SharedArrayBuffer, set here and read by the
 // worker with Atomics.load, so it reaches a request even when the worker takes no messages.
 // A worker that dies fails its pending calls (never a hang), and a fresh one reloads the model.
-import { existsSync } from 'node:fs';
-import * as path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type {
   AnalyzeParams, AnalyzeResult, CompleteParams, CompleteResult, ListModelsResult, ProviderPreference, ProviderStatus,
   StatsResult, StatusParams, SwitchModelResult,
 } from '../../common/protocol';
 import type { EngineOptions } from './engine/engine';
+import { scriptBeside, startWorker } from './engine/threads';
 
 /** The part of the LSP library's CancellationToken the host uses. */
 export interface CancelToken {
@@ -42,7 +41,7 @@ export type ToWorker =
   | { type: 'call'; id: number; method: Method; args: unknown[]; slot: number }
   | { type: 'cancel'; id: number } // after its flag is set: ends it if it still waits, and covers slot -1
   | { type: 'poke' }
-  | { type: 'crash' }; // tests only: an uncaught error in the worker
+  | { type: 'crash'; what: 'worker' | 'sessionThread' }; // tests only: an uncaught error in the worker or its session thread
 
 /** worker → host */
 export type FromWorker =
@@ -148,10 +147,14 @@ export class EngineHost {
     await w.terminate();
   }
 
-  /** Tests only: the worker dies as in a crash ('throw': an uncaught error in it; 'terminate': stopped from outside). */
-  crashWorkerForTest(how: 'throw' | 'terminate'): void {
-    if (how === 'throw') this.worker.postMessage({ type: 'crash' } satisfies ToWorker);
-    else void this.worker.terminate();
+  /**
+   * Tests only: the worker dies as in a crash ('throw': an uncaught error in it; 'sessionThread': its
+   * model's session thread dies). Not 'terminate' from outside: a worker torn down inside a graph run
+   * aborts the process (onnxruntime-node 1.30, backend/src/engine/sessionThread.ts); the host only
+   * terminates its worker when shutting down, after the engine released its models.
+   */
+  crashWorkerForTest(how: 'throw' | 'sessionThread'): void {
+    this.worker.postMessage({ type: 'crash', what: how === 'throw' ? 'worker' : 'sessionThread' } satisfies ToWorker);
   }
 
   private call<T>(method: Method, args: unknown[], token?: CancelToken): Promise<T> {
@@ -187,7 +190,7 @@ export class EngineHost {
     this.flags = new Int32Array(cancelFlags);
     this.freeSlots = Array.from({ length: SLOTS }, (_, i) => SLOTS - 1 - i);
     const init: WorkerInit = { modelDirs: this.opts.modelDirs, provider: this.provider, threads: this.opts.threads, cancelFlags };
-    const w = startWorker(this.opts.workerFile ?? defaultWorkerFile(), init);
+    const w = startWorker(this.opts.workerFile ?? defaultWorkerFile(), { workerData: init, stdout: true });
     this.worker = w;
     let lastError: Error | null = null;
     // The worker's stdout would otherwise go into the LSP stream on this process's stdout.
@@ -303,13 +306,5 @@ export class EngineHost {
 
 /** dist/server.js and dist/engineWorker.js are bundled side by side; from sources (tsx) this file sits beside engineWorker.ts. */
 function defaultWorkerFile(): string {
-  const js = path.join(__dirname, 'engineWorker.js');
-  return existsSync(js) ? js : path.join(__dirname, 'engineWorker.ts');
-}
-
-function startWorker(file: string, workerData: WorkerInit): Worker {
-  if (!file.endsWith('.ts')) return new Worker(file, { workerData, stdout: true });
-  // Under tsx (tests, `node --import tsx`) a worker does not get tsx's loader: register its CommonJS hook first.
-  const boot = `require(require.resolve('tsx/cjs', { paths: [${JSON.stringify(path.dirname(file))}] })); require(${JSON.stringify(file)});`;
-  return new Worker(boot, { eval: true, workerData, stdout: true });
+  return scriptBeside(__dirname, 'engineWorker');
 }

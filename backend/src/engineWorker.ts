@@ -3,13 +3,18 @@
 // thread for seconds; the server's main thread stays free meanwhile.
 import { parentPort, workerData } from 'node:worker_threads';
 import { Engine } from './engine/engine';
+import { crashSessionThreadsForTest, endSessionThreads, onSessionThreadDeath } from './engine/sessionThread';
 import type { CancelSignal } from './engine/scheduler';
 import type { FromWorker, ToWorker, WorkerInit } from './engineHost';
 import type { AnalyzeParams, CompleteParams, ProviderPreference } from '../../common/protocol';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
-const post = (m: FromWorker) => port.postMessage(m);
+/** Set while the worker ends itself (exitAfter): no more results, the host fails what is pending. */
+let exiting = false;
+const post = (m: FromWorker) => {
+  if (!(exiting && m.type === 'result')) port.postMessage(m);
+};
 const flags = new Int32Array(init.cancelFlags);
 /** Calls running now, and those of them cancelled by message (the only way for a call without a flag slot). */
 const running = new Set<number>();
@@ -23,8 +28,26 @@ const engine = new Engine({
   onStatus: (status) => post({ type: 'status', status }),
 });
 
-// One failed promise does not take the loaded models down (as on the main thread before). An uncaught
-// exception may leave the engine half-updated: it ends the worker, and the host starts a fresh one.
+/**
+ * Ends this worker so the host starts a fresh one that reloads the model, after ending the session
+ * threads between their runs (tearing one down inside a run aborts the process, sessionThread.ts).
+ */
+function exitAfter(reason: string): void {
+  if (exiting) return;
+  exiting = true;
+  post({ type: 'log', msg: `${reason}; restarting the inference worker` });
+  const bound = setTimeout(() => process.exit(1), 30_000);   // a run takes seconds, not this long
+  void endSessionThreads().finally(() => {
+    clearTimeout(bound);
+    process.exit(1);
+  });
+}
+
+// A model whose session thread died cannot serve again.
+onSessionThreadDeath((e) => exitAfter(e.message));
+// An uncaught exception may leave the engine half-updated: the same way out.
+process.on('uncaughtException', (e) => exitAfter(`uncaught exception in the inference worker: ${e?.stack ?? e}`));
+// One failed promise does not take the loaded models down (as on the main thread before).
 process.on('unhandledRejection', (e) => post({ type: 'log', msg: `unhandled rejection in the inference worker: ${(e as Error)?.stack ?? e}` }));
 
 /** Checked between prefill chunks and decode steps: Atomics.load sees the host's flag even when this thread takes no messages. */
@@ -70,7 +93,8 @@ port.on('message', (m: ToWorker) => {
       engine.poke();
       return;
     case 'crash':
-      setImmediate(() => { throw new Error('crash requested by a test'); });
+      if (m.what === 'sessionThread') crashSessionThreadsForTest();
+      else setImmediate(() => { throw new Error('crash requested by a test'); });
       return;
   }
 });

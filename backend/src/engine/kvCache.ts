@@ -1,5 +1,6 @@
-// The KV cache of one model: which tokens it holds and their keys/values per layer.
-import { Tensor } from 'onnxruntime-node';
+// The KV cache of one model as the engine sees it: which tokens it holds. Their keys and values live
+// beside the InferenceSession, in the session's thread (kvStore.ts), and follow this record: a run
+// tells the store how many cached positions to keep, so a rewind here costs nothing until then.
 
 export interface KvShape {
   nLayer: number;
@@ -14,30 +15,20 @@ export interface KvShape {
   capacity?: number;
 }
 
-/**
- * Keys and values have layout [1, n_kv_head, P, head_dim] (P = the cached length, or the capacity of a
- * shared cache). `tokens[i]` is the token whose K/V sit at position i, so a new prompt can reuse the
- * longest prefix it shares with `tokens`.
- */
-export class KvCache {
-  private keys: Tensor[];
-  private values: Tensor[];
-  private ids: number[] = [];
+let nextId = 1;
 
-  constructor(readonly shape: KvShape) {
-    this.keys = this.emptyLayers();
-    this.values = this.emptyLayers();
-  }
+/** `tokens[i]` is the token whose K/V sit at position i, so a new prompt can reuse the longest prefix it shares with `tokens`. */
+export class KvCache {
+  /** Names this cache's buffers in the session's thread. */
+  readonly id = nextId++;
+  private ids: number[] = [];
+  private readonly disposers: (() => void)[] = [];
+
+  constructor(readonly shape: KvShape) {}
 
   /** A fixed-capacity cache that the graph updates in place (KvShape.capacity). */
   get shared(): boolean {
     return this.shape.capacity !== undefined;
-  }
-
-  /** Shared cache: records that the graph wrote `newIds`' keys and values after the cached ones. */
-  appendInPlace(newIds: readonly number[]): void {
-    if (!this.shared) throw new Error('appendInPlace on a cache that is not shared');
-    this.ids.push(...newIds);
   }
 
   /** Positions left in a shared cache (Infinity otherwise). */
@@ -53,12 +44,9 @@ export class KvCache {
     return this.ids;
   }
 
-  key(layer: number): Tensor {
-    return this.keys[layer];
-  }
-
-  value(layer: number): Tensor {
-    return this.values[layer];
+  /** Records that a run wrote `newIds`' keys and values after the cached ones. */
+  append(newIds: readonly number[]): void {
+    this.ids.push(...newIds);
   }
 
   /** Length of the longest common prefix of the cached tokens and `ids`. */
@@ -69,75 +57,27 @@ export class KvCache {
     return i;
   }
 
-  /** Takes over the graph's present tensors after `newIds` were run on top of the cache. */
-  update(newIds: readonly number[], presentKeys: Tensor[], presentValues: Tensor[]): void {
-    if (this.shared) throw new Error('update on a shared cache: the graph writes it in place (appendInPlace)');
-    const expect = this.ids.length + newIds.length;
-    for (const t of [...presentKeys, ...presentValues]) {
-      if (t.dims[2] !== expect) throw new Error(`KV cache: present has ${t.dims[2]} positions, expected ${expect}`);
-    }
-    this.disposeLayers();
-    this.keys = presentKeys;
-    this.values = presentValues;
-    this.ids.push(...newIds);
-  }
-
-  /** Keeps only the first `n` positions (shared: just the length; else copying the kept slice). */
+  /** Keeps only the first `n` positions (the store drops the rest at its next run). */
   rewind(n: number): void {
-    if (n >= this.ids.length) return;
-    if (this.shared) {
-      this.ids.length = Math.max(0, n);
-      return;
-    }
-    if (n <= 0) {
-      this.clear();
-      return;
-    }
-    const slice = (t: Tensor): Tensor => {
-      const [, heads, p, d] = t.dims;
-      const src = t.data as Float32Array;
-      const out = new Float32Array(heads * n * d);
-      for (let h = 0; h < heads; h++) out.set(src.subarray(h * p * d, h * p * d + n * d), h * n * d);
-      return new Tensor('float32', out, [1, heads, n, d]);
-    };
-    const keys = this.keys.map(slice);
-    const values = this.values.map(slice);
-    this.disposeLayers();
-    this.keys = keys;
-    this.values = values;
-    this.ids.length = n;
+    if (n < this.ids.length) this.ids.length = Math.max(0, n);
   }
 
   clear(): void {
-    if (this.shared) {
-      this.ids = [];
-      return;
-    }
-    this.disposeLayers();
-    this.keys = this.emptyLayers();
-    this.values = this.emptyLayers();
     this.ids = [];
+  }
+
+  /** The session that holds this cache's buffers registers how to free them (ModelSession.step). */
+  onDispose(free: () => void): void {
+    this.disposers.push(free);
   }
 
   dispose(): void {
     this.ids = [];
-    this.disposeLayers();
-    this.keys = [];
-    this.values = [];
+    for (const free of this.disposers.splice(0)) free();
   }
 
   /** Bytes held by keys and values. */
   get bytes(): number {
     return 2 * this.shape.nLayer * this.shape.nHead * this.shape.headDim * (this.shape.capacity ?? this.ids.length) * 4;
-  }
-
-  private emptyLayers(): Tensor[] {
-    const { nLayer, nHead, headDim } = this.shape;
-    const p = this.shape.capacity ?? 0;
-    return Array.from({ length: nLayer }, () => new Tensor('float32', new Float32Array(nHead * p * headDim), [1, nHead, p, headDim]));
-  }
-
-  private disposeLayers(): void {
-    for (const t of [...this.keys, ...this.values]) t.dispose();
   }
 }

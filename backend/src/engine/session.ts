@@ -1,11 +1,18 @@
-// One InferenceSession plus the graph contract of models/FORMAT.md: feeds the KV cache, returns
-// logits, routing and the present tensors.
-import * as path from 'node:path';
-import { InferenceSession, Tensor } from 'onnxruntime-node';
+// A model's graph as the engine uses it: steps of token ids on a KvCache, giving logits and routing.
+//
+// The graph runs in a thread of its own (sessionThread.ts → sessionWorker.ts), not in the engine's:
+// onnxruntime-node 1.30 copies each of the 48 bound KV presents into a new ArrayBuffer on every run
+// (~26 MB for the default model, upstream microsoft/onnxruntime#32346), which makes V8 collect often,
+// and a full collection in an isolate that also holds the JS tokenizer (~60 MB of objects) costs
+// tens of ms on a 2-core machine. Measured on the default model, 40 decode steps after 250 tokens:
+// 63-70 ms median per step with the tokenizer in the session's isolate, 38-42 ms with the session in
+// its own thread (docs/SPEED.md).
 import type { ExecutionProvider, ProviderPreference, ProviderStatus, TokenRouting } from '../../../common/protocol';
+import { kvShapeOf, RawRun, SessionRunner } from './graphRunner';
 import { KvCache, KvShape } from './kvCache';
-import { graphFileFor, kvHeads, Manifest } from './modelFolder';
-import { createSession, ProbeFeeds } from './providers';
+import { kvHeads, Manifest } from './modelFolder';
+import { ProbeFeeds } from './providers';
+import { SessionThread } from './sessionThread';
 
 export interface StepResult {
   /** Logits of the last `numLogits` positions, row-major [numLogits, vocab]. */
@@ -18,45 +25,17 @@ export interface StepResult {
 
 export class ModelSession {
   readonly kv: KvShape;
-  private readonly names: {
-    inputIds: string; numLogits: string; pastKey: string[]; pastValue: string[];
-    logits: string; presentKey: string[]; presentValue: string[];
-    loops?: string; lambda?: string; experts?: string; weights?: string; loopProbs?: string; ffnShare?: string;
-    pastLength?: string;
-  };
-
   /** Most new tokens per graph run (0: no limit); see webgpuMaxChunk. */
   readonly maxChunk: number;
+  /** Caches whose buffers this session's runner holds (freed when the cache is disposed). */
+  private readonly known = new Set<number>();
 
-  private constructor(private readonly session: InferenceSession, manifest: Manifest, readonly provider: ProviderStatus) {
-    const a = manifest.architecture;
-    const g = manifest.graph;
-    this.maxChunk = provider.active === 'webgpu' && g.attention !== 'plain' ? webgpuMaxChunk() : 0;
-    // A shared cache holds the model's whole context: prompts and completions are budgeted within it.
-    this.kv = { nLayer: a.n_layer, nHead: kvHeads(manifest), headDim: g.head_dim, ...(g.kv === 'shared' ? { capacity: a.context_length } : {}) };
-    const per = (pattern: string) => Array.from({ length: a.n_layer }, (_, i) => pattern.replace('{i}', String(i)));
-    const outputs = new Set(session.outputNames);
-    const opt = (name?: string) => (name && outputs.has(name) ? name : undefined);
-    this.names = {
-      inputIds: g.inputs.input_ids, numLogits: g.inputs.num_logits,
-      pastKey: per(g.inputs.past_key), pastValue: per(g.inputs.past_value),
-      logits: g.outputs.logits, presentKey: per(g.outputs.present_key), presentValue: per(g.outputs.present_value),
-      loops: opt(g.outputs.loops), lambda: opt(g.outputs.lambda), experts: opt(g.outputs.experts),
-      weights: opt(g.outputs.weights), loopProbs: opt(g.outputs.loop_probs),
-      ffnShare: opt(g.outputs.ffn_share ?? (a.kind === 'upcycled' ? 'route_ffn_share' : undefined)),
-      pastLength: g.kv === 'shared' ? (g.inputs.past_length ?? 'past_length') : undefined,
-    };
-    const inputs = new Set(session.inputNames);
-    const need = [this.names.inputIds, this.names.numLogits, ...this.names.pastKey, ...this.names.pastValue];
-    for (const n of this.names.pastLength ? [...need, this.names.pastLength] : need) {
-      if (!inputs.has(n)) throw new Error(`${g.file} has no input "${n}" that manifest.json names. Re-export the model.`);
-    }
-    for (const n of [this.names.logits, ...this.names.presentKey, ...this.names.presentValue]) {
-      if (!outputs.has(n)) throw new Error(`${g.file} has no output "${n}" that manifest.json names. Re-export the model.`);
-    }
+  constructor(private readonly runner: SessionRunner, manifest: Manifest, readonly provider: ProviderStatus) {
+    this.kv = kvShapeOf(manifest);
+    this.maxChunk = provider.active === 'webgpu' && manifest.graph.attention !== 'plain' ? webgpuMaxChunk() : 0;
   }
 
-  /** Creates the session from the model folder `dir`, with the graph file each provider wants. */
+  /** Creates the session from the model folder `dir` in its own thread, with the graph file each provider wants. */
   static async create(dir: string, manifest: Manifest, pref: ProviderPreference, threads: number): Promise<ModelSession> {
     const a = manifest.architecture;
     const per = (pattern: string) => Array.from({ length: a.n_layer }, (_, i) => pattern.replace('{i}', String(i)));
@@ -66,13 +45,8 @@ export class ModelSession {
       inputIds: manifest.graph.inputs.input_ids, numLogits: manifest.graph.inputs.num_logits,
       ...(manifest.graph.kv === 'shared' ? { pastLength: manifest.graph.inputs.past_length ?? 'past_length' } : {}),
     };
-    const { session, status } = await createSession((p) => path.join(dir, graphFileFor(manifest, p)), pref, threads, feeds);
-    try {
-      return new ModelSession(session, manifest, status);
-    } catch (e) {
-      await session.release();
-      throw e;
-    }
+    const { runner, status } = await SessionThread.create(dir, manifest, pref, threads, feeds);
+    return new ModelSession(runner, manifest, status);
   }
 
   get activeProvider(): ExecutionProvider {
@@ -106,70 +80,51 @@ export class ModelSession {
   }
 
   private async run(ids: readonly number[], cache: KvCache, numLogits: number): Promise<StepResult> {
-    const n = this.names;
-    const feeds: Record<string, Tensor> = {
-      [n.inputIds]: new Tensor('int64', BigInt64Array.from(ids, (x) => BigInt(x)), [1, ids.length]),
-      [n.numLogits]: new Tensor('int64', BigInt64Array.from([BigInt(Math.min(numLogits, ids.length))]), [1]),
-    };
-    for (let i = 0; i < this.kv.nLayer; i++) {
-      feeds[n.pastKey[i]] = cache.key(i);
-      feeds[n.pastValue[i]] = cache.value(i);
+    if (ids.length > cache.room) {
+      throw new Error(`KV cache full: ${cache.length} + ${ids.length} tokens exceed the model's ${this.kv.capacity} positions`);
     }
-    let out: InferenceSession.OnnxValueMapType;
-    if (cache.shared) {
-      if (ids.length > cache.room) {
-        throw new Error(`KV cache full: ${cache.length} + ${ids.length} tokens exceed the model's ${this.kv.capacity} positions`);
-      }
-      feeds[n.pastLength!] = new Tensor('int64', BigInt64Array.from([BigInt(cache.length)]), [1]);
-      // Each present is bound to its past buffer: GroupQueryAttention appends in place, nothing is copied.
-      const fetches: Record<string, Tensor | null> = {};
-      for (const name of this.session.outputNames) fetches[name] = null;   // every output, the presents bound below
-      for (let i = 0; i < this.kv.nLayer; i++) {
-        fetches[n.presentKey[i]] = cache.key(i);
-        fetches[n.presentValue[i]] = cache.value(i);
-      }
-      out = await this.session.run(feeds, fetches as InferenceSession.FetchesType);
-      cache.appendInPlace(ids);
-    } else {
-      out = await this.session.run(feeds);
-      cache.update(ids, n.presentKey.map((k) => out[k]), n.presentValue.map((k) => out[k]));
+    if (!this.known.has(cache.id)) {
+      this.known.add(cache.id);
+      cache.onDispose(() => {
+        this.known.delete(cache.id);
+        this.runner.dropCache(cache.id);
+      });
     }
-    const logitsT = out[n.logits];
-    const vocab = logitsT.dims[2];
-    const routing = this.readRouting(out, ids.length);
-    return { logits: logitsT.data as Float32Array, vocab, numLogits: logitsT.dims[1], routing };
+    const out = await this.runner.run({ ids: [...ids], numLogits, cacheId: cache.id, keep: cache.length });
+    cache.append(ids);
+    const [, rows, vocab] = out.logits.dims;
+    return { logits: out.logits.data, vocab, numLogits: rows, routing: this.readRouting(out, ids.length) };
   }
 
   async release(): Promise<void> {
-    await this.session.release();
+    await this.runner.release();
   }
 
-  private readRouting(out: InferenceSession.OnnxValueMapType, t: number): TokenRouting[] {
-    const n = this.names;
+  private readRouting(out: RawRun, t: number): TokenRouting[] {
+    const r = out.routing;
     const L = this.kv.nLayer;
-    const loops = n.loops ? (out[n.loops].data as BigInt64Array) : undefined;
-    const lambda = n.lambda ? (out[n.lambda].data as Float32Array) : undefined;
-    const experts = n.experts ? (out[n.experts].data as BigInt64Array) : undefined;
-    const weights = n.weights ? (out[n.weights].data as Float32Array) : undefined;
-    const probs = n.loopProbs ? (out[n.loopProbs].data as Float32Array) : undefined;
-    const nLoops = n.loopProbs ? out[n.loopProbs].dims[2] : 0; // architecture.max_loops: [n_layer, T, max_loops]
-    const share = n.ffnShare ? (out[n.ffnShare].data as Float32Array) : undefined;
+    const loops = r.loops?.data as BigInt64Array | undefined;
+    const lambda = r.lambda?.data as Float32Array | undefined;
+    const experts = r.experts?.data as BigInt64Array | undefined;
+    const weights = r.weights?.data as Float32Array | undefined;
+    const probs = r.loopProbs?.data as Float32Array | undefined;
+    const nLoops = r.loopProbs ? r.loopProbs.dims[2] : 0; // architecture.max_loops: [n_layer, T, max_loops]
+    const share = r.ffnShare?.data as Float32Array | undefined;
     const result: TokenRouting[] = [];
     for (let j = 0; j < t; j++) {
-      const r: TokenRouting = { loops: [], lambdas: [], experts: [], weights: [] };
-      if (probs) r.loopProbs = [];
-      if (share) r.ffnShare = [];
+      const tr: TokenRouting = { loops: [], lambdas: [], experts: [], weights: [] };
+      if (probs) tr.loopProbs = [];
+      if (share) tr.ffnShare = [];
       for (let l = 0; l < L; l++) {
         const lt = l * t + j;
-        const ell = loops ? Number(loops[lt]) : 1;
-        r.loops.push(ell);
-        r.lambdas.push(lambda ? lambda[lt] : 0);
-        r.experts.push(experts ? [Number(experts[lt * 2]), Number(experts[lt * 2 + 1])] : [-1, -1]);
-        r.weights.push(weights ? [weights[lt * 2], weights[lt * 2 + 1]] : [0, 0]);
-        if (probs) r.loopProbs!.push(Array.from(probs.subarray(lt * nLoops, (lt + 1) * nLoops)));
-        if (share) r.ffnShare!.push(share[lt]);
+        tr.loops.push(loops ? Number(loops[lt]) : 1);
+        tr.lambdas.push(lambda ? lambda[lt] : 0);
+        tr.experts.push(experts ? [Number(experts[lt * 2]), Number(experts[lt * 2 + 1])] : [-1, -1]);
+        tr.weights.push(weights ? [weights[lt * 2], weights[lt * 2 + 1]] : [0, 0]);
+        if (probs) tr.loopProbs!.push(Array.from(probs.subarray(lt * nLoops, (lt + 1) * nLoops)));
+        if (share) tr.ffnShare!.push(share[lt]);
       }
-      result.push(r);
+      result.push(tr);
     }
     return result;
   }

@@ -128,7 +128,7 @@ test('a worker that dies fails its pending request, says so, and a new worker an
   const { h, statuses, logs } = host({ threads: 1 });
   try {
     assert.equal((await h.start('tiny-test')).ok, true);
-    for (const how of ['throw', 'terminate'] as const) {
+    for (const how of ['throw', 'sessionThread'] as const) {
       const pending = h.complete(long({ requestId: `pending-${how}` }), new CancellationTokenSource().token);
       h.crashWorkerForTest(how);
       await assert.rejects(pending, /inference worker stopped/);
@@ -141,7 +141,7 @@ test('a worker that dies fails its pending request, says so, and a new worker an
       assert.equal((await h.listModels()).active, 'tiny-test');
     }
     // A worker that keeps dying is not restarted forever: the third crash within a minute ends it, with a reason.
-    h.crashWorkerForTest('terminate');
+    h.crashWorkerForTest('throw');
     await new Promise((r) => setTimeout(r, 200));
     await assert.rejects(h.complete(req()), /not restarted/);
     assert.match(statuses[statuses.length - 1].message ?? '', /not restarted/);

@@ -5,9 +5,12 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
+import { InferenceSession } from 'onnxruntime-node';
 import { Generator, promptLookup } from '../../../backend/src/engine/generator';
+import { GraphRunner } from '../../../backend/src/engine/graphRunner';
 import { KvCache } from '../../../backend/src/engine/kvCache';
 import { loadModel, LoadedModel, releaseModel } from '../../../backend/src/engine/loadedModel';
+import { sessionOptions } from '../../../backend/src/engine/providers';
 import { MODELS } from './helpers';
 
 const DIR = path.resolve(process.env.VFFN_QWEN_MODEL || path.join(MODELS, 'qwen2.5-coder-0.5b-vffn'));
@@ -42,12 +45,27 @@ function maxDiff(a: Float32Array, b: Float32Array): number {
 test('the default model uses a shared cache of context_length positions, bound in place', { skip }, async () => {
   assert.equal(m.manifest.graph.kv, 'shared');
   assert.equal(m.session.kv.capacity, m.manifest.architecture.context_length);
-  const cache = new KvCache(m.session.kv);
-  const buffer = cache.key(0).data;
-  await m.session.step(m.tokenizer.encode(TEXT), cache, 1);
-  assert.equal(cache.key(0).data, buffer, 'the same buffer, written in place');
-  assert.ok((buffer as Float32Array).some((x) => x !== 0));
-  cache.dispose();
+  // A GraphRunner in this thread (the engine's runs in the session thread) to look at its buffers.
+  const session = await InferenceSession.create(path.join(DIR, m.manifest.graph.file), sessionOptions('cpu', 0));
+  const runner = new GraphRunner(session, m.manifest);
+  try {
+    const ids = m.tokenizer.encode(TEXT);
+    await runner.run({ ids: ids.slice(0, -1), numLogits: 1, cacheId: 1, keep: 0 });
+    const store = runner.storeOf(1)!;
+    const buffer = store.key(0).data;
+    assert.ok((buffer as Float32Array).some((x) => x !== 0));
+    const last = await runner.run({ ids: ids.slice(-1), numLogits: 1, cacheId: 1, keep: ids.length - 1 });
+    assert.equal(store.key(0).data, buffer, 'the same buffer, written in place');
+    assert.equal(store.length, ids.length);
+    // The session thread runs the same graph on the same numbers.
+    const cache = new KvCache(m.session.kv);
+    await m.session.step(ids.slice(0, -1), cache, 1);
+    const threaded = await m.session.step(ids.slice(-1), cache, 1);
+    cache.dispose();
+    assert.equal(maxDiff(last.logits.data, threaded.logits), 0);
+  } finally {
+    await runner.release();
+  }
 });
 
 test('chunked steps, a rewind and a re-append give the one-shot logits', { skip }, async () => {

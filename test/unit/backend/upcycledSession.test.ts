@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Tensor } from 'onnxruntime-node';
 import type { ProviderStatus } from '../../../common/protocol';
+import { GraphRunner, GraphSession } from '../../../backend/src/engine/graphRunner';
 import { KvCache } from '../../../backend/src/engine/kvCache';
 import { Manifest, readManifest } from '../../../backend/src/engine/modelFolder';
 import { ModelSession } from '../../../backend/src/engine/session';
@@ -63,8 +64,7 @@ class FakeSession {
 test('upcycled: the KV cache has n_kv_head heads and route_ffn_share becomes TokenRouting.ffnShare', async () => {
   const fake = new FakeSession();
   const status: ProviderStatus = { requested: 'cpu', active: 'cpu', available: ['cpu'], tried: [], reason: 'test' };
-  const Ctor = ModelSession as unknown as new (s: FakeSession, m: Manifest, p: ProviderStatus) => ModelSession;
-  const s = new Ctor(fake, manifest(), status);
+  const s = new ModelSession(new GraphRunner(fake as unknown as GraphSession, manifest()), manifest(), status);
   assert.deepEqual(s.kv, { nLayer: L, nHead: KV, headDim: HD });
   const cache = new KvCache(s.kv);
   const a = await s.step([1, 2, 3], cache, 1);

@@ -1,0 +1,66 @@
+// The session's own thread (session.ts says why): creates the InferenceSession, holds the KV stores
+// and runs the graph for the engine's thread, which sends token ids and gets logits and routing back.
+import * as path from 'node:path';
+import { parentPort } from 'node:worker_threads';
+import { GraphRunner, RawRun } from './graphRunner';
+import { graphFileFor } from './modelFolder';
+import { createSession } from './providers';
+import type { FromSession, ToSession } from './sessionThread';
+
+const port = parentPort!;
+const post = (m: FromSession, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
+let runner: GraphRunner | undefined;
+
+/** The result arrays' buffers, handed over instead of copied when each array spans its whole buffer. */
+function transferable(r: RawRun): ArrayBuffer[] {
+  const buffers = new Set<ArrayBuffer>();
+  for (const t of [r.logits, ...Object.values(r.routing)]) {
+    const b = t.data.buffer as ArrayBuffer;
+    if (t.data.byteOffset === 0 && t.data.byteLength === b.byteLength) buffers.add(b);
+  }
+  return [...buffers];
+}
+
+const message = (e: unknown) => (e as Error)?.message ?? String(e);
+
+port.on('message', async (m: ToSession) => {
+  switch (m.type) {
+    case 'create':
+      try {
+        const { session, status } = await createSession((p) => path.join(m.dir, graphFileFor(m.manifest, p)), m.pref, m.threads, m.feeds);
+        try {
+          runner = new GraphRunner(session, m.manifest);
+        } catch (e) {
+          await session.release();
+          throw e;
+        }
+        post({ type: 'created', status });
+      } catch (e) {
+        post({ type: 'createFailed', message: message(e) });
+      }
+      return;
+    case 'run':
+      try {
+        const value = await runner!.run(m.req);
+        post({ type: 'result', seq: m.seq, value }, transferable(value));
+      } catch (e) {
+        post({ type: 'result', seq: m.seq, error: message(e) });
+      }
+      return;
+    case 'drop':
+      runner?.dropCache(m.cacheId);
+      return;
+    case 'end':
+      try {
+        await runner?.release();
+      } finally {
+        runner = undefined;
+        post({ type: 'result', seq: m.seq });
+        port.close();   // nothing else keeps this thread alive: it ends here, between runs
+      }
+      return;
+    case 'crash':
+      setImmediate(() => { throw new Error('crash requested by a test'); });
+      return;
+  }
+});
