@@ -41,6 +41,7 @@ export type ToWorker =
   | { type: 'call'; id: number; method: Method; args: unknown[]; slot: number }
   | { type: 'cancel'; id: number } // after its flag is set: ends it if it still waits, and covers slot -1
   | { type: 'poke' }
+  | { type: 'exit' } // shutting down: end the session threads between runs, then exit
   | { type: 'crash'; what: 'worker' | 'sessionThread' }; // tests only: an uncaught error in the worker or its session thread
 
 /** worker → host */
@@ -62,6 +63,8 @@ const SLOTS = 1024;
 const MAX_CRASHES = 3;
 const CRASH_WINDOW_MS = 60_000;
 const DISPOSE_TIMEOUT_MS = 5000;
+/** After that, how long the worker may take to end its session threads (a graph run takes seconds). */
+const EXIT_TIMEOUT_MS = 30_000;
 
 export class EngineHost {
   private worker!: Worker;
@@ -144,6 +147,14 @@ export class EngineHost {
     await Promise.race([this.call('dispose', []).catch(() => undefined), timeout]);
     clearTimeout(timer);
     this.failAll('the backend is shutting down');
+    // The worker ends itself: terminating it while its session thread is inside a run (or creating a
+    // session) would abort the whole process (sessionThread.ts). Terminate only if it does not.
+    if (w.threadId === -1) return;   // gone already (crashed and not restarted)
+    const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+    w.postMessage({ type: 'exit' } satisfies ToWorker);
+    const bound = new Promise<void>((resolve) => { timer = setTimeout(resolve, EXIT_TIMEOUT_MS); });
+    await Promise.race([exited, bound]);
+    clearTimeout(timer);
     await w.terminate();
   }
 

@@ -32,14 +32,14 @@ const engine = new Engine({
  * Ends this worker so the host starts a fresh one that reloads the model, after ending the session
  * threads between their runs (tearing one down inside a run aborts the process, sessionThread.ts).
  */
-function exitAfter(reason: string): void {
+function exitAfter(reason: string, code = 1): void {
   if (exiting) return;
   exiting = true;
-  post({ type: 'log', msg: `${reason}; restarting the inference worker` });
-  const bound = setTimeout(() => process.exit(1), 30_000);   // a run takes seconds, not this long
+  if (code !== 0) post({ type: 'log', msg: `${reason}; restarting the inference worker` });
+  const bound = setTimeout(() => process.exit(code), 30_000);   // a run takes seconds, not this long
   void endSessionThreads().finally(() => {
     clearTimeout(bound);
-    process.exit(1);
+    process.exit(code);
   });
 }
 
@@ -91,6 +91,9 @@ port.on('message', (m: ToWorker) => {
       return;
     case 'poke':
       engine.poke();
+      return;
+    case 'exit':
+      exitAfter('the backend is shutting down', 0);
       return;
     case 'crash':
       if (m.what === 'sessionThread') crashSessionThreadsForTest();

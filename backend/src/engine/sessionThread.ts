@@ -28,6 +28,9 @@ export type FromSession =
 
 let onDeath: ((e: Error) => void) | undefined;
 const live = new Set<SessionThread>();
+/** Threads still creating their session (not in `live` yet), and whether this isolate is ending them all. */
+const starting = new Set<Promise<unknown>>();
+let closing = false;
 
 /**
  * Who hears of a session thread that died on its own (not released or killed). The engine's worker
@@ -38,8 +41,13 @@ export function onSessionThreadDeath(handler: (e: Error) => void): void {
   onDeath = handler;
 }
 
-/** Ends every session thread of this isolate after its current run (before the isolate exits). */
+/**
+ * Ends every session thread of this isolate after its current run (before the isolate exits): those
+ * still creating their session first finish creating it; no new one starts.
+ */
 export async function endSessionThreads(): Promise<void> {
+  closing = true;
+  await Promise.allSettled([...starting]);
   await Promise.all([...live].map((t) => t.release()));
 }
 
@@ -85,6 +93,19 @@ export class SessionThread implements SessionRunner {
 
   /** Starts the thread and creates the session there; the status says which provider runs. */
   static async create(
+    dir: string, manifest: Manifest, pref: ProviderPreference, threads: number, feeds: ProbeFeeds,
+  ): Promise<{ runner: SessionThread; status: ProviderStatus }> {
+    if (closing) throw new Error('the backend is shutting down');
+    const creating = SessionThread.start(dir, manifest, pref, threads, feeds);
+    starting.add(creating);
+    try {
+      return await creating;
+    } finally {
+      starting.delete(creating);
+    }
+  }
+
+  private static async start(
     dir: string, manifest: Manifest, pref: ProviderPreference, threads: number, feeds: ProbeFeeds,
   ): Promise<{ runner: SessionThread; status: ProviderStatus }> {
     const worker = startWorker(scriptBeside(__dirname, 'sessionWorker'), {});

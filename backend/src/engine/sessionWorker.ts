@@ -10,6 +10,11 @@ import type { FromSession, ToSession } from './sessionThread';
 const port = parentPort!;
 const post = (m: FromSession, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
 let runner: GraphRunner | undefined;
+/**
+ * Runs not finished yet. onnxruntime-node starts a run on a later turn of the event loop, so an 'end'
+ * message can arrive before a run it follows has begun; releasing the session then aborts the process.
+ */
+const running = new Set<Promise<unknown>>();
 
 /** The result arrays' buffers, handed over instead of copied when each array spans its whole buffer. */
 function transferable(r: RawRun): ArrayBuffer[] {
@@ -41,7 +46,9 @@ port.on('message', async (m: ToSession) => {
       return;
     case 'run':
       try {
-        const value = await runner!.run(m.req);
+        const run = runner!.run(m.req);
+        running.add(run);
+        const value = await run.finally(() => running.delete(run));
         post({ type: 'result', seq: m.seq, value }, transferable(value));
       } catch (e) {
         post({ type: 'result', seq: m.seq, error: message(e) });
@@ -52,6 +59,7 @@ port.on('message', async (m: ToSession) => {
       return;
     case 'end':
       try {
+        await Promise.allSettled([...running]);
         await runner?.release();
       } finally {
         runner = undefined;
