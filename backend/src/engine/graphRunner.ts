@@ -90,7 +90,6 @@ export class GraphRunner implements SessionRunner {
     if (!store) this.stores.set(req.cacheId, store = new KvStore(this.kv));
     if (store.length < req.keep) throw new Error(`KV cache ${req.cacheId}: ${req.keep} positions expected, ${store.length} stored`);
     store.rewind(req.keep);
-    store.reserve(store.length + req.ids.length);   // shared: room for the new positions (a no-op otherwise)
     const feeds: Record<string, Tensor> = {
       [n.inputIds]: new Tensor('int64', BigInt64Array.from(req.ids, (x) => BigInt(x)), [1, req.ids.length]),
       [n.numLogits]: new Tensor('int64', BigInt64Array.from([BigInt(Math.min(req.numLogits, req.ids.length))]), [1]),
@@ -101,9 +100,12 @@ export class GraphRunner implements SessionRunner {
     }
     let out: InferenceSession.OnnxValueMapType;
     if (store.shared) {
+      if (store.length + req.ids.length > this.kv.capacity!) {
+        throw new Error(`KV cache full: ${store.length} + ${req.ids.length} tokens exceed the model's ${this.kv.capacity} positions`);
+      }
       feeds[n.pastLength!] = new Tensor('int64', BigInt64Array.from([BigInt(store.length)]), [1]);
       // Each present is bound to its past buffer: GroupQueryAttention appends in place (onnxruntime-node
-      // still copies each present out into a new buffer, which is why the buffers grow: sharedPositions).
+      // still copies each present out into a new buffer: docs/SPEED.md, "The graph in a thread of its own").
       const fetches: Record<string, Tensor | null> = {};
       for (const name of this.session.outputNames) fetches[name] = null;   // every output, the presents bound below
       for (let i = 0; i < this.kv.nLayer; i++) {

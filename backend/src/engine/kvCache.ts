@@ -8,26 +8,11 @@ export interface KvShape {
   nHead: number;
   headDim: number;
   /**
-   * Set for graphs with kv "shared" (FORMAT.md): the cache holds at most this many positions, in one
-   * buffer per layer that the graph writes new keys/values into in place, so appending and rewinding
-   * do not copy it; the buffer grows in steps (sharedPositions). Unset: tensors of exactly the cached
-   * length, replaced on every step.
+   * Set for graphs with kv "shared" (FORMAT.md): the cache is one buffer of this many positions per
+   * layer, allocated once; the graph writes new keys/values into it in place, so appending and
+   * rewinding never copy it. Unset: tensors of exactly the cached length, replaced on every step.
    */
   capacity?: number;
-}
-
-/** A shared cache's buffers grow in steps of this many positions. */
-export const KV_GROW_POSITIONS = 256;
-
-/**
- * Positions a shared cache's buffers hold for `n` cached tokens: `n` rounded up to a step, at most the
- * capacity. Not always the capacity: onnxruntime-node copies every bound present out on each run, so
- * that copy (and the garbage it leaves) follows the buffer's size. Measured with the default model,
- * decode after 250 tokens, 384 vs 1,024 positions: 39.5–46.8 vs 45.1–52.1 ms per step (3 interleaved
- * pairs, docs/SPEED.md).
- */
-export function sharedPositions(n: number, capacity: number): number {
-  return Math.min(capacity, Math.max(KV_GROW_POSITIONS, Math.ceil(n / KV_GROW_POSITIONS) * KV_GROW_POSITIONS));
 }
 
 let nextId = 1;
@@ -91,9 +76,8 @@ export class KvCache {
     for (const free of this.disposers.splice(0)) free();
   }
 
-  /** Bytes held by keys and values (a shared cache: its buffers, grown to hold the cached tokens). */
+  /** Bytes held by keys and values. */
   get bytes(): number {
-    const positions = this.shared ? sharedPositions(this.ids.length, this.shape.capacity!) : this.ids.length;
-    return 2 * this.shape.nLayer * this.shape.nHead * this.shape.headDim * positions * 4;
+    return 2 * this.shape.nLayer * this.shape.nHead * this.shape.headDim * (this.shape.capacity ?? this.ids.length) * 4;
   }
 }

@@ -1,46 +1,20 @@
 // The keys and values of one KV cache (kvCache.ts keeps its tokens), held where the session runs.
 import { Tensor } from 'onnxruntime-node';
-import { KvShape, sharedPositions } from './kvCache';
+import type { KvShape } from './kvCache';
 
 /**
- * Keys and values have layout [1, n_kv_head, P, head_dim] (P = the stored length, or the positions a
- * shared store's buffers hold). Shared: one buffer per layer the graph appends to in place, so only
- * `length` moves, grown (copied once) when a run needs more room (`reserve`). Otherwise: tensors of
- * exactly `length` positions, replaced by the graph's presents on every run.
+ * Keys and values have layout [1, n_kv_head, P, head_dim] (P = the stored length, or the capacity of a
+ * shared cache). Shared: one buffer per layer the graph appends to in place, so only `length` moves.
+ * Otherwise: tensors of exactly `length` positions, replaced by the graph's presents on every run.
  */
 export class KvStore {
   private keys: Tensor[];
   private values: Tensor[];
   private stored = 0;
-  /** Positions each shared buffer holds now. */
-  private allocated: number;
 
   constructor(readonly shape: KvShape) {
-    this.allocated = shape.capacity !== undefined ? sharedPositions(0, shape.capacity) : 0;
     this.keys = this.emptyLayers();
     this.values = this.emptyLayers();
-  }
-
-  /** Shared store: makes room for `n` positions in all (copying what is stored into bigger buffers if needed). */
-  reserve(n: number): void {
-    if (!this.shared) return;
-    if (n > this.shape.capacity!) throw new Error(`KV cache full: ${n} positions exceed the model's ${this.shape.capacity}`);
-    if (n <= this.allocated) return;
-    const from = this.allocated;
-    const to = sharedPositions(n, this.shape.capacity!);
-    const { nHead, headDim: d } = this.shape;
-    const grow = (t: Tensor): Tensor => {
-      const src = t.data as Float32Array;
-      const out = new Float32Array(nHead * to * d);
-      for (let h = 0; h < nHead; h++) out.set(src.subarray(h * from * d, (h * from + this.stored) * d), h * to * d);
-      return new Tensor('float32', out, [1, nHead, to, d]);
-    };
-    const keys = this.keys.map(grow);
-    const values = this.values.map(grow);
-    this.disposeLayers();
-    this.keys = keys;
-    this.values = values;
-    this.allocated = to;
   }
 
   get shared(): boolean {
@@ -116,7 +90,7 @@ export class KvStore {
 
   private emptyLayers(): Tensor[] {
     const { nLayer, nHead, headDim } = this.shape;
-    const p = this.allocated;
+    const p = this.shape.capacity ?? 0;
     return Array.from({ length: nLayer }, () => new Tensor('float32', new Float32Array(nHead * p * headDim), [1, nHead, p, headDim]));
   }
 

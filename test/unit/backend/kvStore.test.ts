@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Tensor } from 'onnxruntime-node';
-import { KV_GROW_POSITIONS, KvCache, sharedPositions } from '../../../backend/src/engine/kvCache';
+import { KvCache } from '../../../backend/src/engine/kvCache';
 import { KvStore } from '../../../backend/src/engine/kvStore';
 
 const shape = { nLayer: 2, nHead: 2, headDim: 3 };
@@ -44,39 +44,11 @@ test('a shared store keeps its buffers: appending and rewinding move only the le
   const s = new KvStore({ ...shape, capacity: 8 });
   const buffer = s.key(0).data;
   assert.deepEqual(s.key(0).dims, [1, 2, 8, 3]);
-  s.reserve(5);
   s.appendInPlace(5);
   s.rewind(2);
   assert.equal(s.length, 2);
   assert.equal(s.key(0).data, buffer);
   assert.throws(() => s.update(1, [], []), /shared/);
-  assert.throws(() => s.reserve(9), /KV cache full: 9 positions exceed the model's 8/);
-});
-
-test('a shared store grows in steps of KV_GROW_POSITIONS, keeping each head\'s stored positions', () => {
-  const s = new KvStore({ ...shape, capacity: 1000 });
-  assert.deepEqual(s.key(0).dims, [1, 2, KV_GROW_POSITIONS, 3]);
-  // Fill 100 positions as the graph would: [0, h, p, d] = 1000h + p + d / 4 (exact in float32).
-  const fill = (t: Tensor) => {
-    const [, , cap, d] = t.dims;
-    const data = t.data as Float32Array;
-    for (let h = 0; h < 2; h++) for (let p = 0; p < 100; p++) for (let k = 0; k < d; k++) data[(h * cap + p) * d + k] = 1000 * h + p + k / 4;
-  };
-  fill(s.key(1));
-  s.appendInPlace(100);
-  s.reserve(100 + 300);
-  assert.deepEqual(s.key(1).dims, [1, 2, 2 * KV_GROW_POSITIONS, 3]);
-  const data = s.key(1).data as Float32Array;
-  const at = (h: number, p: number, k: number) => data[(h * 2 * KV_GROW_POSITIONS + p) * 3 + k];
-  assert.equal(at(0, 99, 2), 99.5);
-  assert.equal(at(1, 0, 0), 1000);
-  assert.equal(at(1, 99, 1), 1099.25);
-  assert.equal(at(1, 100, 0), 0);
-  s.reserve(1000);
-  assert.deepEqual(s.key(0).dims, [1, 2, 1000, 3]);      // at most the capacity
-  assert.equal(sharedPositions(0, 1000), KV_GROW_POSITIONS);
-  assert.equal(sharedPositions(257, 1000), 2 * KV_GROW_POSITIONS);
-  assert.equal(sharedPositions(999, 1000), 1000);
 });
 
 test('cache: tokens, common prefix, rewind, room and bytes', () => {
@@ -91,10 +63,10 @@ test('cache: tokens, common prefix, rewind, room and bytes', () => {
   assert.deepEqual(c.tokens, [7, 8]);
   assert.equal(c.bytes, 2 * 2 * 2 * 3 * 2 * 4);
   assert.equal(c.room, Infinity);
-  const shared = new KvCache({ ...shape, capacity: 1000 });
+  const shared = new KvCache({ ...shape, capacity: 8 });
   shared.append([1, 2, 3]);
-  assert.equal(shared.room, 997);
-  assert.equal(shared.bytes, 2 * 2 * 2 * 3 * KV_GROW_POSITIONS * 4);
+  assert.equal(shared.room, 5);
+  assert.equal(shared.bytes, 2 * 2 * 2 * 3 * 8 * 4);
 });
 
 test('cache: every cache has its own id, and dispose frees what the session registered once', () => {
