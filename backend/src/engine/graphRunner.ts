@@ -5,6 +5,7 @@ import { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { KvShape } from './kvCache';
 import { KvStore } from './kvStore';
 import { kvHeads, Manifest } from './modelFolder';
+import type { ProbeFeeds } from './providers';
 
 export interface RunRequest {
   ids: number[];
@@ -43,6 +44,22 @@ export function kvShapeOf(manifest: Manifest): KvShape {
   return { nLayer: a.n_layer, nHead: kvHeads(manifest), headDim: g.head_dim, ...(g.kv === 'shared' ? { capacity: a.context_length } : {}) };
 }
 
+/** Per-layer tensor names from a manifest pattern ({i} = layer). */
+function layerNames(pattern: string, nLayer: number): string[] {
+  return Array.from({ length: nLayer }, (_, i) => pattern.replace('{i}', String(i)));
+}
+
+/** What a provider probe feeds this manifest's graph (providers.ts probeProvider). */
+export function probeFeedsOf(manifest: Manifest): ProbeFeeds {
+  const g = manifest.graph;
+  const n = manifest.architecture.n_layer;
+  return {
+    pastNames: [...layerNames(g.inputs.past_key, n), ...layerNames(g.inputs.past_value, n)],
+    nHead: kvHeads(manifest), headDim: g.head_dim, inputIds: g.inputs.input_ids, numLogits: g.inputs.num_logits,
+    ...(g.kv === 'shared' ? { pastLength: g.inputs.past_length ?? 'past_length' } : {}),
+  };
+}
+
 /** The InferenceSession surface GraphRunner uses (a stand-in can play it in tests). */
 export type GraphSession = Pick<InferenceSession, 'inputNames' | 'outputNames' | 'run' | 'release'>;
 
@@ -59,7 +76,7 @@ export class GraphRunner implements SessionRunner {
     const a = manifest.architecture;
     const g = manifest.graph;
     this.kv = kvShapeOf(manifest);
-    const per = (pattern: string) => Array.from({ length: a.n_layer }, (_, i) => pattern.replace('{i}', String(i)));
+    const per = (pattern: string) => layerNames(pattern, a.n_layer);
     const outputs = new Set(session.outputNames);
     const routing: Partial<Record<RoutingRole, string>> = {};
     const roles: [RoutingRole, string | undefined][] = [

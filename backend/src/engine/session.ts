@@ -10,8 +10,7 @@
 import type { ExecutionProvider, ProviderPreference, ProviderStatus, TokenRouting } from '../../../common/protocol';
 import { kvShapeOf, RawRun, SessionRunner } from './graphRunner';
 import { KvCache, KvShape } from './kvCache';
-import { kvHeads, Manifest } from './modelFolder';
-import { ProbeFeeds } from './providers';
+import type { Manifest } from './modelFolder';
 import { SessionThread } from './sessionThread';
 
 export interface StepResult {
@@ -37,15 +36,7 @@ export class ModelSession {
 
   /** Creates the session from the model folder `dir` in its own thread, with the graph file each provider wants. */
   static async create(dir: string, manifest: Manifest, pref: ProviderPreference, threads: number): Promise<ModelSession> {
-    const a = manifest.architecture;
-    const per = (pattern: string) => Array.from({ length: a.n_layer }, (_, i) => pattern.replace('{i}', String(i)));
-    const feeds: ProbeFeeds = {
-      pastNames: [...per(manifest.graph.inputs.past_key), ...per(manifest.graph.inputs.past_value)],
-      nHead: kvHeads(manifest), headDim: manifest.graph.head_dim,
-      inputIds: manifest.graph.inputs.input_ids, numLogits: manifest.graph.inputs.num_logits,
-      ...(manifest.graph.kv === 'shared' ? { pastLength: manifest.graph.inputs.past_length ?? 'past_length' } : {}),
-    };
-    const { runner, status } = await SessionThread.create(dir, manifest, pref, threads, feeds);
+    const { runner, status } = await SessionThread.create(dir, manifest, pref, threads);
     return new ModelSession(runner, manifest, status);
   }
 

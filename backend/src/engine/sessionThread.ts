@@ -9,11 +9,10 @@ import type { Worker } from 'node:worker_threads';
 import type { ProviderPreference, ProviderStatus } from '../../../common/protocol';
 import type { RawRun, RunRequest, SessionRunner } from './graphRunner';
 import type { Manifest } from './modelFolder';
-import type { ProbeFeeds } from './providers';
 import { scriptBeside, startWorker } from './threads';
 
 export type ToSession =
-  | { type: 'create'; dir: string; manifest: Manifest; pref: ProviderPreference; threads: number; feeds: ProbeFeeds }
+  | { type: 'create'; dir: string; manifest: Manifest; pref: ProviderPreference; threads: number }
   | { type: 'run'; seq: number; req: RunRequest }
   | { type: 'drop'; cacheId: number }
   /** Release the session after the runs already sent, answer, and end the thread. */
@@ -93,10 +92,10 @@ export class SessionThread implements SessionRunner {
 
   /** Starts the thread and creates the session there; the status says which provider runs. */
   static async create(
-    dir: string, manifest: Manifest, pref: ProviderPreference, threads: number, feeds: ProbeFeeds,
+    dir: string, manifest: Manifest, pref: ProviderPreference, threads: number,
   ): Promise<{ runner: SessionThread; status: ProviderStatus }> {
     if (closing) throw new Error('the backend is shutting down');
-    const creating = SessionThread.start(dir, manifest, pref, threads, feeds);
+    const creating = SessionThread.start(dir, manifest, pref, threads);
     starting.add(creating);
     try {
       return await creating;
@@ -106,7 +105,7 @@ export class SessionThread implements SessionRunner {
   }
 
   private static async start(
-    dir: string, manifest: Manifest, pref: ProviderPreference, threads: number, feeds: ProbeFeeds,
+    dir: string, manifest: Manifest, pref: ProviderPreference, threads: number,
   ): Promise<{ runner: SessionThread; status: ProviderStatus }> {
     const worker = startWorker(scriptBeside(__dirname, 'sessionWorker'), {});
     let onMessage!: (m: FromSession) => void;
@@ -117,7 +116,7 @@ export class SessionThread implements SessionRunner {
       onError = reject;
       onExit = (code) => reject(new Error(`the inference thread stopped while loading (exit code ${code})`));
       worker.once('message', onMessage).once('error', onError).once('exit', onExit);
-      worker.postMessage({ type: 'create', dir, manifest, pref, threads, feeds } satisfies ToSession);
+      worker.postMessage({ type: 'create', dir, manifest, pref, threads } satisfies ToSession);
     }).catch(async (e) => {
       await worker.terminate();   // not in a run: it failed loading
       throw e;

@@ -2,7 +2,7 @@
 // and runs the graph for the engine's thread, which sends token ids and gets logits and routing back.
 import * as path from 'node:path';
 import { parentPort } from 'node:worker_threads';
-import { GraphRunner, RawRun } from './graphRunner';
+import { GraphRunner, probeFeedsOf, RawRun } from './graphRunner';
 import { graphFileFor } from './modelFolder';
 import { createSession } from './providers';
 import type { FromSession, ToSession } from './sessionThread';
@@ -32,7 +32,7 @@ port.on('message', async (m: ToSession) => {
   switch (m.type) {
     case 'create':
       try {
-        const { session, status } = await createSession((p) => path.join(m.dir, graphFileFor(m.manifest, p)), m.pref, m.threads, m.feeds);
+        const { session, status } = await createSession((p) => path.join(m.dir, graphFileFor(m.manifest, p)), m.pref, m.threads, probeFeedsOf(m.manifest));
         try {
           runner = new GraphRunner(session, m.manifest);
         } catch (e) {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { InferenceSession } from 'onnxruntime-node';
-import { GraphRunner, kvShapeOf } from '../../../backend/src/engine/graphRunner';
+import { GraphRunner } from '../../../backend/src/engine/graphRunner';
 import { KvCache } from '../../../backend/src/engine/kvCache';
 import { Manifest, readManifest } from '../../../backend/src/engine/modelFolder';
 import { sessionOptions } from '../../../backend/src/engine/providers';
@@ -15,14 +15,6 @@ import { TINY } from './helpers';
 
 const manifest = readManifest(TINY);
 const IDS = [10, 20, 30, 40, 50, 60];
-
-function feedsOf(m: Manifest) {
-  const per = (p: string) => Array.from({ length: m.architecture.n_layer }, (_, i) => p.replace('{i}', String(i)));
-  return {
-    pastNames: [...per(m.graph.inputs.past_key), ...per(m.graph.inputs.past_value)],
-    nHead: kvShapeOf(m).nHead, headDim: m.graph.head_dim, inputIds: m.graph.inputs.input_ids, numLogits: m.graph.inputs.num_logits,
-  };
-}
 
 test('steps in the session thread give exactly the logits and routing of the graph run here', async () => {
   const threaded = await ModelSession.create(TINY, manifest, 'cpu', 1);
@@ -53,11 +45,11 @@ test('steps in the session thread give exactly the logits and routing of the gra
 
 test('a graph without the inputs the manifest names is refused with the name, and the thread ends', async () => {
   const wrong: Manifest = { ...manifest, graph: { ...manifest.graph, inputs: { ...manifest.graph.inputs, input_ids: 'tokens' } } };
-  await assert.rejects(SessionThread.create(TINY, wrong, 'cpu', 1, feedsOf(manifest)), /has no input "tokens" that manifest\.json names/);
+  await assert.rejects(SessionThread.create(TINY, wrong, 'cpu', 1), /has no input "tokens" that manifest\.json names/);
 });
 
 test('once the thread is gone, the run in flight and every later run fail with the reason', async () => {
-  const { runner } = await SessionThread.create(TINY, manifest, 'cpu', 1, feedsOf(manifest));
+  const { runner } = await SessionThread.create(TINY, manifest, 'cpu', 1);
   const inFlight = assert.rejects(runner.run({ ids: IDS, numLogits: 1, cacheId: 1, keep: 0 }), /the inference thread stopped/);
   await runner.kill();
   await inFlight;
@@ -66,7 +58,7 @@ test('once the thread is gone, the run in flight and every later run fail with t
 });
 
 test('a run that keeps more positions than the store holds is refused, and the thread serves on', async () => {
-  const { runner } = await SessionThread.create(TINY, manifest, 'cpu', 1, feedsOf(manifest));
+  const { runner } = await SessionThread.create(TINY, manifest, 'cpu', 1);
   try {
     await assert.rejects(runner.run({ ids: [1], numLogits: 1, cacheId: 7, keep: 3 }), /3 positions expected, 0 stored/);
     const ok = await runner.run({ ids: IDS, numLogits: 1, cacheId: 7, keep: 0 });
