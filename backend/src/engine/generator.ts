@@ -90,6 +90,9 @@ export interface PrefillResult {
   routing: TokenRouting[];
   /** Logits of every processed position, when asked for; row i predicts token reused + i + 1. */
   allLogits?: Float32Array[];
+  /** Guessed tokens fed after the prompt in its last run (appendTokens' `draft`), and how many of them greedy decoding kept. */
+  drafted: number;
+  accepted: number;
   cancelled: boolean;
 }
 
@@ -118,9 +121,41 @@ export function promptLookup(context: readonly number[], max: number, minNgram =
   return [];
 }
 
+/**
+ * A draft from what the cache held before this request (`history`: the previous prompt and the
+ * completion generated after it, from a few tokens before where the new prompt departs from it).
+ * After a typed character the new completion is most often the rest of the previous one, so that is
+ * checked in one run instead of being generated token by token. Looks for the last `n` tokens of
+ * `context` (n = 4 down to 2) and takes what followed their first occurrence: the region starts at the
+ * departure, so the first occurrence is the one in step with the previous completion.
+ */
+export function historyLookup(history: readonly number[], context: readonly number[], max: number, minNgram = 2, maxNgram = 4): number[] {
+  for (let n = Math.min(maxNgram, context.length); n >= minNgram; n--) {
+    const key = context.slice(context.length - n);
+    for (let start = 0; start + n < history.length; start++) {
+      let k = 0;
+      while (k < n && history[start + k] === key[k]) k++;
+      if (k === n) return history.slice(start + n, start + n + max) as number[];
+    }
+  }
+  return [];
+}
+
+/** Tokens of the previous prompt kept before the point where a new prompt departs from the cache, so a draft's n-gram can match there. */
+export const HISTORY_OVERLAP = 4;
+
+/** The part of the cache's tokens a history draft may come from (empty when `promptIds` departs nowhere before the cache's end). */
+export function draftHistory(cache: Pick<KvCache, 'tokens' | 'commonPrefixLength'>, promptIds: readonly number[]): number[] {
+  const common = cache.commonPrefixLength(promptIds);
+  if (common >= cache.tokens.length) return [];
+  return cache.tokens.slice(Math.max(0, common - HISTORY_OVERLAP));
+}
+
 export class Generator {
   private logits: Float32Array | null = null;
   private readonly generated: number[] = [];
+  /** Tokens already picked and fed by appendTokens' draft check, handed out by the next nextTokens. */
+  private pending: GeneratedToken[] = [];
   private finished = false;
 
   constructor(private readonly session: ModelSession, private readonly cache: KvCache, private readonly opts: GeneratorOptions) {
@@ -138,23 +173,49 @@ export class Generator {
   /**
    * Makes the cache hold `ids`, reusing its longest common prefix: only the remaining tokens run.
    * `fromScratch` forces a full run (to score every prompt token); `shouldStop` is checked between chunks.
+   * `draft` (greedy only, not with `allLogits`): tokens guessed to follow the prompt, fed in its last
+   * run; the ones greedy decoding picks anyway come out of the next nextTokens without another run
+   * (after a typed character the whole warm completion can take one or two runs).
    */
-  async appendTokens(ids: readonly number[], opts: { fromScratch?: boolean; allLogits?: boolean; shouldStop?: () => boolean } = {}): Promise<PrefillResult> {
+  async appendTokens(
+    ids: readonly number[], opts: { fromScratch?: boolean; allLogits?: boolean; shouldStop?: () => boolean; draft?: readonly number[] } = {},
+  ): Promise<PrefillResult> {
     if (ids.length === 0) throw new Error('empty prompt');
     let reused = opts.fromScratch ? 0 : this.cache.commonPrefixLength(ids);
     if (reused === ids.length) reused--; // the last token must run again to give its logits
     this.cache.rewind(reused);
+    this.pending = [];
+    const guess = this.opts.temperature <= 0 && !opts.allLogits && opts.draft ? this.usableDraft(opts.draft, opts.draft.length) : [];
     const routing: TokenRouting[] = [];
     const allLogits: Float32Array[] = [];
+    let accepted = 0;
     for (let start = reused; start < ids.length; start += PREFILL_CHUNK) {
-      if (start > reused && opts.shouldStop?.()) return { reused, processed: start - reused, routing, cancelled: true };
+      if (start > reused && opts.shouldStop?.()) return { reused, processed: start - reused, routing, cancelled: true, drafted: 0, accepted: 0 };
       const chunk = ids.slice(start, start + PREFILL_CHUNK);
-      const r = await this.session.step(chunk, this.cache, opts.allLogits ? chunk.length : 1);
-      routing.push(...r.routing);
+      const last = start + PREFILL_CHUNK >= ids.length;
+      const tail = last ? guess : [];
+      const t0 = performance.now();
+      const r = await this.session.step([...chunk, ...tail], this.cache, opts.allLogits ? chunk.length : 1 + tail.length);
+      routing.push(...r.routing.slice(0, chunk.length));
       if (opts.allLogits) for (let i = 0; i < r.numLogits; i++) allLogits.push(r.logits.subarray(i * r.vocab, (i + 1) * r.vocab));
-      this.logits = r.logits.subarray((r.numLogits - 1) * r.vocab, r.numLogits * r.vocab);
+      const row = (i: number) => r.logits.subarray(i * r.vocab, (i + 1) * r.vocab);
+      if (tail.length) {
+        while (accepted < tail.length) {
+          const t = this.pick(row(accepted), tail[accepted]);
+          if (!t) break;
+          this.pending.push({ ...t, routing: r.routing[chunk.length + accepted], stepMs: 0 });
+          accepted++;
+        }
+        if (accepted < tail.length) this.cache.rewind(ids.length + accepted);
+        // The run fed the prompt's last chunk and the guess; the kept guesses are charged its time per token fed.
+        for (const t of this.pending) t.stepMs = (performance.now() - t0) / (chunk.length + tail.length);
+      }
+      this.logits = row(opts.allLogits ? r.numLogits - 1 : accepted);
     }
-    return { reused, processed: ids.length - reused, routing, allLogits: opts.allLogits ? allLogits : undefined, cancelled: false };
+    return {
+      reused, processed: ids.length - reused, routing, allLogits: opts.allLogits ? allLogits : undefined, cancelled: false,
+      drafted: guess.length, accepted,
+    };
   }
 
   /** Picks the next token from the current logits and feeds it to the model (a stop token is not fed). */
@@ -172,6 +233,7 @@ export class Generator {
   async nextTokens(draft?: (generated: readonly number[]) => readonly number[], maxDraft = 0): Promise<GeneratedToken[]> {
     if (!this.logits) throw new Error('nextToken before appendTokens');
     if (this.finished) throw new Error('generator is done');
+    if (this.pending.length) return this.pending.splice(0);
     const first = this.pick(this.logits)!;
     if (first.isStop) return [{ ...first, routing: { loops: [], lambdas: [], experts: [], weights: [] }, stepMs: 0 }];
     const guess = this.opts.temperature <= 0 && draft && maxDraft > 0 ? this.usableDraft(draft(this.generated), maxDraft) : [];

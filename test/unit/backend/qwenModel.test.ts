@@ -53,3 +53,34 @@ test('a cursor inside a word or after its space completes from the cursor (token
     assert.equal(r.completion, expected, JSON.stringify({ prefix, completion: r.completion, stop: r.stopReason, trimmed: r.trimmed }));
   }
 });
+
+// Typing the character the ghost text showed: the new completion is the rest of the previous one, drafted
+// from what the cache held (generator.ts historyLookup) and checked in the prompt's own run.
+test('typing the completion\'s first character: the rest comes back in fewer runs, exactly as without drafts', { skip }, async () => {
+  const m = engine.activeModel!;
+  const step = m.session.step.bind(m.session);
+  let runs = 0;
+  m.session.step = (...a: Parameters<typeof step>) => (runs++, step(...a));
+  const prefix = 'def fibonacci(n):\n    if n < 2:\n        return n\n    return ';
+  const suffix = '\n\n\nprint(fibonacci(10))\n';
+  try {
+    const cold = await complete(prefix, suffix);
+    assert.ok(cold.completion.length > 4, cold.completion);
+    const typed = prefix + cold.completion[0];
+    runs = 0;
+    const warm = await complete(typed, suffix);
+    const warmRuns = runs;
+    assert.equal(warm.completion, cold.completion.slice(1));
+    assert.ok(warmRuns <= 2 && warmRuns < warm.tokens.length, `${warmRuns} runs for ${warm.tokens.length} tokens`);
+
+    process.env.VFFN_HISTORY_DRAFT_TOKENS = '0';
+    await complete(prefix, suffix);
+    runs = 0;
+    const plain = await complete(typed, suffix);
+    assert.equal(plain.completion, warm.completion);
+    assert.ok(runs > warmRuns, `${runs} runs without history drafts, ${warmRuns} with`);
+  } finally {
+    delete process.env.VFFN_HISTORY_DRAFT_TOKENS;
+    m.session.step = step;
+  }
+});

@@ -3,7 +3,7 @@
 // the checked-in tiny model.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Generator, promptLookup } from '../../../backend/src/engine/generator';
+import { draftHistory, Generator, historyLookup, promptLookup } from '../../../backend/src/engine/generator';
 import { KvCache } from '../../../backend/src/engine/kvCache';
 import { loadModel, LoadedModel, releaseModel } from '../../../backend/src/engine/loadedModel';
 import { TINY } from './helpers';
@@ -64,4 +64,51 @@ test('drafts never change greedy output; right drafts save runs, wrong ones are 
   const half = await decode(prompt, (g) => [plain.ids[g.length] ?? 0, 7, 7], 3);
   assert.deepEqual(half.ids, plain.ids);
   assert.deepEqual(half.cached, [...prompt, ...half.all]);
+});
+
+test('history lookup: what followed the first occurrence of the last 4 (down to 2) tokens in the previous prompt and completion', () => {
+  // The previous completion [7, 8, 9, 7, 8, 5] after prompt tail [1, 2, 3]: in step with it, not at the later repeat.
+  const history = [1, 2, 3, 7, 8, 9, 7, 8, 5];
+  assert.deepEqual(historyLookup(history, [0, 1, 2, 3], 16), [7, 8, 9, 7, 8, 5]);
+  assert.deepEqual(historyLookup(history, [0, 1, 2, 3, 7, 8], 3), [9, 7, 8]);
+  assert.deepEqual(historyLookup(history, [4, 4, 9, 7, 8], 2), [5]);      // the 3-gram 9 7 8 finds the second 7 8
+  assert.deepEqual(historyLookup(history, [4, 4, 4, 7], 4), []);          // one token is not enough to trust
+  assert.deepEqual(historyLookup([], [1, 2, 3], 4), []);
+
+  // The region starts a few tokens before the new prompt departs from the cache; nothing when it does not depart.
+  const cache = { tokens: [10, 11, 12, 13, 14, 15, 16, 20, 21], commonPrefixLength: (ids: readonly number[]) => {
+    let i = 0;
+    while (i < ids.length && ids[i] === cache.tokens[i]) i++;
+    return i;
+  } };
+  assert.deepEqual(draftHistory(cache, [10, 11, 12, 13, 14, 15, 16, 30]), [13, 14, 15, 16, 20, 21]);
+  assert.deepEqual(draftHistory(cache, [...cache.tokens, 40]), []);
+});
+
+test('a draft fed with the prompt: its right tokens come out of the next nextTokens without a run, the cache holds only what was kept', async () => {
+  const prompt = tiny.manifest.test_vectors!.prompt_ids;
+  const plain = await decode(prompt);
+  const session = tiny.session;
+  for (const [draft, kept] of [[plain.ids.slice(0, 6), 6], [[...plain.ids.slice(0, 3), (plain.ids[3] + 1) % 50, 4], 3], [[(plain.ids[0] + 1) % 50], 0]] as const) {
+    const cache = new KvCache(session.kv);
+    const gen = new Generator(session, cache, { temperature: 0, topP: 1, stopIds: [] });
+    const pre = await gen.appendTokens(prompt, { draft });
+    assert.equal(pre.drafted, draft.length);
+    assert.equal(pre.accepted, kept);
+    assert.deepEqual(cache.tokens, [...prompt, ...draft.slice(0, kept)]);
+    let runs = 0;
+    const step = session.step.bind(session);
+    session.step = (...a: Parameters<typeof step>) => (runs++, step(...a));
+    try {
+      const first = await gen.nextTokens();
+      assert.equal(runs, kept ? 0 : 1);
+      assert.deepEqual(first.map((t) => t.id), plain.ids.slice(0, Math.max(1, kept)));
+      const ids = first.map((t) => t.id);
+      while (ids.length < N) ids.push(...(await gen.nextTokens()).map((t) => t.id));
+      assert.deepEqual(ids.slice(0, N), plain.ids);
+    } finally {
+      session.step = step;
+      cache.dispose();
+    }
+  }
 });
