@@ -11,7 +11,7 @@ import { buildPrompt, defaultBudget } from './prompt';
 import { observePrefill } from './promptBudget';
 import type { JobControl } from './scheduler';
 import { StopRules } from './stops';
-import { healingProcessor, promptToRun } from './tokenHealing';
+import { draftSpellsHeal, healingProcessor, promptToRun } from './tokenHealing';
 import { computeCost, computeShape, ms, probAndEntropy, summarizeCompute } from './telemetry';
 
 export const MAX_DOCUMENT_CHARS = 10 * 1024 * 1024;
@@ -111,8 +111,12 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
   const history = maxHistoryDraft > 0 ? draftHistory(m.cache, promptIds) : [];
   const draft = (generated: readonly number[]) => {
     const context = [...promptIds, ...generated];
+    // Before the first pick a draft must spell the healed text (a typed character the previous completion did not have fails here).
+    const fits = (d: number[]) => generated.length > 0 || !heal || draftSpellsHeal(m.tokenizer, d, heal);
     const fromHistory = historyLookup(history, context, maxHistoryDraft);
-    return fromHistory.length ? fromHistory : promptLookup(context, maxDraft);
+    if (fromHistory.length && fits(fromHistory)) return fromHistory;
+    const lookup = promptLookup(context, maxDraft);
+    return fits(lookup) ? lookup : [];
   };
   const draftRoom = (used: number) => Math.max(0, Math.min(Math.max(maxDraft, maxHistoryDraft), tokenLimit - used - 1));
   const prefill = await generator.appendTokens(promptIds, {

@@ -72,6 +72,9 @@ test('typing the completion\'s first character: the rest comes back in fewer run
     const warmRuns = runs;
     assert.equal(warm.completion, cold.completion.slice(1));
     assert.ok(warmRuns <= 2 && warmRuns < warm.tokens.length, `${warmRuns} runs for ${warm.tokens.length} tokens`);
+    // A character the previous completion did not have: its draft is not used, and the answer is the model's.
+    await complete(prefix, suffix);
+    const other = await complete(prefix + 'x', suffix);
 
     process.env.VFFN_HISTORY_DRAFT_TOKENS = '0';
     await complete(prefix, suffix);
@@ -79,6 +82,8 @@ test('typing the completion\'s first character: the rest comes back in fewer run
     const plain = await complete(typed, suffix);
     assert.equal(plain.completion, warm.completion);
     assert.ok(runs > warmRuns, `${runs} runs without history drafts, ${warmRuns} with`);
+    await complete(prefix, suffix);
+    assert.equal((await complete(prefix + 'x', suffix)).completion, other.completion);
   } finally {
     delete process.env.VFFN_HISTORY_DRAFT_TOKENS;
     m.session.step = step;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { healingProcessor, healPrompt, HealingTokenizer, VocabIndex } from '../../../backend/src/engine/tokenHealing';
+import { draftSpellsHeal, healingProcessor, healPrompt, HealingTokenizer, VocabIndex } from '../../../backend/src/engine/tokenHealing';
 
 // A vocabulary shaped like a byte-level BPE's: words with their leading space, pieces of them,
 // a lone half of a multi-byte character (decodes to U+FFFD) and a control token.
@@ -61,4 +61,13 @@ test('the index reads the vocabulary once through pieceText (uncached), not toke
   const index = new VocabIndex(counting);
   assert.equal(cached, 0);
   assert.deepEqual(sorted(index.candidates(' ret')), sorted(new VocabIndex(tok).candidates(' ret')));
+});
+
+test('a draft is worth checking only if its first tokens can spell the healed text', () => {
+  assert.equal(draftSpellsHeal(tok, [id(' returns'), id('x')], ' ret'), true);   // starts with it
+  assert.equal(draftSpellsHeal(tok, [id(' re'), id('t'), id('urn')], ' ret'), true);
+  assert.equal(draftSpellsHeal(tok, [id(' re')], ' ret'), true);                 // the start of it: the next token decides
+  assert.equal(draftSpellsHeal(tok, [id(' r'), id('x')], ' ret'), false);
+  assert.equal(draftSpellsHeal(tok, [id('x'), id(' return')], ' ret'), false);
+  assert.equal(draftSpellsHeal(tok, [], ' ret'), true);
 });
