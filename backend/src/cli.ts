@@ -2,6 +2,7 @@
 //   vffn complete FILE --line N --col M [--model DIR] [--max-tokens N] [--max-time-ms N]   one completion (line/col 1-based)
 //   vffn complete --jsonl [--model DIR]       JSON lines {prefix, suffix, language, maxTokens} in, one result line out each
 //   vffn bench [--model DIR]... [--out FILE] [--samples N]   the benchmark; report under bench/results/
+//   vffn bench-drafts [--model DIR] [--samples N] [--out FILE]   warm completions with and without drafts from the previous completion
 //   vffn soak [--model DIR] [--requests N]    many completions; RSS along the way (leak check)
 //   vffn models                               the model folders the backend sees
 import { readFileSync } from 'node:fs';
@@ -9,6 +10,7 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import type { CompleteResult } from '../../common/protocol';
 import { runBench, runSoak } from './tools/bench';
+import { runDraftBench } from './tools/draftBench';
 import { Engine } from './engine/engine';
 import { listModelFolders, resolveModelDirs } from './engine/modelFolder';
 
@@ -16,6 +18,7 @@ const USAGE = `usage:
   vffn complete FILE --line N --col M [--model DIR] [--max-tokens N] [--max-time-ms N]
   vffn complete --jsonl [--model DIR]
   vffn bench [--model DIR]... [--out FILE] [--samples N]
+  vffn bench-drafts [--model DIR] [--samples N] [--out FILE]
   vffn soak [--model DIR] [--requests N]
   vffn models`;
 
@@ -156,6 +159,13 @@ async function main(): Promise<void> {
       engineFor: (dir) => engineFor(dir),
     });
     process.stdout.write(out.markdown);
+    return;
+  }
+  if (cmd === 'bench-drafts') {
+    const engine = await engineFor(flag(args, 'model'));
+    const out = await runDraftBench(engine, { samples: flag(args, 'samples') ? Number(flag(args, 'samples')) : undefined, out: flag(args, 'out') });
+    process.stdout.write(out.markdown);
+    await engine.dispose();
     return;
   }
   if (cmd === 'soak') {

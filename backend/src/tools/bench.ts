@@ -138,7 +138,7 @@ async function stepCostByLoops(engine: Engine): Promise<Record<string, { steps: 
   return out;
 }
 
-function repoRoot(): string {
+export function repoRoot(): string {
   // dist/cli.js (bundled) or backend/src/tools/bench.ts (tsx): the repository is one or three folders up.
   for (const d of [path.resolve(__dirname, '..'), path.resolve(__dirname, '..', '..', '..')]) {
     try {
