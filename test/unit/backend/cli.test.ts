@@ -55,3 +55,19 @@ test('bench runs on a couple of samples and writes its JSON and markdown reports
   assert.ok(j.models[0].cold.totalMs.p50 > 0);
   assert.ok(existsSync(out.replace(/\.json$/, '.md')));
 });
+
+test('bench-drafts compares warm completions with and without history drafts and writes its reports', () => {
+  const out = path.join(tempDir(), 'drafts.json');
+  const r = run(['bench-drafts', '--model', TINY, '--samples', '2', '--out', out]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /\| next character of the file \| 2 \|/);
+  const j = JSON.parse(readFileSync(out, 'utf8'));
+  assert.equal(j.model, 'tiny-test');
+  const [next] = j.summary;
+  assert.equal(next.requests, 2);
+  assert.equal(next.on.tokens, next.off.tokens);
+  // The fp32 test model: drafts give exactly greedy decoding's output, in no more runs.
+  assert.equal(next.sameCompletion, 2);
+  assert.ok(next.on.runs <= next.off.runs, JSON.stringify(next));
+  assert.ok(existsSync(out.replace(/\.json$/, '.md')));
+});
