@@ -63,10 +63,11 @@ test('the main thread keeps ticking while the worker loads the default model and
     assert.equal(load.value.ok, true, load.value.error);
     assert.equal(h.activeModel?.name, DEFAULT);
     assert.ok(load.ticks >= 10, `${load.ticks} ticks in ${load.ms.toFixed(0)} ms of loading (longest gap ${load.maxGapMs.toFixed(0)} ms)`);
-    // Each step went out, the load's status was re-sent while the worker was busy creating the session, and it ended ready.
+    // Each step went out, the load's status was re-sent (each second) while the worker was busy, and it ended ready.
+    // Which step lasts past a second depends on the machine (creating the session, or measuring prefill speed).
     const steps = statuses.filter((s) => s.loading?.model === DEFAULT).map((s) => s.loading!.step);
     for (const step of ['verifying files', 'loading tokenizer', 'creating session'] as const) assert.ok(steps.includes(step), `steps seen: ${steps}`);
-    assert.ok(steps.filter((s) => s === 'creating session').length >= 2, `the load's status was not re-sent: ${steps}`);
+    assert.ok(load.ms < 2000 || steps.length > new Set(steps).size, `the load's status was not re-sent in ${load.ms.toFixed(0)} ms: ${steps}`);
     const last = statuses[statuses.length - 1];
     assert.equal(last.state, 'ready');
     assert.equal(last.loading, undefined);
