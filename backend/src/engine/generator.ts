@@ -144,10 +144,20 @@ export function historyLookup(history: readonly number[], context: readonly numb
 /** Tokens of the previous prompt kept before the point where a new prompt departs from the cache, so a draft's n-gram can match there. */
 export const HISTORY_OVERLAP = 4;
 
-/** The part of the cache's tokens a history draft may come from (empty when `promptIds` departs nowhere before the cache's end). */
+/**
+ * Most prompt tokens after the point where a new prompt departs from the cache for the cache to count
+ * as this request's history: a typed character or two re-tokenize the prefix's last few tokens; a
+ * prompt that departs earlier (another place in the file, another file) has no previous completion here.
+ */
+export const HISTORY_MAX_NEW_TOKENS = 8;
+
+/**
+ * The part of the cache's tokens a history draft may come from: empty when `promptIds` departs nowhere
+ * before the cache's end, or too early to be the same place (HISTORY_MAX_NEW_TOKENS).
+ */
 export function draftHistory(cache: Pick<KvCache, 'tokens' | 'commonPrefixLength'>, promptIds: readonly number[]): number[] {
   const common = cache.commonPrefixLength(promptIds);
-  if (common >= cache.tokens.length) return [];
+  if (common >= cache.tokens.length || promptIds.length - common > HISTORY_MAX_NEW_TOKENS) return [];
   return cache.tokens.slice(Math.max(0, common - HISTORY_OVERLAP));
 }
 

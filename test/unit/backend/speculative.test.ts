@@ -83,6 +83,9 @@ test('history lookup: what followed the first occurrence of the last 4 (down to 
   } };
   assert.deepEqual(draftHistory(cache, [10, 11, 12, 13, 14, 15, 16, 30]), [13, 14, 15, 16, 20, 21]);
   assert.deepEqual(draftHistory(cache, [...cache.tokens, 40]), []);
+  // A prompt that departs more than 8 tokens before its end is another place: no history.
+  assert.deepEqual(draftHistory(cache, [10, 11, 12, 13, 14, 15, 16, 30, 31, 32, 33, 34, 35, 36, 37]), [13, 14, 15, 16, 20, 21]);
+  assert.deepEqual(draftHistory(cache, [10, 11, 12, 13, 14, 15, 16, 30, 31, 32, 33, 34, 35, 36, 37, 38]), []);
 });
 
 test('a draft fed with the prompt: its right tokens come out of the next nextTokens without a run, the cache holds only what was kept', async () => {
