@@ -1,6 +1,6 @@
 // `vffn`: the backend without VS Code.
 //   vffn complete FILE --line N --col M [--model DIR] [--max-tokens N] [--max-time-ms N]   one completion (line/col 1-based)
-//   vffn complete --jsonl [--model DIR]       JSON lines {prefix, suffix, language, maxTokens} in, one result line out each
+//   vffn complete --jsonl [--model DIR]       JSON lines {prefix, suffix, language, maxTokens, maxTimeMs} in, one result line out each
 //   vffn bench [--model DIR]... [--out FILE] [--samples N]   the benchmark; report under bench/results/
 //   vffn bench-drafts [--model DIR] [--samples N] [--out FILE]   warm completions with and without drafts from the previous completion
 //   vffn soak [--model DIR] [--requests N]    many completions; RSS along the way (leak check)
@@ -108,7 +108,7 @@ async function completeJsonl(args: Args): Promise<void> {
   for await (const line of rl) {
     if (line.trim() === '') continue;
     n++;
-    let req: { prefix?: unknown; suffix?: unknown; language?: unknown; maxTokens?: unknown };
+    let req: { prefix?: unknown; suffix?: unknown; language?: unknown; maxTokens?: unknown; maxTimeMs?: unknown };
     try {
       req = JSON.parse(line);
     } catch (e) {
@@ -121,6 +121,7 @@ async function completeJsonl(args: Args): Promise<void> {
       prefix: req.prefix as string,
       suffix: (req.suffix ?? '') as string,
       maxTokens: typeof req.maxTokens === 'number' ? req.maxTokens : undefined,
+      maxTimeMs: typeof req.maxTimeMs === 'number' ? req.maxTimeMs : undefined,
     });
     process.stdout.write(`${JSON.stringify(compact(r))}\n`);
   }

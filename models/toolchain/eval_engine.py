@@ -1,0 +1,138 @@
+"""
+FIM exact match of what the product returns: evaluate.py's cases (same corpus, seed and
+selection) sent through the backend's own engine (`node dist/cli.js complete --jsonl`:
+prompt budget, SPM order, token healing, drafts, stop rules, post-processing), where
+evaluate.py runs the graph in Python with a plain greedy loop. Scored as evaluate.py scores:
+the completion's first line against the case's line, indentation ignored.
+
+    python models/toolchain/eval_engine.py --model models/qwen2.5-coder-0.5b-vffn \
+        --fim-cases 500 --seed 4321 --out models/work/eval/engine-vffn-4321 \
+        [--reference models/work/eval/spm-vffn-4321]
+
+--prompt-tokens fixes the engine's prompt budget (VFFN_MAX_PROMPT_TOKENS) so both evaluations
+see prompts of the same size (evaluate.py --fim-context 384 with 48 new tokens: 333).
+--reference pairs the result case by case with an evaluate.py report on the same cases.
+Writes PREFIX.json, PREFIX.md and PREFIX.fim.jsonl. Resumable: cases already in
+PREFIX.fim.jsonl are not run again.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from atomic import atomic_write_text  # noqa: E402
+from evaluate import LANGS, load_val_docs, select_fim_cases, wilson  # noqa: E402
+
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+
+
+def first_line(text: str) -> str:
+    return text.split("\n", 1)[0]
+
+
+def run_engine(model: str, cases: list[dict], max_new: int, prompt_tokens: int, done: dict, out_jsonl: str,
+               log=print) -> None:
+    """Sends the cases not in `done` through the CLI, appending each result to out_jsonl as it comes."""
+    todo = [c for c in cases if c["id"] not in done]
+    if not todo:
+        return
+    env = {**os.environ, "VFFN_MAX_PROMPT_TOKENS": str(prompt_tokens)}
+    cli = [ "node", os.path.join(REPO, "dist", "cli.js"), "complete", "--jsonl", "--model", model]
+    proc = subprocess.Popen(cli, cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    t0 = time.time()
+    with open(out_jsonl, "a", encoding="utf-8") as out:
+        for i, c in enumerate(todo):
+            # One request at a time: the engine answers the newest request first, so a queue would supersede.
+            req = {"prefix": c["prefix"], "suffix": c["suffix"], "language": c["language"], "maxTokens": max_new,
+                   "maxTimeMs": 60_000}
+            proc.stdin.write(json.dumps(req) + "\n")
+            proc.stdin.flush()
+            r = json.loads(proc.stdout.readline())
+            row = {"id": c["id"], "language": c["language"], "file": c["file"], "offset": c["offset"],
+                   "middle": c["middle"], "completion": r.get("completion", ""), "error": r.get("error"),
+                   "stopReason": r.get("stopReason"), "promptTokens": r.get("timings", {}).get("promptTokens")}
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            done[c["id"]] = row
+            if (i + 1) % 25 == 0:
+                log(f"{i + 1}/{len(todo)} cases, {time.time() - t0:.0f} s")
+    proc.stdin.close()
+    proc.wait(timeout=120)
+
+
+def summarize(rows: list[dict]) -> dict:
+    res = {}
+    for lang in [None, *LANGS]:
+        sel = [r for r in rows if lang is None or r["language"] == lang]
+        if sel:
+            k = sum(r["exact"] for r in sel)
+            res[lang or "overall"] = {"n": len(sel), "exact": k / len(sel), "exact_ci95": wilson(k, len(sel))}
+    return res
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="model folder the engine loads")
+    ap.add_argument("--fim-cases", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--max-new", type=int, default=48)
+    ap.add_argument("--prompt-tokens", type=int, default=333)
+    ap.add_argument("--val", default=os.path.join(REPO, "models", "work", "corpus", "val.jsonl"))
+    ap.add_argument("--reference", help="an evaluate.py report prefix on the same cases, to pair with")
+    ap.add_argument("--out", required=True, help="report prefix (PREFIX.json, .md, .fim.jsonl)")
+    args = ap.parse_args(argv)
+
+    cases = select_fim_cases(load_val_docs(args.val), args.fim_cases, args.seed)
+    out_jsonl = args.out + ".fim.jsonl"
+    os.makedirs(os.path.dirname(os.path.abspath(out_jsonl)), exist_ok=True)
+    done = {}
+    if os.path.exists(out_jsonl):
+        for line in open(out_jsonl, encoding="utf-8"):
+            row = json.loads(line)
+            done[row["id"]] = row
+    t0 = time.time()
+    run_engine(args.model, cases, args.max_new, args.prompt_tokens, done, out_jsonl,
+               log=lambda s: print(s, file=sys.stderr, flush=True))
+    rows = [done[c["id"]] for c in cases]
+    for r, c in zip(rows, cases):
+        if r["middle"] != c["middle"]:
+            raise SystemExit(f"{out_jsonl} holds case {c['id']} of other cases (another seed or corpus): remove it")
+        r["exact"] = first_line(r["completion"]).strip() == c["middle"].strip()
+    report = {"command": " ".join(["python", "models/toolchain/eval_engine.py", *(argv or sys.argv[1:])]),
+              "model": os.path.basename(os.path.normpath(args.model)), "seed": args.seed, "fim_cases": len(cases),
+              "max_new_tokens": args.max_new, "prompt_tokens": args.prompt_tokens,
+              "errors": sum(1 for r in rows if r.get("error")), "seconds_this_run": round(time.time() - t0),
+              "fim": summarize(rows)}
+    if args.reference:
+        ref = {json.loads(line)["id"]: json.loads(line) for line in open(args.reference + ".fim.jsonl", encoding="utf-8")}
+        name = next(iter(next(iter(ref.values()))["completions"]))
+        ref_exact = [ref[c["id"]]["completions"][name].strip() == c["middle"].strip() for c in cases]
+        eng = [r["exact"] for r in rows]
+        report["reference"] = {"report": args.reference, "model": name, "exact": sum(ref_exact),
+                               "only_engine": sum(e and not x for e, x in zip(eng, ref_exact)),
+                               "only_reference": sum(x and not e for e, x in zip(eng, ref_exact)),
+                               "same_line": sum(first_line(r["completion"]).strip() == ref[c["id"]]["completions"][name].strip()
+                                                for r, c in zip(rows, cases))}
+    atomic_write_text(args.out + ".json", json.dumps(report, indent=2) + "\n")
+    o = report["fim"]["overall"]
+    md = [f"# FIM exact match through the engine: {report['model']}, seed {args.seed}", "",
+          f"`{report['command']}`", "",
+          f"- exact: {round(o['exact'] * o['n'])}/{o['n']} ({o['exact']:.1%}, 95% CI {o['exact_ci95'][0]:.1%}–{o['exact_ci95'][1]:.1%}); errors {report['errors']}"]
+    for lang in LANGS:
+        if lang in report["fim"]:
+            x = report["fim"][lang]
+            md.append(f"- {lang}: {round(x['exact'] * x['n'])}/{x['n']}")
+    if "reference" in report:
+        r = report["reference"]
+        md.append(f"- evaluate.py on the same cases ({r['model']}): {r['exact']}/{o['n']}; right only through the engine "
+                  f"{r['only_engine']}, only in evaluate.py {r['only_reference']}; same first line {r['same_line']}/{o['n']}")
+    atomic_write_text(args.out + ".md", "\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
