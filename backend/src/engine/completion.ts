@@ -4,43 +4,21 @@ import type {
   AnalyzeParams, AnalyzeResult, CompleteParams, CompleteResult, StopReason, TokenInfo, TokenRouting,
 } from '../../../common/protocol';
 import { emptyCompleteResult, emptyTimings } from '../../../common/vocabulary';
-import { banTokens, draftHistory, Generator, GeneratedToken, historyLookup, promptLookup, seededRng } from './generator';
+import { draftHistory, draftSource, draftTokens, historyDraftTokens } from './drafts';
+import { banTokens, Generator, GeneratedToken, seededRng } from './generator';
 import type { LoadedModel } from './loadedModel';
 import { postprocess } from './postprocess';
 import { buildPrompt, defaultBudget } from './prompt';
 import { observePrefill } from './promptBudget';
 import type { JobControl } from './scheduler';
 import { StopRules } from './stops';
-import { draftSpellsHeal, healingProcessor, promptToRun } from './tokenHealing';
+import { healingProcessor, promptToRun } from './tokenHealing';
 import { computeCost, computeShape, ms, probAndEntropy, summarizeCompute } from './telemetry';
 
 export const MAX_DOCUMENT_CHARS = 10 * 1024 * 1024;
 export const MAX_LINE_CHARS = 100_000;
 export const MAX_TOKENS_LIMIT = 512;
 export const DEFAULT_MAX_TIME_MS = 2_000;
-
-/**
- * Most tokens guessed by prompt lookup and checked in one model run (greedy only; 0 turns it off).
- * VFFN_DRAFT_TOKENS overrides, so the benchmark can compare with and without.
- */
-export function draftTokens(): number {
-  const v = Number(process.env.VFFN_DRAFT_TOKENS);
-  return Number.isInteger(v) && v >= 0 && v <= 16 ? v : DEFAULT_DRAFT_TOKENS;
-}
-export const DEFAULT_DRAFT_TOKENS = 4;
-
-/**
- * Most tokens drafted from the previous completion (generator.ts historyLookup) and checked in one run.
- * A run of 16 tokens costs ~3× one of a single token on the 0.5B model (134 vs 43 ms after 800 cached
- * tokens, 2-core Intel VM), and this draft is usually right when it matches at all.
- * VFFN_HISTORY_DRAFT_TOKENS overrides (0 turns it off; VFFN_DRAFT_TOKENS=0 turns off all drafting).
- */
-export function historyDraftTokens(): number {
-  const v = Number(process.env.VFFN_HISTORY_DRAFT_TOKENS);
-  if (draftTokens() === 0) return 0;
-  return Number.isInteger(v) && v >= 0 && v <= 32 ? v : DEFAULT_HISTORY_DRAFT_TOKENS;
-}
-export const DEFAULT_HISTORY_DRAFT_TOKENS = 16;
 
 /** Thrown for input the engine refuses; the message says what was wrong. */
 export class InputError extends Error {}
@@ -104,21 +82,10 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
     // FIM markers, padding and the tokenizer's other special tokens (<|im_start|>, …) are never text to insert.
     processors: [banTokens(bannedIds(m, stopIds)), ...(heal && m.vocabIndex ? [healingProcessor(m.vocabIndex, m.tokenizer, heal)] : [])],
   });
-  // Drafts (greedy only): first the rest of the previous completion, taken from what the cache held
-  // before this request, else prompt lookup. The first is checked in the prompt's own last run.
-  const maxDraft = draftTokens();
-  const maxHistoryDraft = historyDraftTokens();
-  const history = maxHistoryDraft > 0 ? draftHistory(m.cache, promptIds) : [];
-  const draft = (generated: readonly number[]) => {
-    const context = [...promptIds, ...generated];
-    // Before the first pick a draft must spell the healed text (a typed character the previous completion did not have fails here).
-    const fits = (d: number[]) => generated.length > 0 || !heal || draftSpellsHeal(m.tokenizer, d, heal);
-    const fromHistory = historyLookup(history, context, maxHistoryDraft);
-    if (fromHistory.length && fits(fromHistory)) return fromHistory;
-    const lookup = promptLookup(context, maxDraft);
-    return fits(lookup) ? lookup : [];
-  };
-  const draftRoom = (used: number) => Math.max(0, Math.min(Math.max(maxDraft, maxHistoryDraft), tokenLimit - used - 1));
+  // Drafts (greedy only, drafts.ts): the rest of the previous completion, else prompt lookup.
+  const maxDraft = Math.max(draftTokens(), historyDraftTokens());
+  const draft = draftSource(m.tokenizer, promptIds, heal, draftHistory(m.cache, promptIds));
+  const draftRoom = (used: number) => Math.max(0, Math.min(maxDraft, tokenLimit - used - 1));
   const prefill = await generator.appendTokens(promptIds, {
     fromScratch: params.includePromptTokens, allLogits: params.includePromptTokens, shouldStop: () => ctl.stopReason() !== null,
     draft: draft([]).slice(0, draftRoom(0)),

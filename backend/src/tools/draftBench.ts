@@ -1,4 +1,4 @@
-// `vffn bench-drafts`: what drafting from the previous completion (generator.ts historyLookup) does to
+// `vffn bench-drafts`: what drafting from the previous completion (drafts.ts historyLookup) does to
 // warm completions, as an A/B in one process. For each sample the cold completion runs, then the warm
 // one with history drafts on; the cold one again, then the warm one with them off (so each warm
 // request finds the same cache), in two scenarios: the user types the file's next character (what

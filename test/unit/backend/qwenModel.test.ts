@@ -55,7 +55,7 @@ test('a cursor inside a word or after its space completes from the cursor (token
 });
 
 // Typing the character the ghost text showed: the new completion is the rest of the previous one, drafted
-// from what the cache held (generator.ts historyLookup) and checked in the prompt's own run.
+// from what the cache held (drafts.ts historyLookup) and checked in the prompt's own run.
 test('typing the completion\'s first character: the rest comes back in fewer runs, exactly as without drafts', { skip }, async () => {
   const m = engine.activeModel!;
   const step = m.session.step.bind(m.session);

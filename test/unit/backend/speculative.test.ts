@@ -3,7 +3,8 @@
 // the checked-in tiny model.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { draftHistory, Generator, historyLookup, promptLookup } from '../../../backend/src/engine/generator';
+import { draftHistory, historyLookup, promptLookup } from '../../../backend/src/engine/drafts';
+import { Generator } from '../../../backend/src/engine/generator';
 import { KvCache } from '../../../backend/src/engine/kvCache';
 import { loadModel, LoadedModel, releaseModel } from '../../../backend/src/engine/loadedModel';
 import { TINY } from './helpers';
