@@ -122,7 +122,9 @@ export class StopRules {
   /**
    * Start of a generated line that repeats the suffix's first non-empty line (minus its newline); 0
    * when the cursor's line, blank before the cursor, becomes that line (the model went straight on
-   * to rewrite the code after the cursor).
+   * to rewrite the code after the cursor). Only a whole line (its newline written) counts: a line that
+   * so far equals a short suffix line (` *` in a doc comment, `}`) may go on to be another one
+   * (` * \`\`\``); a repeat that generation ends in is cut by postprocess's suffix overlap.
    */
   private suffixRepeatAt(text: string): number | null {
     const target = this.suffixLine;
@@ -130,14 +132,13 @@ export class StopRules {
     if (this.blankCursorLine) {
       const nl = text.indexOf('\n');
       const first = this.cursorLine + (nl < 0 ? text : text.slice(0, nl));
-      if ((nl >= 0 || first.trim().length >= target.trim().length) && first.trim() !== '' && sameLine(first, target)) return 0;
+      if (nl >= 0 && first.trim() !== '' && sameLine(first, target)) return 0;
     }
     let start = text.indexOf('\n');
     while (start >= 0) {
       const next = text.indexOf('\n', start + 1);
       const line = text.slice(start + 1, next < 0 ? text.length : next);
-      const complete = next >= 0 || line.trim().length >= target.trim().length;
-      if (complete && sameLine(line, target)) return start;
+      if (next >= 0 && sameLine(line, target)) return start;
       start = next;
     }
     return null;

@@ -52,8 +52,22 @@ test('a closing bracket that the rest of the line already supplies stops generat
 
 test('output repeating the first line of the suffix stops at that line', () => {
   const r = rules('function f() {\n  ', '\n  return total;\n}\n');
-  assert.deepEqual(r.check(step('let a = 1;\n  return total;')), { reason: 'suffix_repeat', keepChars: 10 });
+  assert.deepEqual(r.check(step('let a = 1;\n  return total;\n')), { reason: 'suffix_repeat', keepChars: 10 });
   assert.equal(r.check(step('let a = 1;\n  return')), null);
+  // Not before the line is whole: it may still become another line.
+  assert.equal(r.check(step('let a = 1;\n  return total;')), null);
+});
+
+test('a line that so far equals a short suffix line may become another one (a doc comment\'s ` *`)', () => {
+  // An evaluation case (seed 4321, case 13): the line before ` *` is a code fence the model wrote right.
+  const prefix = '/**\n * root.add( child );\n * child.position.y = 5;\n';
+  const suffix = '\n *\n * @augments Object3D\n */\nclass Bone extends Object3D {\n';
+  const r = rules(prefix, suffix);
+  assert.equal(r.check(step(' *')), null);
+  assert.equal(r.check(step(' * ```')), null);
+  assert.deepEqual(finish(prefix, suffix, ' * ```\n *\n * @augments Object3D\n */'), { completion: ' * ```', reason: 'suffix_repeat' });
+  // The suffix's line itself, whole, is still a repeat: nothing is offered.
+  assert.deepEqual(finish(prefix, suffix, ' *\n * @augments Object3D'), { completion: '', reason: 'suffix_repeat' });
 });
 
 test('short suffix lines like } only count with the same indentation', () => {
