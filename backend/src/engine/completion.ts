@@ -66,7 +66,7 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
   const topP = params.topP ?? gen.top_p ?? 1;
 
   const prompt = buildPrompt(m.tokenizer, m.tokenizer.special, { ...input, contextChunks: params.contextChunks },
-    defaultBudget(m.manifest.architecture.context_length, maxTokens, m.promptTokens), m.manifest.fim.order);
+    defaultBudget(m.manifest.architecture.context_length, maxTokens, m.promptTokens, m.manifest.fim.order), m.manifest.fim.order);
   // SPM: the prefix's last token is picked again by the model (token healing, tokenHealing.ts); the
   // stop rules and post-processing then see the document with that token's text moved from the
   // prefix into the completion, and it is taken off the completion at the end.

@@ -22,7 +22,12 @@ export interface PromptInput {
 export interface PromptBudget {
   /** Tokens the whole prompt may use (context length minus the tokens to generate). */
   total: number;
-  /** Most tokens the suffix may use; it is re-run on every keystroke, so it stays small. */
+  /**
+   * Most tokens the suffix may use. PSM puts it after the prefix, so every keystroke re-runs it: it
+   * stays small (an eighth, at most 64). SPM puts it first, where typing on the cursor's line does not
+   * change it: a quarter (at most 256), as evaluate.py's prompts give it (the engine-level FIM
+   * evaluation, docs/UPCYCLING.md).
+   */
   suffixMax: number;
   /** Most tokens the context chunks may use together. */
   contextMax: number;
@@ -55,9 +60,10 @@ export function maxPromptTokens(): number {
   return Number.isInteger(v) && v >= 16 ? v : DEFAULT_MAX_PROMPT_TOKENS;
 }
 
-export function defaultBudget(contextLength: number, maxTokens: number, maxPrompt = maxPromptTokens()): PromptBudget {
+export function defaultBudget(contextLength: number, maxTokens: number, maxPrompt = maxPromptTokens(), order: FimOrder = 'psm'): PromptBudget {
   const total = Math.max(8, Math.min(maxPrompt, contextLength - maxTokens - 1));
-  return { total, suffixMax: Math.min(64, Math.floor(total / 8)), contextMax: Math.floor(total / 4) };
+  const suffixMax = order === 'spm' ? Math.min(256, Math.floor(total / 4)) : Math.min(64, Math.floor(total / 8));
+  return { total, suffixMax, contextMax: Math.floor(total / 4) };
 }
 
 export function buildPrompt(tok: TextEncoder, special: SpecialIds, input: PromptInput, budget: PromptBudget, order: FimOrder = 'psm'): Prompt {

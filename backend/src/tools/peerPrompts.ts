@@ -118,7 +118,7 @@ export interface ExactPromptOptions {
  */
 export function exactPrompts(tok: PromptTok, special: SpecialIds, files: readonly { path: string; text: string }[],
   sizes: readonly number[], opts: ExactPromptOptions): ExactPrompt[] {
-  const budget = defaultBudget(opts.contextLength, opts.maxTokens);
+  const budget = defaultBudget(opts.contextLength, opts.maxTokens, undefined, opts.order);
   for (const f of files) {
     for (const a of blockAnchors(f.text)) {
       const suffix = firstTokens(tok, f.text.slice(a.holeEnd), opts.suffixTokens);
@@ -147,7 +147,7 @@ export function exactPrompts(tok: PromptTok, special: SpecialIds, files: readonl
 /** The ids the engine builds for one completion request (as runComplete does, no context chunks), and the text they hold. */
 export function engineIds(tok: PromptTok, special: SpecialIds, prefix: string, suffix: string, contextLength: number, maxTokens: number,
   order: FimOrder = 'psm'): { ids: number[]; prefixText: string; suffixText: string } {
-  const p = buildPrompt(tok, special, { prefix, suffix }, defaultBudget(contextLength, maxTokens), order);
+  const p = buildPrompt(tok, special, { prefix, suffix }, defaultBudget(contextLength, maxTokens, undefined, order), order);
   return { ids: idsToRun(tok, p, prefix, order), prefixText: p.prefixText, suffixText: p.suffixText };
 }
 

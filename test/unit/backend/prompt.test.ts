@@ -84,6 +84,9 @@ test('zero budget and empty parts', () => {
   assert.equal(defaultBudget(32768, 64).total, 1024);
   assert.equal(defaultBudget(32768, 64, 4096).total, 4096);
   assert.deepEqual(defaultBudget(32768, 64), { total: 1024, suffixMax: 64, contextMax: 256 });
+  // SPM (suffix first, unchanged by typing on the cursor's line): a quarter for the suffix, at most 256.
+  assert.deepEqual(defaultBudget(32768, 64, 1024, 'spm'), { total: 1024, suffixMax: 256, contextMax: 256 });
+  assert.equal(defaultBudget(32768, 48, 333, 'spm').suffixMax, 83);
 });
 
 test('with the real tokenizer, one more typed character keeps almost the whole prompt as a common prefix', () => {
