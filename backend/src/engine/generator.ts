@@ -2,7 +2,7 @@
 // token per step through composable logits processors and a greedy or seeded sampler.
 import type { TokenRouting } from '../../../common/protocol';
 import type { KvCache } from './kvCache';
-import type { ModelSession } from './session';
+import type { ModelSession, StepResult } from './session';
 import { probAndEntropy } from './telemetry';
 
 /** Uniform numbers in [0, 1). Passed in explicitly so sampling is reproducible; there is no global RNG. */
@@ -140,7 +140,6 @@ export class Generator {
     const guess = this.opts.temperature <= 0 && !opts.allLogits && opts.draft ? this.usableDraft(opts.draft, opts.draft.length) : [];
     const routing: TokenRouting[] = [];
     const allLogits: Float32Array[] = [];
-    let accepted = 0;
     for (let start = reused; start < ids.length; start += PREFILL_CHUNK) {
       if (start > reused && opts.shouldStop?.()) return { reused, processed: start - reused, routing, cancelled: true, drafted: 0, accepted: 0 };
       const chunk = ids.slice(start, start + PREFILL_CHUNK);
@@ -149,24 +148,18 @@ export class Generator {
       const t0 = performance.now();
       const r = await this.session.step([...chunk, ...tail], this.cache, opts.allLogits ? chunk.length : 1 + tail.length);
       routing.push(...r.routing.slice(0, chunk.length));
-      if (opts.allLogits) for (let i = 0; i < r.numLogits; i++) allLogits.push(r.logits.subarray(i * r.vocab, (i + 1) * r.vocab));
-      const row = (i: number) => r.logits.subarray(i * r.vocab, (i + 1) * r.vocab);
-      if (tail.length) {
-        while (accepted < tail.length) {
-          const t = this.pick(row(accepted), tail[accepted]);
-          if (!t) break;
-          this.pending.push({ ...t, routing: r.routing[chunk.length + accepted], stepMs: 0 });
-          accepted++;
-        }
-        if (accepted < tail.length) this.cache.rewind(ids.length + accepted);
-        // The run fed the prompt's last chunk and the guess; the kept guesses are charged its time per token fed.
-        for (const t of this.pending) t.stepMs = (performance.now() - t0) / (chunk.length + tail.length);
+      if (opts.allLogits) {
+        for (let i = 0; i < r.numLogits; i++) allLogits.push(r.logits.subarray(i * r.vocab, (i + 1) * r.vocab));
+        this.logits = allLogits[allLogits.length - 1];
+        continue;
       }
-      this.logits = row(opts.allLogits ? r.numLogits - 1 : accepted);
+      this.pending = this.keepGuessed(r, tail, chunk.length, ids.length);
+      // The run fed the prompt's last chunk and the guess; the kept guesses are charged its time per token fed.
+      for (const t of this.pending) t.stepMs = (performance.now() - t0) / (chunk.length + tail.length);
     }
     return {
       reused, processed: ids.length - reused, routing, allLogits: opts.allLogits ? allLogits : undefined, cancelled: false,
-      drafted: guess.length, accepted,
+      drafted: guess.length, accepted: this.pending.length,
     };
   }
 
@@ -192,20 +185,30 @@ export class Generator {
     const before = this.cache.length;
     const r = await this.session.step([first.id, ...guess], this.cache, guess.length + 1);
     const stepMs = performance.now() - first.pickedAt;
-    const row = (i: number) => r.logits.subarray(i * r.vocab, (i + 1) * r.vocab);
-    const out: GeneratedToken[] = [{ ...first, routing: r.routing[0], stepMs: 0 }];
-    let accepted = 0;
-    while (accepted < guess.length) {
-      const next = this.pick(row(accepted), guess[accepted]);
-      if (!next) break;
-      accepted++;
-      out.push({ ...next, routing: r.routing[accepted], stepMs: 0 });
-    }
-    if (accepted < guess.length) this.cache.rewind(before + 1 + accepted);
-    this.logits = row(accepted);
+    const out: GeneratedToken[] = [{ ...first, routing: r.routing[0], stepMs: 0 }, ...this.keepGuessed(r, guess, 1, before + 1)];
     // One run fed them all: each token is charged an equal share of its time.
     for (const t of out) t.stepMs = stepMs / out.length;
     return out;
+  }
+
+  /**
+   * The draft check after run `r` fed `guess` at its end (its logits rows 0…guess.length are those of
+   * the position before the guess and of each guessed token): keeps the guessed tokens greedy decoding
+   * picks anyway, takes the rest out of the cache (which held `cachedBeforeGuess` positions before the
+   * guess), and leaves the logits of the last kept position for the next pick. `routingAt`: the run
+   * position of the guess's first token.
+   */
+  private keepGuessed(r: StepResult, guess: readonly number[], routingAt: number, cachedBeforeGuess: number): GeneratedToken[] {
+    const row = (i: number) => r.logits.subarray(i * r.vocab, (i + 1) * r.vocab);
+    const kept: GeneratedToken[] = [];
+    while (kept.length < guess.length) {
+      const t = this.pick(row(kept.length), guess[kept.length]);
+      if (!t) break;
+      kept.push({ ...t, routing: r.routing[routingAt + kept.length], stepMs: 0 });
+    }
+    if (kept.length < guess.length) this.cache.rewind(cachedBeforeGuess + kept.length);
+    this.logits = row(kept.length);
+    return kept;
   }
 
   /**
