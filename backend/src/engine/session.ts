@@ -28,6 +28,8 @@ export class ModelSession {
   readonly maxChunk: number;
   /** Caches whose buffers this session's runner holds (freed when the cache is disposed). */
   private readonly known = new Set<number>();
+  /** Graph runs so far: what a checked draft saves (tests and `vffn bench-drafts` count them). */
+  runs = 0;
 
   constructor(private readonly runner: SessionRunner, manifest: Manifest, readonly provider: ProviderStatus) {
     this.kv = kvShapeOf(manifest);
@@ -81,6 +83,7 @@ export class ModelSession {
         this.runner.dropCache(cache.id);
       });
     }
+    this.runs++;
     const out = await this.runner.run({ ids: [...ids], numLogits, cacheId: cache.id, keep: cache.length });
     cache.append(ids);
     const [, rows, vocab] = out.logits.dims;

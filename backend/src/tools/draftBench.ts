@@ -24,10 +24,6 @@ export async function runDraftBench(engine: Engine, opts: { samples?: number; ou
   const root = repoRoot();
   const samples = pickSamples(sourceFiles(root, SOURCE_DIRS, MIN_FILE_CHARS), opts.samples ?? 20, 42);
   const m = engine.activeModel!;
-  // Counts the model runs of each request (a run checks a whole draft at once).
-  let runs = 0;
-  const step = m.session.step.bind(m.session);
-  m.session.step = (...a: Parameters<typeof step>) => (runs++, step(...a));
   const complete = async (id: string, text: { prefix: string; suffix: string }) => {
     const r = await engine.complete({ requestId: id, languageId: '', ...text, maxTokens: MAX_TOKENS });
     if (r.error) throw new Error(`${id}: ${r.error}`);
@@ -41,9 +37,10 @@ export async function runDraftBench(engine: Engine, opts: { samples?: number; ou
     if (history) delete process.env[ENV];
     else process.env[ENV] = '0';
     try {
-      runs = 0;
+      // The model runs of the warm request (a run checks a whole draft at once).
+      const runsBefore = m.session.runs;
       const r = await complete(`${id}-warm`, text);
-      return { totalMs: r.timings.totalMs, runs, tokens: r.timings.generatedTokens, completion: r.completion };
+      return { totalMs: r.timings.totalMs, runs: m.session.runs - runsBefore, tokens: r.timings.generatedTokens, completion: r.completion };
     } finally {
       delete process.env[ENV];
     }
@@ -53,17 +50,13 @@ export async function runDraftBench(engine: Engine, opts: { samples?: number; ou
     ['first character of the ghost text', (s) => (cold) => (cold.completion ? { prefix: s.prefix + cold.completion[0], suffix: s.suffix } : null)],
   ];
   const pairs: Pair[] = [];
-  try {
-    await complete('warmup', samples[0]);
-    for (const [i, s] of samples.entries()) {
-      for (const [scenario, next] of scenarios) {
-        const on = await warmRun(`s${i}`, s, next(s), true);
-        const off = await warmRun(`s${i}`, s, next(s), false);
-        if (on && off) pairs.push({ file: path.relative(root, s.file), scenario, on, off });
-      }
+  await complete('warmup', samples[0]);
+  for (const [i, s] of samples.entries()) {
+    for (const [scenario, next] of scenarios) {
+      const on = await warmRun(`s${i}`, s, next(s), true);
+      const off = await warmRun(`s${i}`, s, next(s), false);
+      if (on && off) pairs.push({ file: path.relative(root, s.file), scenario, on, off });
     }
-  } finally {
-    m.session.step = step;
   }
   const summary = scenarios.map(([scenario]) => summarize(scenario, pairs.filter((p) => p.scenario === scenario)));
   const json = {
