@@ -52,10 +52,7 @@ export async function runBench(opts: BenchOptions): Promise<{ markdown: string; 
     models: reports,
   };
   const markdown = toMarkdown(json);
-  const out = opts.out ?? path.join(root, 'bench', 'results', `bench-${json.date.replace(/[:.]/g, '-')}.json`);
-  mkdirSync(path.dirname(out), { recursive: true });
-  writeAtomic(out, `${JSON.stringify(json, null, 2)}\n`);
-  writeAtomic(out.replace(/\.json$/, '') + '.md', markdown);
+  const out = writeReports(opts.out ?? defaultReportPath(root, 'bench', json.date), json, markdown);
   return { markdown: `${markdown}\nreport: ${out}\n`, json };
 }
 
@@ -171,6 +168,19 @@ function countBy(xs: string[]): Record<string, number> {
 }
 
 /** Reports are written to a temporary name and renamed: a cut-off run leaves no half file. */
+/** bench/results/KIND-DATE.json, the date made safe for a file name. */
+export function defaultReportPath(root: string, kind: string, isoDate: string): string {
+  return path.join(root, 'bench', 'results', `${kind}-${isoDate.replace(/[:.]/g, '-')}.json`);
+}
+
+/** Writes a benchmark's JSON report to `file` and its markdown beside it (FILE.md); returns `file`. */
+export function writeReports(file: string, json: unknown, markdown: string): string {
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeAtomic(file, `${JSON.stringify(json, null, 2)}\n`);
+  writeAtomic(`${file.replace(/\.json$/, '')}.md`, markdown);
+  return file;
+}
+
 export function writeAtomic(file: string, text: string): void {
   writeFileSync(`${file}.tmp`, text);
   renameSync(`${file}.tmp`, file);

@@ -4,13 +4,12 @@
 // request finds the same cache), in two scenarios: the user types the file's next character (what
 // `npm run bench:peer` measures), or the first character of the ghost text shown (typing through it).
 // Reports warm latency and model runs both ways, and whether the completions are the same.
-import { mkdirSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { CompleteResult } from '../../../common/protocol';
 import type { Engine } from '../engine/engine';
 import { percentile } from '../engine/telemetry';
-import { machineName, MIN_FILE_CHARS, repoRoot, SOURCE_DIRS, writeAtomic } from './bench';
+import { defaultReportPath, machineName, MIN_FILE_CHARS, repoRoot, SOURCE_DIRS, writeReports } from './bench';
 import { pickSamples, Sample, sourceFiles, typed } from './samples';
 
 const MAX_TOKENS = 32;
@@ -64,10 +63,7 @@ export async function runDraftBench(engine: Engine, opts: { samples?: number; ou
     command: 'node dist/cli.js bench-drafts', model: m.name, maxTokens: MAX_TOKENS, summary, pairs,
   };
   const markdown = toMarkdown(json);
-  const out = opts.out ?? path.join(root, 'bench', 'results', `drafts-${json.date.replace(/[:.]/g, '-')}.json`);
-  mkdirSync(path.dirname(out), { recursive: true });
-  writeAtomic(out, `${JSON.stringify(json, null, 2)}\n`);
-  writeAtomic(out.replace(/\.json$/, '') + '.md', markdown);
+  const out = writeReports(opts.out ?? defaultReportPath(root, 'drafts', json.date), json, markdown);
   return { markdown: `${markdown}\nreport: ${out}\n`, json };
 }
 

@@ -19,7 +19,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { machineName, writeAtomic } from './bench';
+import { defaultReportPath, machineName, writeReports } from './bench';
 import { PREFILL_SIZES, SUFFIX_TOKENS } from './peerPrompts';
 import { compareSides, goalCounts, PeerReport, SideResult, toMarkdown } from './peerReport';
 
@@ -217,10 +217,7 @@ async function main(): Promise<void> {
       ours, peer, rows, goals: goalCounts(rows),
     };
     const markdown = toMarkdown(report);
-    const out = a.out ? path.resolve(a.out) : path.join(root, 'bench', 'results', `peer-${date.replace(/[:.]/g, '-')}.json`);
-    mkdirSync(path.dirname(out), { recursive: true });
-    writeAtomic(out, `${JSON.stringify(report, null, 2)}\n`);
-    writeAtomic(`${out.replace(/\.json$/, '')}.md`, markdown);
+    const out = writeReports(a.out ? path.resolve(a.out) : defaultReportPath(root, 'peer', date), report, markdown);
     process.stdout.write(`${markdown}\nreport: ${path.relative(process.cwd(), out)} (+ .md)\n`);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
