@@ -24,8 +24,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "upcycle"))
 from atomic import atomic_write_text  # noqa: E402
 from evaluate import LANGS, load_val_docs, select_fim_cases, wilson  # noqa: E402
+from measure import paired  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 
@@ -112,9 +114,9 @@ def main(argv=None) -> None:
         name = next(iter(next(iter(ref.values()))["completions"]))
         ref_exact = [ref[c["id"]]["completions"][name].strip() == c["middle"].strip() for c in cases]
         eng = [r["exact"] for r in rows]
+        pairs = paired(eng, ref_exact)
         report["reference"] = {"report": args.reference, "model": name, "exact": sum(ref_exact),
-                               "only_engine": sum(e and not x for e, x in zip(eng, ref_exact)),
-                               "only_reference": sum(x and not e for e, x in zip(eng, ref_exact)),
+                               "only_engine": pairs["only_first"], "only_reference": pairs["only_second"],
                                "same_line": sum(first_line(r["completion"]).strip() == ref[c["id"]]["completions"][name].strip()
                                                 for r, c in zip(rows, cases))}
     atomic_write_text(args.out + ".json", json.dumps(report, indent=2) + "\n")
