@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "upcycle"))
 from atomic import atomic_write_text  # noqa: E402
-from evaluate import LANGS, load_val_docs, select_fim_cases, wilson  # noqa: E402
+from evaluate import LANGS, fim_summary, load_val_docs, select_fim_cases  # noqa: E402
 from measure import paired  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -66,16 +66,6 @@ def run_engine(model: str, cases: list[dict], max_new: int, prompt_tokens: int, 
     proc.wait(timeout=120)
 
 
-def summarize(rows: list[dict]) -> dict:
-    res = {}
-    for lang in [None, *LANGS]:
-        sel = [r for r in rows if lang is None or r["language"] == lang]
-        if sel:
-            k = sum(r["exact"] for r in sel)
-            res[lang or "overall"] = {"n": len(sel), "exact": k / len(sel), "exact_ci95": wilson(k, len(sel))}
-    return res
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="model folder the engine loads")
@@ -108,7 +98,7 @@ def main(argv=None) -> None:
               "model": os.path.basename(os.path.normpath(args.model)), "seed": args.seed, "fim_cases": len(cases),
               "max_new_tokens": args.max_new, "prompt_tokens": args.prompt_tokens,
               "errors": sum(1 for r in rows if r.get("error")), "seconds_this_run": round(time.time() - t0),
-              "fim": summarize(rows)}
+              "fim": fim_summary(rows, [r["language"] for r in rows])}
     if args.reference:
         ref = {json.loads(line)["id"]: json.loads(line) for line in open(args.reference + ".fim.jsonl", encoding="utf-8")}
         name = next(iter(next(iter(ref.values()))["completions"]))

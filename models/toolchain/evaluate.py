@@ -264,6 +264,21 @@ def eval_loss(m, streams: dict, batch: int, stats: RoutingStats, loss_context: i
     return out
 
 
+def fim_summary(preds: list[dict], languages: list[str], keys=("exact",)) -> dict:
+    """Per language and overall: n, and for each boolean key of the predictions its rate and 95% interval."""
+    res = {}
+    for lang in [None, *LANGS]:
+        sel = [p for p, pl in zip(preds, languages) if lang is None or pl == lang]
+        if not sel:
+            continue
+        row = {"n": len(sel)}
+        for key in keys:
+            k = sum(bool(p[key]) for p in sel)
+            row[key], row[f"{key}_ci95"] = k / len(sel), wilson(k, len(sel))
+        res[lang or "overall"] = row
+    return res
+
+
 def eval_fim(m, cases: list[dict], tok: Tokenizer, max_new: int, enc_cache: dict,
              fim_context: int = 0, sp: Specials = TEAM_SPECIALS) -> tuple[dict, list]:
     ctx = min(m.context_length, fim_context) if fim_context > 0 else m.context_length
@@ -277,14 +292,7 @@ def eval_fim(m, cases: list[dict], tok: Tokenizer, max_new: int, enc_cache: dict
         preds.append({"completion": line, "ids": [int(i) for i in ids], "n_generated": len(ids), "prompt_tokens": len(prompt),
                       "exact": line.strip() == c["middle"].strip(),
                       "strict": line.rstrip() == c["middle"].rstrip()})
-    res = {}
-    for lang in [None, *LANGS]:
-        sel = [p for p, c in zip(preds, cases) if lang is None or c["language"] == lang]
-        if not sel:
-            continue
-        k, ks = sum(p["exact"] for p in sel), sum(p["strict"] for p in sel)
-        res[lang or "overall"] = {"n": len(sel), "exact": k / len(sel), "exact_ci95": wilson(k, len(sel)),
-                                  "strict": ks / len(sel), "strict_ci95": wilson(ks, len(sel))}
+    res = fim_summary(preds, [c["language"] for c in cases], ("exact", "strict"))
     res["overall"]["mean_generated_tokens"] = float(np.mean([p["n_generated"] for p in preds]))
     res["overall"]["mean_prompt_tokens"] = float(np.mean([p["prompt_tokens"] for p in preds]))
     res["overall"]["fim_order"] = getattr(m, "fim_order", "psm")
