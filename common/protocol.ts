@@ -66,6 +66,12 @@ export interface CompleteParams {
   uri?: string;
   languageId: string;
   prefix: string;
+  /**
+   * Where `prefix` starts in the document, in characters (UTF-16 code units). The backend cuts the
+   * prompt's start on a grid counted from the document's start, so a prefix window that slides with
+   * the cursor (the last N lines) does not move the cut on every new line. Absent: 0.
+   */
+  prefixOffset?: number;
   suffix: string;
   contextChunks?: ContextChunk[];
   maxTokens?: number;

@@ -3,6 +3,7 @@
 //   vffn complete --jsonl [--model DIR]       JSON lines {prefix, suffix, language, maxTokens, maxTimeMs} in, one result line out each
 //   vffn bench [--model DIR]... [--out FILE] [--samples N]   the benchmark; report under bench/results/
 //   vffn bench-drafts [--model DIR] [--samples N] [--out FILE]   warm completions with and without drafts from the previous completion
+//   vffn bench-lines [--model DIR] [--lines N] [--window N] [--out FILE]   new lines deep in a long file: the prompt's cut anchored or not
 //   vffn soak [--model DIR] [--requests N]    many completions; RSS along the way (leak check)
 //   vffn models                               the model folders the backend sees
 import { readFileSync } from 'node:fs';
@@ -11,6 +12,7 @@ import * as readline from 'node:readline';
 import type { CompleteResult } from '../../common/protocol';
 import { runBench, runSoak } from './tools/bench';
 import { runDraftBench } from './tools/draftBench';
+import { runLinesBench } from './tools/linesBench';
 import { Engine } from './engine/engine';
 import { listModelFolders, resolveModelDirs } from './engine/modelFolder';
 
@@ -19,6 +21,7 @@ const USAGE = `usage:
   vffn complete --jsonl [--model DIR]
   vffn bench [--model DIR]... [--out FILE] [--samples N]
   vffn bench-drafts [--model DIR] [--samples N] [--out FILE]
+  vffn bench-lines [--model DIR] [--lines N] [--window N] [--out FILE]
   vffn soak [--model DIR] [--requests N]
   vffn models`;
 
@@ -165,6 +168,14 @@ async function main(): Promise<void> {
   if (cmd === 'bench-drafts') {
     const engine = await engineFor(flag(args, 'model'));
     const out = await runDraftBench(engine, { samples: flag(args, 'samples') ? Number(flag(args, 'samples')) : undefined, out: flag(args, 'out') });
+    process.stdout.write(out.markdown);
+    await engine.dispose();
+    return;
+  }
+  if (cmd === 'bench-lines') {
+    const engine = await engineFor(flag(args, 'model'));
+    const num = (name: string) => (flag(args, name) ? Number(flag(args, name)) : undefined);
+    const out = await runLinesBench(engine, { lines: num('lines'), window: num('window'), out: flag(args, 'out') });
     process.stdout.write(out.markdown);
     await engine.dispose();
     return;

@@ -179,11 +179,12 @@ async function compareModels(ctx: Ctx): Promise<void> {
   if (!first) return;
   const second = await pick(2, first);
   if (!second) return;
-  const { prefix, suffix } = textAround(editor.document, editor.selection.active, ctx.config);
+  const { prefix, prefixOffset, suffix } = textAround(editor.document, editor.selection.active, ctx.config);
   const base: Omit<CompleteParams, 'requestId' | 'model'> = {
     uri: editor.document.uri.toString(),
     languageId: editor.document.languageId,
     prefix,
+    prefixOffset,
     suffix,
     maxTokens: ctx.config.maxTokens,
     maxTimeMs: Math.max(ctx.config.maxTimeMs, 5000),

@@ -65,7 +65,7 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
   const temperature = params.temperature ?? gen.temperature ?? 0;
   const topP = params.topP ?? gen.top_p ?? 1;
 
-  const prompt = buildPrompt(m.tokenizer, m.tokenizer.special, { ...input, contextChunks: params.contextChunks },
+  const prompt = buildPrompt(m.tokenizer, m.tokenizer.special, { ...input, prefixOffset: params.prefixOffset, contextChunks: params.contextChunks },
     defaultBudget(m.manifest.architecture.context_length, maxTokens, m.promptTokens, m.manifest.fim.order), m.manifest.fim.order);
   // SPM: the prefix's last token is picked again by the model (token healing, tokenHealing.ts); the
   // stop rules and post-processing then see the document with that token's text moved from the

@@ -15,6 +15,8 @@ export interface TextEncoder {
 
 export interface PromptInput {
   prefix: string;
+  /** Where the prefix starts in the document (CompleteParams.prefixOffset): the cut grid counts from there. */
+  prefixOffset?: number;
   suffix: string;
   contextChunks?: readonly ContextChunk[];
 }
@@ -77,10 +79,13 @@ export function buildPrompt(tok: TextEncoder, special: SpecialIds, input: Prompt
     const ids = [special.file_sep, ...tok.encode(`${chunk.uri}\n${chunk.text.endsWith('\n') ? chunk.text : chunk.text + '\n'}`)];
     context.push(...(ids.length <= room ? ids : ids.slice(0, room)));
   }
-  // The prefix budget leaves room for the largest suffix, not this one: the suffix changes as the user
-  // types, and a budget that moved with it would move the prefix's start and defeat the KV cache.
-  const prefixBudget = Math.max(0, budget.total - fixed - suffixMax - context.length);
-  const prefix = fitPrefix(tok, input.prefix, prefixBudget);
+  // PSM: the prefix budget leaves room for the largest suffix, not this one: the suffix follows the prefix,
+  // and a budget that moved with it would move the prefix's start and defeat the KV cache. SPM: the suffix
+  // comes first, so a change to it re-runs everything after it anyway, and the prefix takes the room a
+  // short suffix leaves (typing at the end of a file: nearly the whole budget).
+  const suffixRoom = order === 'spm' ? suffix.ids.length : suffixMax;
+  const prefixBudget = Math.max(0, budget.total - fixed - suffixRoom - context.length);
+  const prefix = fitPrefix(tok, input.prefix, prefixBudget, input.prefixOffset ?? 0);
   const ids = order === 'spm'
     ? [...context, special.fim_prefix, special.fim_suffix, ...suffix.ids, special.fim_middle, ...prefix.ids]
     : [...context, special.fim_prefix, ...prefix.ids, special.fim_suffix, ...suffix.ids, special.fim_middle];
@@ -103,15 +108,20 @@ interface Fitted {
 
 /**
  * Keeps the end of the prefix (nearest the cursor). The start is the first line start after a multiple
- * of a fixed step: the earliest such start whose text fits. Typing at the end only changes that choice
- * when the text outgrows the budget, so the KV cache keeps serving the prompt's start.
+ * of a fixed step, counted in document characters (`offset`: where the prefix starts in the document):
+ * the earliest such start whose text fits. Typing at the end only changes that choice when the text
+ * outgrows the budget, and a prefix window that slides with the cursor does not change it, so the KV
+ * cache keeps serving the prompt's start.
  */
-export function fitPrefix(tok: TextEncoder, prefix: string, budget: number): Fitted {
+export function fitPrefix(tok: TextEncoder, prefix: string, budget: number, offset = 0): Fitted {
   if (budget <= 0) return { ids: [], text: '', truncated: prefix.length > 0 };
   const step = Math.max(64, Math.min(PREFIX_CUT_STEP, budget));
-  const maxK = Math.max(0, Math.ceil(prefix.length / step) - 1);
+  // Grid point k sits at k·step - base in the prefix (k·step in the document); k = 0 keeps everything.
+  const base = Number.isSafeInteger(offset) && offset > 0 ? offset % step : 0;
+  const gridAt = (pos: number) => Math.ceil((pos + base) / step);   // the first grid point at or after pos
+  const maxK = Math.max(0, gridAt(prefix.length) - 1);
   const memo = new Map<number, number[]>();
-  const startOf = (k: number) => stablePrefixCut(prefix, k * step, step);
+  const startOf = (k: number) => stablePrefixCut(prefix, k * step - base, step, base);
   const idsAt = (k: number) => {
     const start = startOf(k);
     let ids = memo.get(start);
@@ -119,7 +129,7 @@ export function fitPrefix(tok: TextEncoder, prefix: string, budget: number): Fit
     return ids;
   };
   // Text longer than 4 characters per token is never needed; start the search there.
-  const kMin = Math.min(maxK, Math.max(0, Math.ceil((prefix.length - budget * 4) / step)));
+  const kMin = Math.min(maxK, Math.max(0, gridAt(prefix.length - budget * 4)));
   let k = kMin;
   let fit = -1;
   for (let attempt = 0; attempt < 12; attempt++) {
@@ -131,7 +141,7 @@ export function fitPrefix(tok: TextEncoder, prefix: string, budget: number): Fit
     if (k >= maxK) break;
     const textLength = prefix.length - startOf(k);
     const drop = Math.ceil(((ids.length - budget) * textLength) / ids.length);
-    k = Math.min(maxK, Math.max(k + 1, Math.ceil((startOf(k) + drop) / step)));
+    k = Math.min(maxK, Math.max(k + 1, gridAt(startOf(k) + drop)));
   }
   if (fit < 0) {
     // Even the shortest candidate is too long (characters that take several tokens each): keep the last tokens.
@@ -143,10 +153,14 @@ export function fitPrefix(tok: TextEncoder, prefix: string, budget: number): Fit
   return { ids: idsAt(fit), text: prefix.slice(startChar), truncated: startChar > 0 };
 }
 
-/** The first line start at or after `minStart` rounded up to `step` (0 when everything fits). */
-export function stablePrefixCut(text: string, minStart: number, step = PREFIX_CUT_STEP): number {
+/**
+ * The first line start at or after `minStart` rounded up to the grid of `step` (0 when everything fits).
+ * The grid's points are where `base + position` is a multiple of `step` (`base`: the text's offset in
+ * the document, modulo the step).
+ */
+export function stablePrefixCut(text: string, minStart: number, step = PREFIX_CUT_STEP, base = 0): number {
   if (minStart <= 0) return 0;
-  const q = Math.ceil(minStart / step) * step;
+  const q = Math.ceil((minStart + base) / step) * step - base;
   if (q >= text.length) return Math.min(minStart, text.length);
   const nl = text.indexOf('\n', q - 1);
   // No line break close by (a very long line): cut mid-line at the rounded position.

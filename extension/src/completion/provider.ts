@@ -59,7 +59,7 @@ export class InlineProvider implements vscode.InlineCompletionItemProvider {
 
     const debounceStart = Date.now();
     const contextStart = Date.now();
-    const { prefix, suffix, linePrefix, lineSuffix } = textAround(document, position, config);
+    const { prefix, prefixOffset, suffix, linePrefix, lineSuffix } = textAround(document, position, config);
     const multiline = wantsMultiline(linePrefix, lineSuffix, config.multiline);
 
     const hit = this.deps.cache.get(document.languageId, prefix, suffix);
@@ -83,6 +83,7 @@ export class InlineProvider implements vscode.InlineCompletionItemProvider {
       uri: document.uri.toString(),
       languageId: document.languageId,
       prefix,
+      prefixOffset,
       suffix,
       contextChunks: chunks,
       maxTokens: multiline ? config.maxTokens : Math.min(config.maxTokens, 48),

@@ -24,6 +24,19 @@ test('SPM layout (manifest fim.order "spm"): the suffix first, the prefix right 
   assert.deepEqual({ ...spm, ids: [] }, { ...psm, ids: [] }, 'same budgeting, only the order differs');
 });
 
+test('SPM: the prefix takes the room a short suffix leaves; PSM keeps it for the largest suffix', () => {
+  const prefix = 'abcdefghi\n'.repeat(9);   // 90 tokens: within 100 - 3 - 2, beyond 100 - 3 - 25
+  const budget = { total: 100, suffixMax: 25, contextMax: 0 };
+  const spm = buildPrompt(charEncoder, SPECIAL, { prefix, suffix: 'cd' }, budget, 'spm');
+  const psm = buildPrompt(charEncoder, SPECIAL, { prefix, suffix: 'cd' }, budget, 'psm');
+  assert.ok(psm.prefixTokens <= 100 - 3 - 25, `PSM prefix ${psm.prefixTokens}`);
+  assert.equal(spm.prefixText, prefix);
+  assert.equal(spm.ids.length, 3 + 2 + 90);
+  // Typing at the cursor keeps the suffix, so the prefix still starts at the same place.
+  const typed = buildPrompt(charEncoder, SPECIAL, { prefix: prefix + 'x', suffix: 'cd' }, budget, 'spm');
+  assert.equal(typed.prefixText, spm.prefixText + 'x');
+});
+
 test('context chunks come first, each after <|file_sep|> with its uri', () => {
   const p = buildPrompt(charEncoder, SPECIAL, { prefix: 'x', suffix: '', contextChunks: [{ uri: 'a.ts', text: 'q' }] },
     { total: 100, suffixMax: 10, contextMax: 40 });
@@ -55,6 +68,36 @@ test('the prefix cut moves in steps, so typing keeps the start of the prompt', (
   assert.equal(a.text.slice(0, 50), b.text.slice(0, 50));
   assert.equal(b.text.slice(0, 50), c.text.slice(0, 50));
   assert.deepEqual(b.ids.slice(0, a.ids.length), a.ids);
+});
+
+test('a prefix window that slides with the cursor keeps the cut where it was in the document (prefixOffset)', () => {
+  // The extension sends the last N lines as the prefix: past line N every new line moves the window's start.
+  const lines = Array.from({ length: 400 }, (_, i) => `line ${i} ${'x'.repeat(i % 23)}`);
+  const budget = { total: 200, suffixMax: 0, contextMax: 0 };
+  const cuts = (anchored: boolean) => {
+    const starts = new Set<number>();
+    for (let cursor = 300; cursor < 340; cursor++) {      // the user types a line and presses Enter, 40 times
+      const first = cursor - 100;
+      const prefix = lines.slice(first, cursor).join('\n') + '\n';
+      const prefixOffset = lines.slice(0, first).join('\n').length + 1;
+      const p = buildPrompt(charEncoder, SPECIAL, { prefix, suffix: '', prefixOffset: anchored ? prefixOffset : undefined }, budget, 'spm');
+      assert.ok(p.ids.length <= 200);
+      starts.add(prefixOffset + prefix.length - p.prefixText.length);   // where the prompt starts in the document
+    }
+    return starts.size;
+  };
+  const anchored = cuts(true);
+  const sliding = cuts(false);
+  // ~40 lines of ~19 characters typed is ~4 grid steps of 197 characters: the start moves about that often.
+  assert.ok(anchored <= 6, `anchored: the start moved ${anchored} times`);
+  assert.ok(sliding > 2 * anchored, `window-relative: the start moved ${sliding} times`);
+});
+
+test('stablePrefixCut with a base counts the grid from the document\'s start', () => {
+  const text = 'a\n'.repeat(200);
+  assert.equal(stablePrefixCut(text, 100, 64, 0), 128);        // grid 64, 128, … in the text
+  assert.equal(stablePrefixCut(text, 100, 64, 10), 118);       // the text starts at 10: grid 54, 118, …
+  assert.equal(stablePrefixCut(text, 0, 64, 10), 0);
 });
 
 test('stablePrefixCut starts at a line start past a multiple of the step', () => {
