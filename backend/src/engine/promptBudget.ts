@@ -12,11 +12,11 @@ import { readJsonObject } from './userCache';
 /**
  * What a cold completion may spend reading its prompt. Paid once per place in a file: typing there
  * reuses the cache, and keystrokes during a cold prefill interrupt it between chunks without losing the
- * chunks done. 1.5 s gave the 0.5B model 384 tokens on a 2-core machine; 2.5 s gives 640, and the
- * product's FIM exact match rose from 118 to 140 of 500 cases (paired: 33 right only with the longer
- * prompt, 11 only with the shorter; docs/SPEED.md, "How long a prompt").
+ * chunks done. On a 2-core machine the 0.5B model prefills ~266 tokens/s: 1.5 s gave it 384 tokens,
+ * 2.5 s 640 and 4 s the whole 1,024-position context; the product's FIM exact match was 118, 140 and
+ * 161 of 500 cases (docs/SPEED.md, "How long a prompt").
  */
-export const COLD_PROMPT_MS = 2_500;
+export const COLD_PROMPT_MS = 4_000;
 /** Below this the model sees too little of the file to be useful, however slow the machine. */
 export const MIN_PROMPT_TOKENS = 256;
 /** Budgets are multiples of this, so that noise in the measurement rarely moves them. */

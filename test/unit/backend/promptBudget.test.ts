@@ -9,9 +9,10 @@ import { budgetFor, COLD_PROMPT_MS, MIN_PROMPT_TOKENS, observePrefill, promptBud
 import { TINY } from './helpers';
 
 test('budget: what prefills in COLD_PROMPT_MS, in steps of 64, within [MIN_PROMPT_TOKENS, cap]', () => {
-  assert.equal(COLD_PROMPT_MS, 2500);
-  assert.equal(budgetFor(266, 1024), 640);          // 665 tokens in 2.5 s, rounded down to 64s
-  assert.equal(budgetFor(80, 1024), MIN_PROMPT_TOKENS);    // a slow machine still sees 256 tokens
+  assert.equal(COLD_PROMPT_MS, 4000);
+  assert.equal(budgetFor(150, 1024), 576);          // 600 tokens in 4 s, rounded down to 64s
+  assert.equal(budgetFor(266, 1024), 1024);         // the 2-core dev machine: the whole cap
+  assert.equal(budgetFor(50, 1024), MIN_PROMPT_TOKENS);    // a slow machine still sees 256 tokens
   assert.equal(budgetFor(5000, 1024), 1024);        // a fast one is capped
   assert.equal(budgetFor(5000, 200), 200);          // the cap wins over the minimum too
   assert.equal(budgetFor(NaN, 1024), MIN_PROMPT_TOKENS);
@@ -45,14 +46,14 @@ test('a loaded model carries its budget, never above the context', () => {
 
 test('a faster real prefill grows the budget (and the cache); slower or short ones change nothing', () => {
   const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'vffn-budget-')), 'calibration.json');
-  const m = { promptTokens: budgetFor(100, 1024), prefillTokensPerSecond: 100, promptCap: 1024, budgetKey: 'k' };
+  const m = { promptTokens: budgetFor(60, 1024), prefillTokensPerSecond: 60, promptCap: 1024, budgetKey: 'k' };
   assert.equal(m.promptTokens, MIN_PROMPT_TOKENS);
   assert.equal(observePrefill(m, 64, 100, file), false);          // shorter than a chunk: not a measurement
-  assert.equal(observePrefill(m, 300, 3500, file), false);        // 86 tok/s: slower, kept
-  assert.equal(observePrefill(m, 600, 2000, file), true);         // 300 tok/s: the budget grows to 704
-  assert.equal(m.promptTokens, 704);
-  assert.equal(JSON.parse(readFileSync(file, 'utf8')).k.prefillTokensPerSecond, 300);
-  assert.equal(observePrefill(m, 600, 1950, file), false);        // within a tenth: no churn
+  assert.equal(observePrefill(m, 300, 6000, file), false);        // 50 tok/s: slower, kept
+  assert.equal(observePrefill(m, 300, 2000, file), true);         // 150 tok/s: the budget grows to 576
+  assert.equal(m.promptTokens, 576);
+  assert.equal(JSON.parse(readFileSync(file, 'utf8')).k.prefillTokensPerSecond, 150);
+  assert.equal(observePrefill(m, 300, 1950, file), false);        // within a tenth: no churn
   const fixed = { promptTokens: 1024, prefillTokensPerSecond: 0, promptCap: 1024 };
   assert.equal(observePrefill(fixed, 1000, 100, file), false);    // VFFN_MAX_PROMPT_TOKENS: nothing learned
 });
