@@ -157,6 +157,12 @@ function stat(xs: number[]): Stat {
   return { p50: round2(percentile(s, 50)), p95: round2(percentile(s, 95)) };
 }
 
+/** The q-th percentile of unsorted values, rounded to a whole number (null for none). */
+export function roundedPercentile(xs: readonly number[], q: number): number | null {
+  const v = percentile([...xs].sort((a, b) => a - b), q);
+  return v === null ? null : Math.round(v);
+}
+
 function round2(x: number | null): number | null {
   return x === null ? null : Math.round(x * 100) / 100;
 }
@@ -167,7 +173,6 @@ function countBy(xs: string[]): Record<string, number> {
   return out;
 }
 
-/** Reports are written to a temporary name and renamed: a cut-off run leaves no half file. */
 /** bench/results/KIND-DATE.json, the date made safe for a file name. */
 export function defaultReportPath(root: string, kind: string, isoDate: string): string {
   return path.join(root, 'bench', 'results', `${kind}-${isoDate.replace(/[:.]/g, '-')}.json`);
@@ -181,6 +186,7 @@ export function writeReports(file: string, json: unknown, markdown: string): str
   return file;
 }
 
+/** Reports are written to a temporary name and renamed: a cut-off run leaves no half file. */
 export function writeAtomic(file: string, text: string): void {
   writeFileSync(`${file}.tmp`, text);
   renameSync(`${file}.tmp`, file);

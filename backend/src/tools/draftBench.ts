@@ -8,8 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { CompleteResult } from '../../../common/protocol';
 import type { Engine } from '../engine/engine';
-import { percentile } from '../engine/telemetry';
-import { defaultReportPath, machineName, MIN_FILE_CHARS, repoRoot, SOURCE_DIRS, writeReports } from './bench';
+import { defaultReportPath, machineName, MIN_FILE_CHARS, repoRoot, roundedPercentile, SOURCE_DIRS, writeReports } from './bench';
 import { pickSamples, Sample, sourceFiles, typed } from './samples';
 
 const MAX_TOKENS = 32;
@@ -68,12 +67,8 @@ export async function runDraftBench(engine: Engine, opts: { samples?: number; ou
 }
 
 function summarize(scenario: Scenario, pairs: Pair[]) {
-  const p = (xs: number[], q: number) => {
-    const v = percentile([...xs].sort((a, b) => a - b), q);
-    return v === null ? null : Math.round(v);
-  };
   const side = (f: (x: Pair) => Warm) => ({
-    p50Ms: p(pairs.map((x) => f(x).totalMs), 50), p95Ms: p(pairs.map((x) => f(x).totalMs), 95),
+    p50Ms: roundedPercentile(pairs.map((x) => f(x).totalMs), 50), p95Ms: roundedPercentile(pairs.map((x) => f(x).totalMs), 95),
     runs: pairs.reduce((n, x) => n + f(x).runs, 0), tokens: pairs.reduce((n, x) => n + f(x).tokens, 0),
   });
   return {

@@ -7,8 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { readFileSync } from 'node:fs';
 import type { Engine } from '../engine/engine';
-import { percentile } from '../engine/telemetry';
-import { defaultReportPath, machineName, MIN_FILE_CHARS, repoRoot, SOURCE_DIRS, writeReports } from './bench';
+import { defaultReportPath, machineName, MIN_FILE_CHARS, repoRoot, roundedPercentile, SOURCE_DIRS, writeReports } from './bench';
 import { sourceFiles } from './samples';
 
 const MAX_TOKENS = 16;
@@ -35,7 +34,7 @@ export async function runLinesBench(engine: Engine, opts: { lines?: number; wind
       // The cursor at the start of `line`, the lines before it written, Enter just pressed.
       const first = Math.max(0, line - window);
       const prefix = lines.slice(first, line).join('\n') + '\n';
-      const prefixOffset = lines.slice(0, first).join('\n').length + 1;
+      const prefixOffset = first > 0 ? lines.slice(0, first).join('\n').length + 1 : 0;
       const r = await engine.complete({
         requestId: `l${line}`, languageId: '', prefix, suffix: '', maxTokens: MAX_TOKENS,
         prefixOffset: mode === 'anchored to the document' ? prefixOffset : undefined,
@@ -64,16 +63,12 @@ export async function runLinesBench(engine: Engine, opts: { lines?: number; wind
 }
 
 function summarize(mode: Mode, steps: Step[]) {
-  const p = (xs: number[], q: number) => {
-    const v = percentile([...xs].sort((a, b) => a - b), q);
-    return v === null ? null : Math.round(v);
-  };
   return {
     mode, requests: steps.length,
     rerunTokens: steps.reduce((n, s) => n + s.rerunTokens, 0),
-    rerunP50: p(steps.map((s) => s.rerunTokens), 50),
+    rerunP50: roundedPercentile(steps.map((s) => s.rerunTokens), 50),
     fullPrompts: steps.filter((s) => s.rerunTokens > s.promptTokens / 2).length,
-    p50Ms: p(steps.map((s) => s.totalMs), 50), p95Ms: p(steps.map((s) => s.totalMs), 95),
+    p50Ms: roundedPercentile(steps.map((s) => s.totalMs), 50), p95Ms: roundedPercentile(steps.map((s) => s.totalMs), 95),
   };
 }
 
