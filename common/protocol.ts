@@ -101,6 +101,36 @@ export interface CompleteResult {
 /** client → server: complete at a position. Cancel with $/cancelRequest; a newer request supersedes older ones. */
 export const CompleteRequest = new RequestType<CompleteParams, CompleteResult, void>('vffn/complete');
 
+// ---------- reading a prompt ahead (the cursor rests) ----------
+
+/**
+ * What a prefill did. `read`: the prompt's uncached tokens ran (all of them); `cached`: nothing was
+ * left to run; `superseded` / `cancelled`: stopped between chunks, keeping the chunks read so far.
+ */
+export type PrefillState = 'read' | 'cached' | 'superseded' | 'cancelled' | 'empty_input' | 'error';
+
+export interface PrefillResult {
+  requestId: string;
+  model: string;
+  state: PrefillState;
+  promptTokens: number;            // the prompt a completion here would run
+  reusedTokens: number;            // already in the KV cache when the prefill began
+  readTokens: number;              // run by this prefill (kept in the cache even when it stopped early)
+  prefillMs: number;
+  totalMs: number;                 // from arrival, waiting included
+  error?: string;
+}
+
+/**
+ * client → server: read the prompt that a completion with these params would have into the model's
+ * KV cache, generating nothing, so that the first completion at a place the cursor rests does not
+ * wait for it. Takes the same params as vffn/complete (maxTokens shapes the prompt's budget, so send
+ * what the completion will send). Background priority: it never supersedes a completion, runs only
+ * when no completion waits, and a newer completion or prefill for the same model supersedes it
+ * between chunks.
+ */
+export const PrefillRequest = new RequestType<CompleteParams, PrefillResult, void>('vffn/prefill');
+
 // ---------- analysis of arbitrary text (inspector "Analyze Selection") ----------
 
 export interface AnalyzeParams { text: string; languageId: string; model?: string; }

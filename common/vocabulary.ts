@@ -1,7 +1,9 @@
 // Names and empty values that the extension, the backend and the webview share: each is
 // defined here once. No runtime imports (only types from protocol.ts), so the webview bundle
 // can include this file without the LSP library.
-import type { AnalyzeResult, CompleteParams, CompleteResult, ComputeSummary, StopReason, Timings } from './protocol';
+import type {
+  AnalyzeResult, CompleteParams, CompleteResult, ComputeSummary, PrefillResult, PrefillState, StopReason, Timings,
+} from './protocol';
 
 /**
  * Execution providers of onnxruntime-node, in the order the UI lists them (cpu first). The
@@ -52,6 +54,16 @@ export function emptyCompleteResult(
     requestId: typeof params?.requestId === 'string' ? params.requestId : String(params?.requestId ?? ''),
     completion: '', tokens: [], stopReason, trimmed: [], timings: emptyTimings(), compute: emptyCompute(maxLoops),
     model, provider, ...(error !== undefined ? { error } : {}),
+  };
+}
+
+/** A prefill's result before anything was read (its state says why nothing was). */
+export function emptyPrefillResult(
+  params: Pick<CompleteParams, 'requestId'> | null | undefined, model: string, state: PrefillState, error?: string,
+): PrefillResult {
+  return {
+    requestId: typeof params?.requestId === 'string' ? params.requestId : String(params?.requestId ?? ''),
+    model, state, promptTokens: 0, reusedTokens: 0, readTokens: 0, prefillMs: 0, totalMs: 0, ...(error !== undefined ? { error } : {}),
   };
 }
 

@@ -8,7 +8,7 @@
 // A worker that dies fails its pending calls (never a hang), and a fresh one reloads the model.
 import type { Worker } from 'node:worker_threads';
 import type {
-  AnalyzeParams, AnalyzeResult, CompleteParams, CompleteResult, ListModelsResult, ProviderPreference, ProviderStatus,
+  AnalyzeParams, AnalyzeResult, CompleteParams, CompleteResult, ListModelsResult, PrefillResult, ProviderPreference, ProviderStatus,
   StatsResult, StatusParams, SwitchModelResult,
 } from '../../common/protocol';
 import type { EngineOptions } from './engine/engine';
@@ -34,7 +34,7 @@ export interface WorkerInit {
   cancelFlags: SharedArrayBuffer;
 }
 
-export type Method = 'start' | 'listModels' | 'switchModel' | 'complete' | 'analyze' | 'providerStatus' | 'setProvider' | 'stats' | 'dispose';
+export type Method = 'start' | 'listModels' | 'switchModel' | 'complete' | 'prefill' | 'analyze' | 'providerStatus' | 'setProvider' | 'stats' | 'dispose';
 
 /** host → worker */
 export type ToWorker =
@@ -112,6 +112,11 @@ export class EngineHost {
   async complete(params: CompleteParams, token?: CancelToken): Promise<CompleteResult> {
     if (this.recovering) await this.recovering;
     return this.call('complete', [params], token);
+  }
+
+  async prefill(params: CompleteParams, token?: CancelToken): Promise<PrefillResult> {
+    if (this.recovering) await this.recovering;
+    return this.call('prefill', [params], token);
   }
 
   async analyze(params: AnalyzeParams, token?: CancelToken): Promise<AnalyzeResult> {

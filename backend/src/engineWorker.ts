@@ -62,6 +62,7 @@ function run(m: Extract<ToWorker, { type: 'call' }>): unknown {
     case 'listModels': return engine.listModels();
     case 'switchModel': return engine.switchModel(a as string);
     case 'complete': return engine.complete(a as CompleteParams, signal(m.id, m.slot));
+    case 'prefill': return engine.prefill(a as CompleteParams, signal(m.id, m.slot));
     case 'analyze': return engine.analyze(a as AnalyzeParams, signal(m.id, m.slot));
     case 'providerStatus': return engine.providerStatus();
     case 'setProvider': return engine.setProvider(a as ProviderPreference);

@@ -4,9 +4,9 @@
 import { createConnection, InitializeResult } from 'vscode-languageserver/node';
 import {
   AnalyzeRequest, BackendInitOptions, CompleteParams, CompleteRequest, CompletionTelemetryNotification, ListModelsRequest,
-  ProviderStatusRequest, SetProviderRequest, StatsRequest, StatusNotification, SwitchModelRequest, SwitchModelResult,
+  PrefillRequest, ProviderStatusRequest, SetProviderRequest, StatsRequest, StatusNotification, SwitchModelRequest, SwitchModelResult,
 } from '../../common/protocol';
-import { emptyAnalyzeResult, emptyCompleteResult, isProviderPreference, PROVIDER_PREFERENCES } from '../../common/vocabulary';
+import { emptyAnalyzeResult, emptyCompleteResult, emptyPrefillResult, isProviderPreference, PROVIDER_PREFERENCES } from '../../common/vocabulary';
 import { resolveModelDirs } from './engine/modelFolder';
 import { EngineHost } from './engineHost';
 
@@ -61,6 +61,10 @@ connection.onRequest(CompleteRequest, (params, token) => {
     }
     return r;
   });
+});
+
+connection.onRequest(PrefillRequest, (params, token) => {
+  return guard('prefill', (error) => emptyPrefillResult(params, params?.model ?? '', 'error', error), (e) => e.prefill(params, token));
 });
 
 connection.onRequest(AnalyzeRequest, (params, token) => {

@@ -30,6 +30,8 @@ export interface Config {
   cacheSize: number;
   maxCrashes: number;
   tintAccepted: boolean;
+  /** Read the prompt at the cursor while it rests (completion/prefill.ts). */
+  prefillOnRest: boolean;
 }
 
 /** Settings the running backend cannot pick up: changing one restarts it. */
@@ -69,6 +71,7 @@ export function readConfig(): Config {
     cacheSize: num('cacheSize', 250, 1, 100000),
     maxCrashes: num('backend.maxCrashes', 5, 1, 100),
     tintAccepted: c.get<boolean>('tintAccepted', false),
+    prefillOnRest: c.get<boolean>('prefillOnRest', true),
   };
 }
 

@@ -15,6 +15,7 @@ import {
 import type { BackendModelStats, WebviewCommand } from '../../common/webview';
 import { Backend, errorText, type BackendStatus } from './backend';
 import { CompletionCache } from './completion/cache';
+import { IdlePrefill } from './completion/prefill';
 import { InlineProvider } from './completion/provider';
 import { RecentContext } from './completion/recent';
 import { ChunkRing } from './completion/ringBuffer';
@@ -73,6 +74,7 @@ export class Ctx implements vscode.Disposable {
 
   /** Registers everything and starts the backend; failures here are shown, not thrown. */
   async activate(): Promise<void> {
+    const prefill = new IdlePrefill({ backend: this.backend, config: () => this.config, ring: this.ring, log: (l) => this.log(l) });
     const provider = new InlineProvider({
       backend: this.backend,
       config: () => this.config,
@@ -82,6 +84,7 @@ export class Ctx implements vscode.Disposable {
       log: (l) => this.log(l),
       onSent: (id, timings) => this.feed.sent(id, timings),
       onResult: (result, roundTripMs) => this.onCompletion(result, roundTripMs),
+      onPlaceAsked: (place) => prefill.requested(place),
     });
     this.disposables.push(
       this.channel,
@@ -90,6 +93,7 @@ export class Ctx implements vscode.Disposable {
       this.inspector,
       this.tint,
       new RecentContext(this.ring, () => this.config),
+      prefill,
       vscode.languages.registerInlineCompletionItemProvider({ pattern: '**' }, provider),
       vscode.window.registerWebviewViewProvider(VIEW_ID, this.inspector, { webviewOptions: { retainContextWhenHidden: true } }),
       this.settings.listen((change) => void this.onConfigChange(change)),

@@ -222,6 +222,62 @@ test('Tab accepts the ghost text into the document', { timeout: 60_000 }, async 
   });
 });
 
+/** The "VersatileFFN" output channel as VS Code writes it to its log folder (backend lines included). */
+function outputLog(): string {
+  const found: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('VersatileFFN.log')) found.push(p);
+    }
+  };
+  const logs = path.join(profile!.userDataDir, 'logs');
+  if (fs.existsSync(logs)) walk(logs);
+  return found.map((f) => fs.readFileSync(f, 'utf8')).join('\n');
+}
+
+const PREFILL_LINE = /prefill p\d+-\w+: read (\d+) of (\d+) prompt tokens in \d+ ms \((\w+)\)/g;
+
+test('a cursor that rests on a line has its prompt read ahead; typing there reuses it', { timeout: 60_000 }, async () => {
+  await withShot('prefill-on-rest', async () => {
+    const frame = await inspectorFrame();
+    const before = [...outputLog().matchAll(PREFILL_LINE)].length;
+    // A blank first line makes the end of the file a place no completion was asked for yet; then the
+    // cursor goes there by key (VS Code asks for no completion on a cursor move) and rests.
+    await page.keyboard.press('Control+Home');
+    await page.keyboard.press('Enter');
+    await sleep(300);
+    await page.keyboard.press('Control+End');
+    const deadline = Date.now() + 20_000;
+    let reads: RegExpMatchArray[] = [];
+    while (Date.now() < deadline) {
+      reads = [...outputLog().matchAll(PREFILL_LINE)].slice(before);
+      if (reads.length) break;
+      await sleep(250);
+    }
+    assert.ok(reads.length > 0, `no prefill in the log within 20 s of the cursor resting; log tail: ${outputLog().slice(-1500)}`);
+    const read = reads[reads.length - 1]!;
+    console.log(`prefill on rest: ${read[0]}`);
+    assert.equal(read[3], 'read', 'the prompt was read to its end (not superseded)');
+    const timelineText = async () => (await frame.locator('[data-testid="timeline"]').first().textContent({ timeout: 1_000 }).catch(() => '')) ?? '';
+    const shownBefore = await timelineText();
+    await page.keyboard.type(' ');
+    const until = Date.now() + 20_000;
+    let m: RegExpMatchArray | null = null;
+    while (Date.now() < until) {
+      const text = await timelineText();
+      m = text !== shownBefore ? text.match(/prompt (\d+) tokens \((\d+) reused from cache\)/) : null;
+      if (m) break;
+      await sleep(250);
+    }
+    assert.ok(m, 'the inspector shows the completion after the typed character');
+    console.log(`completion after the rest: ${m[0]}`);
+    // Everything up to the typed character came from the prefill (at the end of the file there is no suffix to re-run).
+    assert.ok(Number(m[1]) - Number(m[2]) <= 8, m[0]);
+  });
+});
+
 test('Switch Model from the command palette changes the status bar; completions still work', { timeout: 120_000 }, async () => {
   await withShot('switch-model-pick', async () => {
     await runCommand(page, 'VersatileFFN: Switch Model');

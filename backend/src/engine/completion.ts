@@ -51,26 +51,44 @@ export function wellFormed(s: string): string {
   return s.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
 }
 
+/** The prompt a completion with `params` runs: what runComplete and runPrefill share, so a prefill reads what the completion will. */
+export interface PreparedPrompt {
+  input: CleanInput;
+  maxTokens: number;
+  /** The prompt's tokens as run (with token healing: without the prefix's last token). */
+  ids: number[];
+  /** Token healing's text taken off the prefix (SPM), or null. */
+  heal: string | null;
+}
+
+/** Throws InputError for input the engine refuses; null for empty input (nothing to complete). */
+export function preparePrompt(m: LoadedModel, params: CompleteParams): PreparedPrompt | null {
+  if (!params || typeof params !== 'object') throw new InputError('complete needs CompleteParams (an object with prefix and suffix)');
+  const input = guardInput(params.prefix, params.suffix);
+  if (!input) return null;
+  const gen = m.manifest.generation ?? {};
+  const maxTokens = clampInt(params.maxTokens ?? gen.max_new_tokens ?? 64, 1, MAX_TOKENS_LIMIT);
+  const prompt = buildPrompt(m.tokenizer, m.tokenizer.special, { ...input, prefixOffset: params.prefixOffset, contextChunks: params.contextChunks },
+    defaultBudget(m.manifest.architecture.context_length, maxTokens, m.promptTokens, m.manifest.fim.order), m.manifest.fim.order);
+  // SPM: the prefix's last token is picked again by the model (token healing, tokenHealing.ts).
+  const { ids, heal } = promptToRun(m.vocabIndex ? m.tokenizer : null, prompt, input.prefix);
+  return { input, maxTokens, ids, heal };
+}
+
 export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: JobControl): Promise<CompleteResult> {
   const shape = computeShape(m.manifest.architecture);
   const provider = m.session.activeProvider;
   const t0 = ctl.startedAt;
-  if (!params || typeof params !== 'object') throw new InputError('complete needs CompleteParams (an object with prefix and suffix)');
-  const input = guardInput(params.prefix, params.suffix);
-  if (!input) return emptyCompleteResult(params, m.name, provider, 'empty_input', undefined, shape.maxLoops);
+  const prepared = preparePrompt(m, params);
+  if (!prepared) return emptyCompleteResult(params, m.name, provider, 'empty_input', undefined, shape.maxLoops);
+  const { input, maxTokens, ids: promptIds, heal } = prepared;
   const gen = m.manifest.generation ?? {};
-  const maxTokens = clampInt(params.maxTokens ?? gen.max_new_tokens ?? 64, 1, MAX_TOKENS_LIMIT);
   const maxTimeMs = params.maxTimeMs && params.maxTimeMs > 0 ? params.maxTimeMs : DEFAULT_MAX_TIME_MS;
   // The request's sampling settings win; the manifest's generation defaults fill in what it leaves out.
   const temperature = params.temperature ?? gen.temperature ?? 0;
   const topP = params.topP ?? gen.top_p ?? 1;
-
-  const prompt = buildPrompt(m.tokenizer, m.tokenizer.special, { ...input, prefixOffset: params.prefixOffset, contextChunks: params.contextChunks },
-    defaultBudget(m.manifest.architecture.context_length, maxTokens, m.promptTokens, m.manifest.fim.order), m.manifest.fim.order);
-  // SPM: the prefix's last token is picked again by the model (token healing, tokenHealing.ts); the
-  // stop rules and post-processing then see the document with that token's text moved from the
-  // prefix into the completion, and it is taken off the completion at the end.
-  const { ids: promptIds, heal } = promptToRun(m.vocabIndex ? m.tokenizer : null, prompt, input.prefix);
+  // With token healing the stop rules and post-processing see the document with the healed token's
+  // text moved from the prefix into the completion; it is taken off the completion at the end.
   const prefix = heal ? input.prefix.slice(0, input.prefix.length - heal.length) : input.prefix;
   const tokenLimit = maxTokens + (heal ? 1 : 0);   // the first token spells the healed text again
   const t1 = performance.now();

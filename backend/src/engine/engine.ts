@@ -2,12 +2,13 @@
 // provider choice) and the per-model counters (telemetry.ts). It knows nothing of LSP; the server and
 // the CLI drive it.
 import type {
-  AnalyzeParams, AnalyzeResult, CompleteParams, CompleteResult, ListModelsResult, ProviderPreference,
+  AnalyzeParams, AnalyzeResult, CompleteParams, CompleteResult, ListModelsResult, PrefillResult, ProviderPreference,
   ProviderStatus, StatsResult, SwitchModelResult,
 } from '../../../common/protocol';
-import { emptyAnalyzeResult, emptyCompleteResult } from '../../../common/vocabulary';
+import { emptyAnalyzeResult, emptyCompleteResult, emptyPrefillResult } from '../../../common/vocabulary';
 import { InputError, runAnalyze, runComplete } from './completion';
 import type { LoadedModel } from './loadedModel';
+import { runPrefill } from './prefill';
 import { ModelRegistry, type RegistryOptions } from './registry';
 import { CancelSignal, Scheduler } from './scheduler';
 import { RequestCounters } from './telemetry';
@@ -77,6 +78,33 @@ export class Engine {
       r.timings = { ...r.timings, totalMs: performance.now() - arrivedAt };
       return r;
     });
+  }
+
+  /**
+   * Reads the prompt `params` would give into the KV cache, at background priority: it never delays or
+   * supersedes a completion, and a newer completion or prefill for the model supersedes it (prefill.ts).
+   */
+  prefill(params: CompleteParams, signal?: CancelSignal): Promise<PrefillResult> {
+    const key = `complete:${params?.model ?? this.activeModel?.name ?? ''}`;
+    const name = () => params?.model ?? this.activeModel?.name ?? '';
+    return this.scheduler.submit(key, signal, async (ctl) => {
+      let model: LoadedModel;
+      try {
+        model = await this.models.modelFor(params?.model);
+      } catch (e) {
+        return emptyPrefillResult(params, name(), 'error', (e as Error).message);
+      }
+      try {
+        const r = await runPrefill(model, params, ctl);
+        if (r.readTokens > 0) {
+          this.log(`prefill ${r.requestId}: read ${r.readTokens} of ${r.promptTokens} prompt tokens in ${Math.round(r.prefillMs)} ms (${r.state})`);
+        }
+        return r;
+      } catch (e) {
+        if (!(e instanceof InputError)) await this.recover(model, e);
+        return emptyPrefillResult(params, model.name, 'error', (e as Error).message);
+      }
+    }, (why, arrivedAt) => ({ ...emptyPrefillResult(params, name(), why), totalMs: performance.now() - arrivedAt }), 'background');
   }
 
   analyze(params: AnalyzeParams, signal?: CancelSignal): Promise<AnalyzeResult> {

@@ -1,6 +1,8 @@
 // One inference at a time, newest request first. A newer request with the same supersede key
 // (completions for the same model) supersedes older ones: waiting ones end at once, a running
-// one ends at its next token.
+// one ends at its next token. Background jobs (reading a prompt ahead while the cursor rests) give
+// way: they run only when no foreground job waits, supersede only older background jobs, and any
+// newer job with their key supersedes them.
 
 /** Cancellation seen by the engine; the server maps LSP cancellation tokens onto it. */
 export interface CancelSignal {
@@ -16,8 +18,12 @@ export interface JobControl {
   readonly startedAt: number;
 }
 
+/** foreground: a request someone waits for; background: work ahead of need that must never delay one. */
+export type Priority = 'foreground' | 'background';
+
 interface Job<T> {
   key: string | null;
+  priority: Priority;
   signal?: CancelSignal;
   superseded: boolean;
   arrivedAt: number;
@@ -37,12 +43,16 @@ export class Scheduler {
    * Queues `run`. `ended` builds the result for a job that is cancelled or superseded before it starts.
    * `key` = null: never superseded.
    */
-  submit<T>(key: string | null, signal: CancelSignal | undefined, run: (ctl: JobControl) => Promise<T>, ended: Job<T>['ended']): Promise<T> {
+  submit<T>(
+    key: string | null, signal: CancelSignal | undefined, run: (ctl: JobControl) => Promise<T>, ended: Job<T>['ended'],
+    priority: Priority = 'foreground',
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const job: Job<T> = { key, signal, superseded: false, arrivedAt: performance.now(), startedAt: 0, run, ended, resolve, reject };
+      const job: Job<T> = { key, priority, signal, superseded: false, arrivedAt: performance.now(), startedAt: 0, run, ended, resolve, reject };
       if (key !== null) {
-        if (this.running?.key === key) this.running.superseded = true;
-        for (const old of this.waiting) if (old.key === key) old.superseded = true;
+        const supersedes = (old: Job<unknown>) => old.key === key && (priority === 'foreground' || old.priority === 'background');
+        if (this.running && supersedes(this.running)) this.running.superseded = true;
+        for (const old of this.waiting) if (supersedes(old)) old.superseded = true;
       }
       this.waiting.push(job as Job<unknown>);
       this.dropEnded();
@@ -67,13 +77,21 @@ export class Scheduler {
     }
   }
 
+  /** Takes the newest foreground job, else the newest background one. */
+  private next(): Job<unknown> | undefined {
+    for (let i = this.waiting.length - 1; i >= 0; i--) {
+      if (this.waiting[i].priority === 'foreground') return this.waiting.splice(i, 1)[0];
+    }
+    return this.waiting.pop();
+  }
+
   private async pump(): Promise<void> {
     if (this.pumping) return;
     this.pumping = true;
     try {
       for (;;) {
         this.dropEnded();
-        const job = this.waiting.pop(); // newest first
+        const job = this.next();
         if (!job) break;
         this.running = job;
         job.startedAt = performance.now();

@@ -5,14 +5,14 @@ import * as vscode from 'vscode';
 import { CompleteRequest, type CompleteParams, type CompleteResult } from '../../../common/protocol';
 import type { ClientTimings } from '../../../common/webview';
 import type { Backend } from '../backend';
-import { languageEnabled, type Config } from '../config';
+import type { Config } from '../config';
 import type { UsageStats } from '../stats';
 import type { AcceptedArgs } from './accepted';
 import type { CompletionCache } from './cache';
 import { debounceDelay, sleep } from './debounce';
 import type { ChunkRing } from './ringBuffer';
-import { isBlank, shapeCompletion, wantsMultiline } from './shape';
-import { textAround } from './text';
+import { completionsAllowed, placeKey, requestAt } from './request';
+import { isBlank, shapeCompletion } from './shape';
 
 export interface ProviderDeps {
   backend: Backend;
@@ -25,6 +25,8 @@ export interface ProviderDeps {
   onSent: (requestId: string, timings: ClientTimings) => void;
   /** Called with every answer (the inspector and the status bar show it). */
   onResult: (result: CompleteResult, roundTripMs: number) => void;
+  /** Called with the place (request.ts placeKey) of every completion asked for or served from the cache: the idle prefill leaves it alone. */
+  onPlaceAsked?: (place: string) => void;
 }
 
 export class InlineProvider implements vscode.InlineCompletionItemProvider {
@@ -53,23 +55,23 @@ export class InlineProvider implements vscode.InlineCompletionItemProvider {
     token: vscode.CancellationToken,
   ): Promise<vscode.InlineCompletionItem[] | undefined> {
     const config = this.deps.config();
-    if (!this.allowed(config, document)) return undefined;
+    if (!completionsAllowed(config, document)) return undefined;
     // While the suggest widget is open VS Code wants items that extend its selection; stay out.
     if (context.selectedCompletionInfo) return undefined;
 
     const debounceStart = Date.now();
     const contextStart = Date.now();
-    const { prefix, prefixOffset, suffix, linePrefix, lineSuffix } = textAround(document, position, config);
-    const multiline = wantsMultiline(linePrefix, lineSuffix, config.multiline);
+    const { params: request, multiline } = requestAt(document, position, config, this.deps.ring);
+    const { prefix, suffix } = request;
 
     const hit = this.deps.cache.get(document.languageId, prefix, suffix);
     if (hit) {
+      this.deps.onPlaceAsked?.(placeKey(document, position));
       const text = shapeCompletion(hit.rest, multiline);
       if (isBlank(text)) return undefined;
       this.deps.stats.shown(hit.model, hit.requestId);
       return [this.item(document, position, text, hit.requestId, hit.model)];
     }
-    const chunks = config.contextChunks.enabled ? this.deps.ring.pick(config.contextChunks.maxChars, document.uri.toString()) : [];
     const contextMs = Date.now() - contextStart;
 
     const explicit = context.triggerKind === vscode.InlineCompletionTriggerKind.Invoke;
@@ -78,19 +80,8 @@ export class InlineProvider implements vscode.InlineCompletionItemProvider {
     if (!client) return undefined;
 
     const requestId = `c${++this.counter}-${Date.now().toString(36)}`;
-    const params: CompleteParams = {
-      requestId,
-      uri: document.uri.toString(),
-      languageId: document.languageId,
-      prefix,
-      prefixOffset,
-      suffix,
-      contextChunks: chunks,
-      maxTokens: multiline ? config.maxTokens : Math.min(config.maxTokens, 48),
-      maxTimeMs: config.maxTimeMs,
-      temperature: config.temperature,
-      confidenceCutoff: config.confidenceCutoff,
-    };
+    const params: CompleteParams = { ...request, requestId };
+    this.deps.onPlaceAsked?.(placeKey(document, position));
     this.deps.onSent(requestId, { debounceMs: Date.now() - debounceStart - contextMs, contextMs });
     const sent = Date.now();
     let result: CompleteResult;
@@ -114,13 +105,6 @@ export class InlineProvider implements vscode.InlineCompletionItemProvider {
     this.deps.stats.shown(result.model, requestId);
     this.deps.stats.latency(result.model, roundTripMs);
     return [this.item(document, position, text, requestId, result.model)];
-  }
-
-  private allowed(config: Config, document: vscode.TextDocument): boolean {
-    if (!config.enabled || !languageEnabled(config, document.languageId)) return false;
-    if (!vscode.workspace.getConfiguration('editor', document).get<boolean>('inlineSuggest.enabled', true)) return false;
-    const chars = document.offsetAt(document.lineAt(document.lineCount - 1).range.end);
-    return chars <= config.maxFileSizeKb * 1024;
   }
 
   private item(document: vscode.TextDocument, position: vscode.Position, text: string, requestId: string, model: string): vscode.InlineCompletionItem {

@@ -1,0 +1,79 @@
+// Reads the prompt ahead while the cursor rests. VS Code asks for inline completions only after
+// typing, never when the cursor moves (a click, arrow keys, another file), so the first keystroke at
+// a new place used to pay for a cold prompt: seconds on a CPU for the 0.5B model. Once the cursor
+// has rested for REST_MS, the place's request goes to the backend as vffn/prefill: the prompt the
+// completion will run goes into the KV cache, and the first completion there reuses it. The backend
+// runs it only while no completion waits and drops it between chunks for any newer request.
+import * as vscode from 'vscode';
+import { PrefillRequest } from '../../../common/protocol';
+import type { Backend } from '../backend';
+import type { Config } from '../config';
+import { completionsAllowed, placeKey, requestAt } from './request';
+import type { ChunkRing } from './ringBuffer';
+
+/** How long the cursor must stay put: key repeat and clicking through code move it more often than this. */
+export const REST_MS = 400;
+/** Places remembered as asked about already (by a completion or a prefill). */
+const REMEMBERED = 32;
+
+export interface IdlePrefillDeps {
+  backend: Backend;
+  config: () => Config;
+  ring: ChunkRing;
+  log: (line: string) => void;
+}
+
+export class IdlePrefill implements vscode.Disposable {
+  private readonly disposables: vscode.Disposable[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private readonly asked: string[] = [];
+  private counter = 0;
+
+  constructor(private readonly deps: IdlePrefillDeps) {
+    this.disposables.push(
+      vscode.window.onDidChangeTextEditorSelection((e) => this.moved(e.textEditor)),
+      vscode.window.onDidChangeActiveTextEditor((editor) => editor && this.moved(editor)),
+    );
+  }
+
+  /** A completion was requested at `place`: its prompt is being read already. */
+  requested(place: string): void {
+    this.remember(place);
+  }
+
+  dispose(): void {
+    clearTimeout(this.timer);
+    for (const d of this.disposables) d.dispose();
+  }
+
+  private moved(editor: vscode.TextEditor): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.rested(editor), REST_MS);
+  }
+
+  private rested(editor: vscode.TextEditor): void {
+    const config = this.deps.config();
+    if (!config.prefillOnRest || editor !== vscode.window.activeTextEditor || editor.document.isClosed) return;
+    // A selection is about to be replaced or copied, not completed.
+    if (!editor.selection.isEmpty || editor.selections.length > 1) return;
+    const { document } = editor;
+    const position = editor.selection.active;
+    if (!completionsAllowed(config, document)) return;
+    const place = placeKey(document, position);
+    // Typing: the completion provider asked here already (and the backend has its prompt).
+    if (this.asked.includes(place)) return;
+    const client = this.deps.backend.ready;
+    if (!client) return;
+    this.remember(place);
+    const params = { ...requestAt(document, position, config, this.deps.ring).params, requestId: `p${++this.counter}-${Date.now().toString(36)}` };
+    client.sendRequest(PrefillRequest, params).then(
+      (r) => { if (r.error) this.deps.log(`prefill ${params.requestId}: ${r.error}`); },
+      (err) => this.deps.log(`prefill ${params.requestId}: ${err instanceof Error ? err.message : String(err)}`),
+    );
+  }
+
+  private remember(place: string): void {
+    this.asked.push(place);
+    if (this.asked.length > REMEMBERED) this.asked.shift();
+  }
+}
