@@ -4,7 +4,7 @@
 //   vffn bench [--model DIR]... [--out FILE] [--samples N]   the benchmark; report under bench/results/
 //   vffn bench-drafts [--model DIR] [--samples N] [--out FILE]   warm completions with and without drafts from the previous completion
 //   vffn bench-lines [--model DIR] [--lines N] [--window N] [--out FILE]   new lines deep in a long file: the prompt's cut anchored or not
-//   vffn bench-rest [--model DIR] [--samples N] [--out FILE]   the first completion at a new place, with and without a prefill while the cursor rests
+//   vffn bench-places [--model DIR] [--samples N] [--out FILE]   the first completion at a place moved to: prefill on rest, KV slots
 //   vffn soak [--model DIR] [--requests N]    many completions; RSS along the way (leak check)
 //   vffn models                               the model folders the backend sees
 import { readFileSync } from 'node:fs';
@@ -14,7 +14,7 @@ import type { CompleteResult } from '../../common/protocol';
 import { runBench, runSoak } from './tools/bench';
 import { runDraftBench } from './tools/draftBench';
 import { runLinesBench } from './tools/linesBench';
-import { runRestBench } from './tools/restBench';
+import { runPlacesBench } from './tools/placesBench';
 import { Engine } from './engine/engine';
 import { listModelFolders, resolveModelDirs } from './engine/modelFolder';
 
@@ -24,7 +24,7 @@ const USAGE = `usage:
   vffn bench [--model DIR]... [--out FILE] [--samples N]
   vffn bench-drafts [--model DIR] [--samples N] [--out FILE]
   vffn bench-lines [--model DIR] [--lines N] [--window N] [--out FILE]
-  vffn bench-rest [--model DIR] [--samples N] [--out FILE]
+  vffn bench-places [--model DIR] [--samples N] [--out FILE]
   vffn soak [--model DIR] [--requests N]
   vffn models`;
 
@@ -183,9 +183,9 @@ async function main(): Promise<void> {
     await engine.dispose();
     return;
   }
-  if (cmd === 'bench-rest') {
+  if (cmd === 'bench-places') {
     const engine = await engineFor(flag(args, 'model'));
-    const out = await runRestBench(engine, { samples: flag(args, 'samples') ? Number(flag(args, 'samples')) : undefined, out: flag(args, 'out') });
+    const out = await runPlacesBench(engine, { samples: flag(args, 'samples') ? Number(flag(args, 'samples')) : undefined, out: flag(args, 'out') });
     process.stdout.write(out.markdown);
     await engine.dispose();
     return;

@@ -94,7 +94,8 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
   const t1 = performance.now();
 
   const stopIds = gen.stop_ids ?? [m.tokenizer.special.eot, m.tokenizer.special.file_sep];
-  const generator = new Generator(m.session, m.cache, {
+  const cache = m.kv.pick(promptIds);
+  const generator = new Generator(m.session, cache, {
     temperature, topP, stopIds,
     rng: temperature > 0 ? seededRng(params.seed ?? 0) : undefined,
     // FIM markers, padding and the tokenizer's other special tokens (<|im_start|>, …) are never text to insert.
@@ -102,7 +103,7 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
   });
   // Drafts (greedy only, drafts.ts): the rest of the previous completion, else prompt lookup.
   const maxDraft = Math.max(draftTokens(), historyDraftTokens());
-  const draft = draftSource(m.tokenizer, promptIds, heal, draftHistory(m.cache, promptIds));
+  const draft = draftSource(m.tokenizer, promptIds, heal, draftHistory(cache, promptIds));
   const draftRoom = (used: number) => Math.max(0, Math.min(maxDraft, tokenLimit - used - 1));
   const prefill = await generator.appendTokens(promptIds, {
     fromScratch: params.includePromptTokens, allLogits: params.includePromptTokens, shouldStop: () => ctl.stopReason() !== null,
@@ -208,7 +209,7 @@ export async function runAnalyze(m: LoadedModel, params: AnalyzeParams, ctl: Job
   let ids = m.tokenizer.encode(wellFormed(input.prefix.slice(0, budget * 8)));
   if (ids.length > budget) ids = ids.slice(0, budget);
   const t1 = performance.now();
-  const generator = new Generator(m.session, m.cache, { temperature: 0, topP: 1, stopIds: [] });
+  const generator = new Generator(m.session, m.kv.spare(), { temperature: 0, topP: 1, stopIds: [] });
   const prefill = await generator.appendTokens(ids, { fromScratch: true, allLogits: true, shouldStop: () => ctl.stopReason() !== null });
   if (prefill.cancelled || !prefill.allLogits) return { ...base, error: 'cancelled' };
   const t2 = performance.now();

@@ -144,7 +144,7 @@ export class Engine {
   /** After a failed step the cache may not match the session; on a GPU provider, fall back to cpu. */
   private async recover(model: LoadedModel, e: unknown): Promise<void> {
     this.log(`inference failed on ${model.name}: ${(e as Error).stack ?? e}`);
-    model.cache.clear();
+    model.kv.clear();
     if (model.session.activeProvider !== 'cpu' && model === this.activeModel) {
       this.log('falling back to cpu after a provider failure');
       void this.setProvider('cpu');

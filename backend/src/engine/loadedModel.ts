@@ -1,8 +1,8 @@
-// A model ready to serve: checked folder, tokenizer, one InferenceSession and its KV cache.
+// A model ready to serve: checked folder, tokenizer, one InferenceSession and its KV caches (kvSlots.ts).
 import * as path from 'node:path';
 import type { LoadStep, ModelInfo, ProviderPreference } from '../../../common/protocol';
 import { createMeasuredSession } from './calibrate';
-import { KvCache } from './kvCache';
+import { KvSlots } from './kvSlots';
 import { Manifest, ModelFolderEntry, readManifest, verifyFiles } from './modelFolder';
 import { maxPromptTokens } from './prompt';
 import { prefillSpeedKey, promptBudget, PromptBudgetState } from './promptBudget';
@@ -16,7 +16,8 @@ export interface LoadedModel extends PromptBudgetState {
   manifest: Manifest;
   tokenizer: CodeTokenizer;
   session: ModelSession;
-  cache: KvCache;
+  /** The KV caches: kv.pick(promptIds) gives the one a prompt runs on. */
+  kv: KvSlots;
   loadMs: number;
   /** SPM models only: token healing's sorted vocabulary (~1.4 s to build for Qwen's 151k tokens on the 2-core dev VM, so at load, in the engine's worker). */
   vocabIndex?: VocabIndex;
@@ -55,9 +56,8 @@ export async function loadModel(
       throw new Error(`${path.join(dir, manifest.graph.file)} failed its first runs: ${(e as Error).message}`);
     }
   }
-  const cache = new KvCache(session.kv);
   return {
-    name, dir, manifest, tokenizer, session, cache, vocabIndex, loadMs: performance.now() - t0,
+    name, dir, manifest, tokenizer, session, kv: new KvSlots(session.kv), vocabIndex, loadMs: performance.now() - t0,
     // Most prompt tokens: what prefills in about a second and a half here (promptBudget.ts).
     promptTokens: budget.tokens, prefillTokensPerSecond: budget.prefillTokensPerSecond, promptCap: cap,
     budgetKey: budget.prefillTokensPerSecond > 0 ? prefillSpeedKey(session, manifest, threads) : undefined,
@@ -65,7 +65,7 @@ export async function loadModel(
 }
 
 export async function releaseModel(m: LoadedModel): Promise<void> {
-  m.cache.dispose();
+  m.kv.dispose();
   await m.session.release();
 }
 

@@ -18,11 +18,12 @@ export async function runPrefill(m: LoadedModel, params: CompleteParams, ctl: Jo
   });
   if (!prepared) return result('empty_input');
   const ids = prepared.ids;
-  const reused = m.cache.commonPrefixLength(ids);
+  const cache = m.kv.pick(ids);
+  const reused = cache.commonPrefixLength(ids);
   // Nothing to read: leave the cache as it is (a completion here may continue it with drafts from its history).
   if (reused >= ids.length) return result('cached', { promptTokens: ids.length, reusedTokens: reused });
   const t0 = performance.now();
-  const generator = new Generator(m.session, m.cache, { temperature: 0, topP: 1, stopIds: [] });
+  const generator = new Generator(m.session, cache, { temperature: 0, topP: 1, stopIds: [] });
   const read = await generator.appendTokens(ids, { shouldStop: () => ctl.stopReason() !== null });
   const prefillMs = performance.now() - t0;
   if (!read.cancelled) observePrefill(m, read.processed, prefillMs);

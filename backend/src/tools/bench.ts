@@ -64,7 +64,7 @@ async function benchModel(engine: Engine, samples: Sample[]) {
   // One untimed request so first-call costs (allocations, lazy init) do not land on sample 1.
   await engine.complete({ requestId: 'warmup', languageId: '', prefix: samples[0].prefix, suffix: samples[0].suffix, maxTokens: 4 });
   for (const [i, s] of samples.entries()) {
-    m.cache.clear();
+    m.kv.clear();
     cold.push(await engine.complete({ requestId: `c${i}`, languageId: '', prefix: s.prefix, suffix: s.suffix, maxTokens: MAX_TOKENS }));
     warm.push(await engine.complete({ requestId: `w${i}`, languageId: '', ...typed(s, 1), maxTokens: MAX_TOKENS }));
     rssMax = Math.max(rssMax, process.memoryUsage.rss());

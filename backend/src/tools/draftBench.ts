@@ -28,7 +28,7 @@ export async function runDraftBench(engine: Engine, opts: { samples?: number; ou
     return r;
   };
   const warmRun = async (id: string, s: Sample, next: (cold: CompleteResult) => { prefix: string; suffix: string } | null, history: boolean) => {
-    m.cache.clear();
+    m.kv.clear();
     const cold = await complete(`${id}-cold`, s);
     const text = next(cold);
     if (!text) return null;

@@ -28,7 +28,7 @@ export async function runLinesBench(engine: Engine, opts: { lines?: number; wind
   const start = window + Math.floor((lines.length - window - count) / 2);
   const m = engine.activeModel!;
   const write = async (mode: Mode): Promise<Step[]> => {
-    m.cache.clear();
+    m.kv.clear();
     const steps: Step[] = [];
     for (let line = start; line < start + count; line++) {
       // The cursor at the start of `line`, the lines before it written, Enter just pressed.

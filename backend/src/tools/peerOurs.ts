@@ -118,7 +118,7 @@ async function main(): Promise<void> {
     const runs: RunTiming[] = [];
     const planRuns: PlanRequest[] = [];
     for (let i = 0; i < prefillRuns; i++) {
-      m.cache.clear();
+      m.kv.clear();
       // No time limit that could cut decoding short; the stop rules stay on (there is no switch for them).
       const r = await complete(`prefill${p.promptTokens}-${i}`, p.prefix, p.suffix, decodeTokens, 60_000);
       if (r.timings.promptTokens !== p.promptTokens || r.timings.reusedTokens !== 0) {
@@ -136,7 +136,7 @@ async function main(): Promise<void> {
   const completions: SideResult['completions'] = [];
   const planCompletions: Plan['completions'] = [];
   for (const [i, s] of samples.entries()) {
-    m.cache.clear();
+    m.kv.clear();
     const cold = await complete(`c${i}`, s.prefix, s.suffix, COMPLETION_MAX_TOKENS);
     const t = typed(s, 1);
     const warm = await complete(`w${i}`, t.prefix, t.suffix, COMPLETION_MAX_TOKENS);

@@ -84,7 +84,7 @@ test('engine: warm request (one more typed character) reuses the cache and match
   assert.deepEqual(same.tokens.map((t) => t.id), cold.tokens.map((t) => t.id));
   const warm = await e.complete(req({ prefix: req().prefix + ' ' }));
   assert.ok(warm.timings.reusedTokens > warm.timings.promptTokens / 2, JSON.stringify(warm.timings));
-  e.activeModel!.cache.clear();
+  e.activeModel!.kv.clear();
   const coldTyped = await e.complete(req({ prefix: req().prefix + ' ' }));
   assert.deepEqual(warm.tokens.map((t) => t.id), coldTyped.tokens.map((t) => t.id));
   assert.equal(warm.completion, coldTyped.completion);

@@ -66,20 +66,21 @@ test('engine: a prefill reads the prompt, and the completion after one typed cha
   const warm = await e.complete(typed);
   assert.equal(warm.error, undefined);
   // As much reused as after a completion at the place (PSM re-runs the suffix after the typed text).
-  e.activeModel!.cache.clear();
+  e.activeModel!.kv.clear();
   await e.complete(place);
   const afterCompletion = await e.complete(typed);
   assert.ok(warm.timings.reusedTokens > p.promptTokens / 2, JSON.stringify({ prefill: p, warm: warm.timings }));
   assert.equal(warm.timings.reusedTokens, afterCompletion.timings.reusedTokens);
-  e.activeModel!.cache.clear();
+  e.activeModel!.kv.clear();
   const cold = await e.complete(typed);
   assert.equal(cold.timings.reusedTokens, 0);
   assert.deepEqual(warm.tokens.map((t) => t.id), cold.tokens.map((t) => t.id));
   assert.equal(warm.completion, cold.completion);
   // A prefill where the completion just ran leaves the cache (prompt and generated tokens) alone.
-  const cached = e.activeModel!.cache.length;
+  const lengths = () => e.activeModel!.kv.all.map((c) => c.length);
+  const cached = lengths();
   assert.equal((await e.prefill(typed)).state, 'cached');
-  assert.equal(e.activeModel!.cache.length, cached);
+  assert.deepEqual(lengths(), cached);
   await e.dispose();
 });
 
@@ -106,5 +107,24 @@ test('engine: a prefill of empty or refused input says why and the engine keeps 
   assert.match(bin.error!, /binary/);
   assert.equal((await e.prefill(req({}), { cancelled: true })).state, 'cancelled');
   assert.equal((await e.complete(req())).error, undefined);
+  await e.dispose();
+});
+
+test('engine: going back to the previous place finds its prompt still cached (two KV slots)', async () => {
+  const e = engine();
+  await e.start('tiny-test');
+  const a = req({ requestId: 'a' });
+  const b = req({ requestId: 'b', prefix: 'class Stack {\n  items = [];\n  push(x) {\n    this.items.', suffix: '\n  }\n}\n' });
+  const first = await e.complete(a);
+  assert.equal(first.timings.reusedTokens, 0);
+  assert.equal((await e.complete(b)).timings.reusedTokens, 0, 'b shares (almost) nothing with a');
+  const back = await e.complete(a);
+  assert.equal(back.timings.reusedTokens, back.timings.promptTokens - 1, 'a is still cached');
+  assert.deepEqual(back.tokens.map((t) => t.id), first.tokens.map((t) => t.id));
+  // b, used longest ago, gives its slot to a third place; a stays.
+  await e.complete(req({ requestId: 'c', prefix: 'def mean(xs):\n    return ', suffix: '\n' }));
+  const again = await e.complete(a);
+  assert.equal(again.timings.reusedTokens, again.timings.promptTokens - 1);
+  assert.equal((await e.complete(b)).timings.reusedTokens < 8, true);
   await e.dispose();
 });

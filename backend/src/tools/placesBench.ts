@@ -1,15 +1,19 @@
-// `vffn bench-rest`: the first completion at a new place, with and without reading its prompt while
-// the cursor rests there (vffn/prefill; the extension's versatileffn.prefillOnRest). VS Code asks for
-// inline completions only after typing, so without it the first keystroke at a place the user clicked
-// pays for a cold prompt. For each place (a real file, cursor at the end of a line's first part, as
-// bench.ts samples it) the cursor arrives, rests for a while, and one character is typed; the
-// completion is measured from its arrival in the engine. Modes: no prefill, and prefill with rests
-// of 1, 2 and 5 s (the extension sends the prefill REST_MS after the cursor stops). The cache is
-// emptied before every place, as if the user came from another file.
+// `vffn bench-places`: the first completion at a place the user moves to. VS Code asks for inline
+// completions only after typing, and with SPM prompts (suffix first) a place on another line shares
+// almost nothing of its prompt with the last one, so the first keystroke there pays for a cold prompt.
+// Two scenarios, each place a real file with the cursor mid-line (samples.ts), the completion measured
+// from its arrival in the engine:
+// - arriving: the cursor arrives, rests, one character is typed; without a prefill, and with the
+//   prefill the extension sends REST_MS after the cursor stops (vffn/prefill, versatileffn.prefillOnRest)
+//   and rests of 1, 2 and 5 s. The caches are emptied before every place.
+// - returning: a completion at place A, one at place B (another file), then back at A with one more
+//   character typed (another file and back; VS Code puts the cursor where it was), with one KV cache
+//   per model and with the default slots (kvSlots.ts).
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { CompleteParams, CompleteResult, PrefillResult } from '../../../common/protocol';
 import type { Engine } from '../engine/engine';
+import { kvSlotCount, KvSlots } from '../engine/kvSlots';
 import { defaultReportPath, machineName, MIN_FILE_CHARS, repoRoot, roundedPercentile, SOURCE_DIRS, writeReports } from './bench';
 import { pickSamples, sourceFiles, typed, type Sample } from './samples';
 
@@ -43,7 +47,7 @@ export function placeParams(prefix: string, suffix: string, requestId: string): 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function arriveAndType(engine: Engine, s: Sample, mode: Mode, id: string): Promise<Run> {
-  engine.activeModel!.cache.clear();
+  engine.activeModel!.kv.clear();
   const rest = REST_OF[mode];
   const typedOne = typed(s, 1);
   let prefill: Promise<PrefillResult> | null = null;
@@ -62,7 +66,25 @@ async function arriveAndType(engine: Engine, s: Sample, mode: Mode, id: string):
   };
 }
 
-export async function runRestBench(engine: Engine, opts: { samples?: number; out?: string }): Promise<{ markdown: string; json: unknown }> {
+interface Return { slots: number; file: string; totalMs: number; promptTokens: number; reusedTokens: number; }
+
+/** Back at A after a completion at B: the completion at A with one more character, on `slots` KV caches. */
+async function goBack(engine: Engine, a: Sample, b: Sample, slots: number, id: string): Promise<Return> {
+  const m = engine.activeModel!;
+  m.kv.dispose();
+  m.kv = new KvSlots(m.session.kv, slots);
+  const at = (s: Sample, n: number, tag: string) => {
+    const t = typed(s, n);
+    return engine.complete(placeParams(t.prefix, t.suffix, `${id}-${tag}`));
+  };
+  await at(a, 1, 'a');
+  await at(b, 1, 'b');
+  const r = await at(a, 2, 'back');
+  if (r.error) throw new Error(`${a.file}: ${r.error}`);
+  return { slots, file: path.relative(repoRoot(), a.file), totalMs: r.timings.totalMs, promptTokens: r.timings.promptTokens, reusedTokens: r.timings.reusedTokens };
+}
+
+export async function runPlacesBench(engine: Engine, opts: { samples?: number; out?: string }): Promise<{ markdown: string; json: unknown }> {
   const root = repoRoot();
   const samples = pickSamples(sourceFiles(root, SOURCE_DIRS, MIN_FILE_CHARS), opts.samples ?? 12, 7);
   const m = engine.activeModel!;
@@ -75,15 +97,32 @@ export async function runRestBench(engine: Engine, opts: { samples?: number; out
       runs.push(await arriveAndType(engine, s, mode, `s${i}-${k}`));
     }
   }
+  const defaultSlots = kvSlotCount();
+  const returns: Return[] = [];
+  for (const [i, s] of samples.entries()) {
+    const other = samples[(i + 1) % samples.length];
+    for (const slots of i % 2 ? [defaultSlots, 1] : [1, defaultSlots]) returns.push(await goBack(engine, s, other, slots, `r${i}-${slots}`));
+  }
+  m.kv.dispose();
+  m.kv = new KvSlots(m.session.kv, defaultSlots);
   const summary = MODES.map((mode) => summarize(mode, runs.filter((r) => r.mode === mode)));
+  const returning = [...new Set([1, defaultSlots])].map((slots) => summarizeReturns(slots, returns.filter((r) => r.slots === slots)));
   const json = {
     date: new Date().toISOString(), machine: machineName(), loadAverageAtStart: os.loadavg().map((x) => Math.round(x * 100) / 100),
-    command: 'node dist/cli.js bench-rest', model: m.name, promptBudget: m.promptTokens, samples: samples.length,
-    restMs: REST_MS, maxTokens: MAX_TOKENS, maxTimeMs: MAX_TIME_MS, summary, runs,
+    command: 'node dist/cli.js bench-places', model: m.name, promptBudget: m.promptTokens, samples: samples.length,
+    restMs: REST_MS, maxTokens: MAX_TOKENS, maxTimeMs: MAX_TIME_MS, summary, returning, runs, returns,
   };
   const markdown = toMarkdown(json);
-  const out = writeReports(opts.out ?? defaultReportPath(root, 'rest', json.date), json, markdown);
+  const out = writeReports(opts.out ?? defaultReportPath(root, 'places', json.date), json, markdown);
   return { markdown: `${markdown}\nreport: ${out}\n`, json };
+}
+
+function summarizeReturns(slots: number, rs: Return[]) {
+  return {
+    slots, places: rs.length,
+    totalP50: roundedPercentile(rs.map((r) => r.totalMs), 50), totalP95: roundedPercentile(rs.map((r) => r.totalMs), 95),
+    reusedShareP50: roundedPercentile(rs.map((r) => (100 * r.reusedTokens) / Math.max(1, r.promptTokens)), 50),
+  };
 }
 
 function summarize(mode: Mode, runs: Run[]) {
@@ -99,17 +138,25 @@ function summarize(mode: Mode, runs: Run[]) {
 }
 
 function toMarkdown(j: { date: string; machine: string; loadAverageAtStart: number[]; model: string; promptBudget: number; samples: number;
-  restMs: number; maxTokens: number; maxTimeMs: number; summary: ReturnType<typeof summarize>[] }): string {
+  restMs: number; maxTokens: number; maxTimeMs: number; summary: ReturnType<typeof summarize>[]; returning: ReturnType<typeof summarizeReturns>[] }): string {
   const rows = j.summary.map((s) => `| ${s.mode} | ${s.places} | ${s.firstTokenP50} / ${s.firstTokenP95} ms | ${s.totalP50} / ${s.totalP95} ms `
     + `| ${s.reusedShareP50}% of ${s.promptTokensP50} | ${s.mode === 'no prefill' ? '–' : `${s.prefillsRead} of ${s.places}`} |`);
   return [
-    `# The first completion at a new place, with and without reading the prompt while the cursor rests, ${j.date}`, '',
-    `Machine: ${j.machine}; load average ${j.loadAverageAtStart.join(' ')} at start. Model ${j.model} (prompt budget ${j.promptBudget} tokens); `
-      + `${j.samples} places in the repository's own files (the cache emptied before each); the cursor arrives, rests, one character is typed; `
+    `# The first completion at a place the cursor moves to, ${j.date}`, '',
+    `Machine: ${j.machine}; load average ${j.loadAverageAtStart.join(' ')} at start. Model ${j.model} (prompt budget ${j.promptBudget} tokens). `
+      + 'Command: `node dist/cli.js bench-places`.', '',
+    '## Arriving: reading the prompt while the cursor rests', '',
+    `${j.samples} places in the repository's own files (the caches emptied before each); the cursor arrives, rests, one character is typed; `
       + `the completion (at most ${j.maxTokens} tokens, ${j.maxTimeMs} ms to generate, as the extension sends it) measured from its arrival in the engine. `
-      + `The prefill leaves ${j.restMs} ms after the cursor stops. Command: \`node dist/cli.js bench-rest\`.`, '',
+      + `The prefill leaves ${j.restMs} ms after the cursor stops.`, '',
     '| mode | places | first token p50 / p95 | whole completion p50 / p95 | prompt cached when it arrived (median) | prefills that read the whole prompt |',
     '|---|---|---|---|---|---|',
     ...rows, '',
+    '## Returning: another file and back', '',
+    'A completion at place A, one at place B (the next sample, another file), then one at A with one more character typed; '
+      + 'the last one measured, with one KV cache per model and with the default slots (`VFFN_KV_SLOTS`).', '',
+    '| KV caches | places | completion back at A, p50 / p95 | prompt cached when it arrived (median) |',
+    '|---|---|---|---|',
+    ...j.returning.map((r) => `| ${r.slots} | ${r.places} | ${r.totalP50} / ${r.totalP95} ms | ${r.reusedShareP50}% |`), '',
   ].join('\n');
 }
