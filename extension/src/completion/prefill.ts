@@ -8,7 +8,7 @@ import * as vscode from 'vscode';
 import { PrefillRequest } from '../../../common/protocol';
 import type { Backend } from '../backend';
 import type { Config } from '../config';
-import { completionsAllowed, placeKey, requestAt } from './request';
+import { completionsAllowed, FILE_SCHEMES, placeKey, requestAt } from './request';
 import type { ChunkRing } from './ringBuffer';
 
 /** How long the cursor must stay put: key repeat and clicking through code move it more often than this. */
@@ -58,7 +58,7 @@ export class IdlePrefill implements vscode.Disposable {
     if (!editor.selection.isEmpty || editor.selections.length > 1) return;
     const { document } = editor;
     const position = editor.selection.active;
-    if (!completionsAllowed(config, document)) return;
+    if (!FILE_SCHEMES.has(document.uri.scheme) || !completionsAllowed(config, document)) return;
     const place = placeKey(document, position);
     // Typing: the completion provider asked here already (and the backend has its prompt).
     if (this.asked.includes(place)) return;

@@ -2,9 +2,9 @@
 // the last edit of each file the user changes (once the edits pause), and on save.
 import * as vscode from 'vscode';
 import type { Config } from '../config';
+import { FILE_SCHEMES } from './request';
 import { chunkAround, type ChunkRing } from './ringBuffer';
 
-const SCHEMES = new Set(['file', 'untitled', 'vscode-remote', 'vscode-userdata']);
 const EDIT_SETTLE_MS = 1500;
 
 export class RecentContext implements vscode.Disposable {
@@ -34,7 +34,7 @@ export class RecentContext implements vscode.Disposable {
   }
 
   private editedAt(document: vscode.TextDocument, line: number): void {
-    if (!SCHEMES.has(document.uri.scheme)) return;
+    if (!FILE_SCHEMES.has(document.uri.scheme)) return;
     const key = document.uri.toString();
     const pending = this.pendingEdits.get(key);
     if (pending) clearTimeout(pending.timer);
@@ -47,7 +47,7 @@ export class RecentContext implements vscode.Disposable {
 
   private capture(document: vscode.TextDocument, line: number): void {
     const config = this.config();
-    if (!config.contextChunks.enabled || !SCHEMES.has(document.uri.scheme)) return;
+    if (!config.contextChunks.enabled || !FILE_SCHEMES.has(document.uri.scheme)) return;
     if (document.lineCount > 200_000) return;
     const size = config.contextChunks.lines;
     const first = Math.max(0, Math.min(line - Math.floor(size / 2), document.lineCount - size));

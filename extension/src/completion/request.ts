@@ -48,6 +48,9 @@ export function completionsAllowed(config: Config, document: vscode.TextDocument
   return chars <= config.maxFileSizeKb * 1024;
 }
 
+/** Documents the user edits as files (not output panels, diff views, settings UIs…): where context is gathered and prompts are read ahead. */
+export const FILE_SCHEMES: ReadonlySet<string> = new Set(['file', 'untitled', 'vscode-remote', 'vscode-userdata']);
+
 /** A place in a document's text as it is now (its version), for "was this place asked about already". */
 export function placeKey(document: vscode.TextDocument, position: vscode.Position): string {
   return `${document.uri.toString()}@${document.version}:${document.offsetAt(position)}`;

@@ -1,0 +1,151 @@
+"""
+FIM exact match of width-routing rules in PyTorch (fp32, the converted weights, depth ℓ = 1), on
+evaluate.py's cases and prompts: the dense source, the calibrated thresholds at one point of
+routing.json's curve, and the oracle at the same per-token unit counts (calibrate.py's "oracle": the
+units with the largest true contribution |silu(gate)·up|·‖W_down column‖). The oracle is what a
+perfect per-token choice of units would give with the base weights frozen, so it says whether any
+router trained on top of them could reach issue 9's target (≥ 0.97× the dense model's exact matches
+at ≤ 0.75× FFN compute).
+
+    python models/toolchain/upcycle/oracle_fim.py --weights ~/.cache/versatileffn/converted/ID \
+        --point 0.2/0.6 --fim-cases 500 --seed 4321 --out models/work/eval/oracle-0.2-0.6
+
+Resumable: every finished case is appended to OUT.jsonl (all its rules, so a cut-off run stays
+paired); OUT.json and OUT.md are written at the end. --rules dense,oracle skips the thresholds (which
+the ONNX evaluations measure), a third of the time.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOOLCHAIN = os.path.dirname(HERE)
+sys.path.insert(0, TOOLCHAIN)
+sys.path.insert(0, HERE)
+from atomic import atomic_write_text  # noqa: E402
+from calibrate import load_upcycled, set_mode, set_thresholds  # noqa: E402
+from evaluate import build_prompt, encode, greedy_line, load_tokenizer, load_val_docs, select_fim_cases, specials_of, wilson  # noqa: E402
+from measure import paired  # noqa: E402
+
+REPO = os.path.abspath(os.path.join(TOOLCHAIN, "..", ".."))
+RULES = ("dense", "thresholds", "oracle")
+
+
+class TorchGreedy:
+    """evaluate.greedy_line's interface (start / feed return the last position's logits) on the
+    PyTorch model with a KV cache; records each position's share of up/down work (ffn_share)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.cache = None
+        self.shares: list[np.ndarray] = []
+
+    @torch.inference_mode()
+    def _run(self, ids):
+        logits, _, aux = self.model(torch.tensor([ids]), cache=self.cache)
+        self.shares.append(torch.stack([r["ffn_share"][0] for r in aux["routing"]]).mean(0).numpy())
+        return logits[0, -1].float().numpy()
+
+    def start(self, prompt):
+        self.cache = [None] * len(self.model.blocks)
+        self.shares = []
+        return self._run(prompt)
+
+    def feed(self, token):
+        return self._run([token])
+
+    def mean_share(self) -> float:
+        return float(np.concatenate(self.shares).mean())
+
+
+def use_rule(model, rule: str, point: dict):
+    n = len(model.blocks)
+    if rule == "dense":
+        set_thresholds(model, [0.0] * n, [0.0] * n)
+        set_mode(model, "threshold")
+    else:
+        set_thresholds(model, point["gate_thresholds"], point["down_thresholds"])
+        set_mode(model, "threshold" if rule == "thresholds" else "oracle")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", required=True, help="converted weights folder (config.json, dense.safetensors)")
+    ap.add_argument("--routing", default=os.path.join(HERE, "routing.json"))
+    ap.add_argument("--point", default="0.2/0.6", help="gate_skip/down_skip of a point on routing.json's curve")
+    ap.add_argument("--val", default=os.path.join(REPO, "models", "work", "corpus", "val.jsonl"))
+    ap.add_argument("--fim-cases", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=4321)
+    ap.add_argument("--fim-context", type=int, default=384)
+    ap.add_argument("--max-new", type=int, default=48)
+    ap.add_argument("--rules", default=",".join(RULES), help="which of dense,thresholds,oracle (dense always runs)")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--out", required=True, help="output prefix")
+    args = ap.parse_args(argv)
+    rules = ["dense", *[r for r in RULES[1:] if r in args.rules.split(",")]]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    gate_skip, down_skip = (float(x) for x in args.point.split("/"))
+    curve = json.load(open(args.routing))["curve"]
+    point = next((p for p in curve if abs(p["gate_skip"] - gate_skip) < 1e-9 and abs(p["down_skip"] - down_skip) < 1e-9), None)
+    if point is None:
+        raise SystemExit(f"no point {args.point} on {args.routing}'s curve: {[(p['gate_skip'], p['down_skip']) for p in curve]}")
+    tok = load_tokenizer(os.path.join(args.weights, "tokenizer.json"))
+    sp = specials_of(tok)
+    cases = select_fim_cases(load_val_docs(args.val), args.fim_cases, args.seed)
+    model = load_upcycled(args.weights)
+    runner = TorchGreedy(model)
+    out_jsonl = f"{args.out}.jsonl"
+    done = {}
+    if os.path.exists(out_jsonl):
+        for line in open(out_jsonl, encoding="utf-8"):
+            r = json.loads(line)
+            done[r["id"]] = r
+    t0 = time.time()
+    with open(out_jsonl, "a", encoding="utf-8") as out:
+        for i, c in enumerate(cases):
+            if c["id"] in done:
+                continue
+            prompt = build_prompt(encode(tok, c["prefix"]), encode(tok, c["suffix"]), args.fim_context, args.max_new, sp, "spm")
+            row = {"id": c["id"], "language": c["language"], "middle": c["middle"]}
+            for rule in rules:
+                use_rule(model, rule, point)
+                line, ids = greedy_line(runner, prompt, tok, args.max_new, sp)
+                row[rule] = {"completion": line, "exact": line.strip() == c["middle"].strip(), "share": runner.mean_share()}
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            done[c["id"]] = row
+            if len(done) % 10 == 0:
+                print(f"{len(done)}/{len(cases)} cases, {time.time() - t0:.0f} s this run", flush=True)
+    rows = [done[c["id"]] for c in cases if c["id"] in done]
+    n = len(rows)
+    result = {"command": "python " + " ".join([os.path.relpath(__file__, REPO), *(argv or sys.argv[1:])]),
+              "point": args.point, "cases": n, "seed": args.seed, "fim_context": args.fim_context, "rules": {}}
+    rules = [r for r in RULES if all(r in row for row in rows)]
+    for rule in rules:
+        k = sum(r[rule]["exact"] for r in rows)
+        share = float(np.mean([r[rule]["share"] for r in rows]))
+        result["rules"][rule] = {"exact": k, "exact_rate": k / n, "ci95": wilson(k, n), "ffn_share": share,
+                                 "ffn_compute_vs_dense": 1 / 3 + 2 / 3 * share}
+        if rule != "dense":
+            result["rules"][rule]["paired_vs_dense"] = paired([r[rule]["exact"] for r in rows], [r["dense"]["exact"] for r in rows])
+    atomic_write_text(f"{args.out}.json", json.dumps(result, indent=2) + "\n")
+    md = [f"# FIM exact match of width-routing rules, point {args.point}, {n} cases (seed {args.seed}), PyTorch fp32", "",
+          "| rule | FFN compute vs dense | exact | vs dense | paired (only this / only dense) |", "|---|---|---|---|---|"]
+    dense_k = result["rules"]["dense"]["exact"]
+    for rule, r in result["rules"].items():
+        pr = r.get("paired_vs_dense")
+        md.append(f"| {rule} | {r['ffn_compute_vs_dense']:.3f} | {r['exact']}/{n} | {r['exact'] / max(1, dense_k):.3f} | "
+                  + (f"{pr['only_first']} / {pr['only_second']} |" if pr else "– |"))
+    atomic_write_text(f"{args.out}.md", "\n".join(md) + "\n\nCommand: `" + result["command"] + "`\n")
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
