@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOOLCHAIN = os.path.dirname(HERE)
@@ -31,6 +32,7 @@ from atomic import atomic_write_text  # noqa: E402
 from calibrate import load_upcycled, set_mode, set_thresholds  # noqa: E402
 from evaluate import build_prompt, encode, greedy_line, load_tokenizer, load_val_docs, select_fim_cases, specials_of, wilson  # noqa: E402
 from measure import paired  # noqa: E402
+from model import rope_tables  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(TOOLCHAIN, "..", ".."))
 RULES = ("dense", "thresholds", "oracle")
@@ -47,9 +49,18 @@ class TorchGreedy:
 
     @torch.inference_mode()
     def _run(self, ids):
-        logits, _, aux = self.model(torch.tensor([ids]), cache=self.cache)
-        self.shares.append(torch.stack([r["ffn_share"][0] for r in aux["routing"]]).mean(0).numpy())
-        return logits[0, -1].float().numpy()
+        # VersatileLM.forward, but the output head only at the last position (a prompt's other 332
+        # rows of 151,936 logits would cost a fifth of the prefill).
+        m = self.model
+        past = 0 if self.cache[0] is None else self.cache[0][0].shape[2]
+        cos, sin = rope_tables(m.cfg.head_dim, torch.arange(past, past + len(ids)), m.cfg.rope_theta)
+        x = m.tok_emb(torch.tensor([ids]))
+        shares = []
+        for i, block in enumerate(m.blocks):
+            x, r = block(x, cos, sin, 1.0, self.cache, i)
+            shares.append(r["ffn_share"][0])
+        self.shares.append(torch.stack(shares).mean(0).numpy())
+        return F.linear(m.norm_f(x[0, -1]), m.head_weight()).float().numpy()
 
     def start(self, prompt):
         self.cache = [None] * len(self.model.blocks)
