@@ -88,3 +88,20 @@ test('typing the completion\'s first character: the rest comes back in fewer run
     delete process.env.VFFN_HISTORY_DRAFT_TOKENS;
   }
 });
+
+test('a prefill at the resting cursor: the first completion after a typed character runs only its last tokens, and matches a cold one', { skip }, async () => {
+  const prefix = 'import math\n\n\ndef circle_area(radius):\n    return math.';
+  const suffix = '\n\n\ndef circle_perimeter(radius):\n    return 2 * math.pi * radius\n';
+  const place = { requestId: 'rest', languageId: 'python', prefix: prefix.slice(0, -1), suffix, maxTokens: 32, maxTimeMs: 60_000 };
+  engine.activeModel!.kv.clear();
+  const p = await engine.prefill(place);
+  assert.equal(p.state, 'read', JSON.stringify(p));
+  const warm = await complete(prefix, suffix);
+  // SPM with token healing: the typed '.' changes the prefix's last token or two.
+  assert.ok(warm.timings.promptTokens - warm.timings.reusedTokens <= 3, JSON.stringify(warm.timings));
+  engine.activeModel!.kv.clear();
+  const cold = await complete(prefix, suffix);
+  assert.equal(cold.timings.reusedTokens, 0);
+  assert.equal(warm.completion, cold.completion);
+  assert.match(warm.completion, /^pi \* radius/);
+});
