@@ -42,6 +42,7 @@ export class Ctx implements vscode.Disposable {
   private readonly settings = new ConfigWatcher();
   private readonly cache: CompletionCache;
   private readonly ring: ChunkRing;
+  private prefill: IdlePrefill | undefined;
   private readonly disposables: vscode.Disposable[] = [];
   private lastServerError: string | null = null;
   /** The model the backend last reported as loaded: a restart after a crash loads it again. */
@@ -74,7 +75,7 @@ export class Ctx implements vscode.Disposable {
 
   /** Registers everything and starts the backend; failures here are shown, not thrown. */
   async activate(): Promise<void> {
-    const prefill = new IdlePrefill({ backend: this.backend, config: () => this.config, ring: this.ring, log: (l) => this.log(l) });
+    const prefill = (this.prefill = new IdlePrefill({ backend: this.backend, config: () => this.config, ring: this.ring, log: (l) => this.log(l) }));
     const provider = new InlineProvider({
       backend: this.backend,
       config: () => this.config,
@@ -157,7 +158,10 @@ export class Ctx implements vscode.Disposable {
   private onBackendStatus(status: BackendStatus): void {
     const wasRunning = this.lastPhase === 'running';
     this.lastPhase = status.phase;
-    if (status.phase === 'running' && !wasRunning) void this.checkModels();
+    if (status.phase === 'running' && !wasRunning) {
+      this.prefill?.forget();   // a new backend process: its KV caches are empty
+      void this.checkModels();
+    }
     this.statusBar.setBackend(status);
     const server = status.server;
     this.inspector.showStatus(statusLine(status));
@@ -169,6 +173,7 @@ export class Ctx implements vscode.Disposable {
     }
     if (server?.state === 'ready') {
       this.lastServerError = null;
+      if (server.model && server.model !== this.activeModel) this.prefill?.forget();   // another model: other caches
       if (server.model) this.activeModel = server.model;
     }
   }

@@ -41,6 +41,11 @@ export class IdlePrefill implements vscode.Disposable {
     this.remember(place);
   }
 
+  /** The backend's caches were lost (a restart, another model): every place may be read again. */
+  forget(): void {
+    this.asked.length = 0;
+  }
+
   dispose(): void {
     clearTimeout(this.timer);
     for (const d of this.disposables) d.dispose();
