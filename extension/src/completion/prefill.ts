@@ -13,8 +13,6 @@ import type { ChunkRing } from './ringBuffer';
 
 /** How long the cursor must stay put: key repeat and clicking through code move it more often than this. */
 export const REST_MS = 400;
-/** Places remembered as asked about already (by a completion or a prefill). */
-const REMEMBERED = 32;
 
 export interface IdlePrefillDeps {
   backend: Backend;
@@ -26,7 +24,12 @@ export interface IdlePrefillDeps {
 export class IdlePrefill implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
   private timer: NodeJS.Timeout | undefined;
-  private readonly asked: string[] = [];
+  /**
+   * The place last asked about, by a completion or a prefill: resting there again needs no message.
+   * Only the last: a place further back may have lost its KV cache to newer ones, and the backend
+   * answers a prefill whose prompt is still cached at once, without running anything.
+   */
+  private lastPlace: string | null = null;
   private counter = 0;
 
   constructor(private readonly deps: IdlePrefillDeps) {
@@ -38,12 +41,12 @@ export class IdlePrefill implements vscode.Disposable {
 
   /** A completion was requested at `place`: its prompt is being read already. */
   requested(place: string): void {
-    this.remember(place);
+    this.lastPlace = place;
   }
 
-  /** The backend's caches were lost (a restart, another model): every place may be read again. */
+  /** The backend's caches were lost (a restart, another model): the last place may be read again. */
   forget(): void {
-    this.asked.length = 0;
+    this.lastPlace = null;
   }
 
   dispose(): void {
@@ -66,10 +69,10 @@ export class IdlePrefill implements vscode.Disposable {
     if (!FILE_SCHEMES.has(document.uri.scheme) || !completionsAllowed(config, document)) return;
     const place = placeKey(document, position);
     // Typing: the completion provider asked here already (and the backend has its prompt).
-    if (this.asked.includes(place)) return;
+    if (place === this.lastPlace) return;
     const client = this.deps.backend.ready;
     if (!client) return;
-    this.remember(place);
+    this.lastPlace = place;
     const params = { ...requestAt(document, position, config, this.deps.ring).params, requestId: `p${++this.counter}-${Date.now().toString(36)}` };
     client.sendRequest(PrefillRequest, params).then(
       (r) => { if (r.error) this.deps.log(`prefill ${params.requestId}: ${r.error}`); },
@@ -77,8 +80,4 @@ export class IdlePrefill implements vscode.Disposable {
     );
   }
 
-  private remember(place: string): void {
-    this.asked.push(place);
-    if (this.asked.length > REMEMBERED) this.asked.shift();
-  }
 }
