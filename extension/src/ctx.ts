@@ -43,6 +43,8 @@ export class Ctx implements vscode.Disposable {
   private readonly cache: CompletionCache;
   private readonly ring: ChunkRing;
   private prefill: IdlePrefill | undefined;
+  /** Whether the cursor's place was read ahead for the model the running backend made ready. */
+  private readAtReady = false;
   private readonly disposables: vscode.Disposable[] = [];
   private lastServerError: string | null = null;
   /** The model the backend last reported as loaded: a restart after a crash loads it again. */
@@ -159,7 +161,7 @@ export class Ctx implements vscode.Disposable {
     const wasRunning = this.lastPhase === 'running';
     this.lastPhase = status.phase;
     if (status.phase === 'running' && !wasRunning) {
-      this.prefill?.forget();   // a new backend process: its KV caches are empty
+      this.readAtReady = false;   // a new backend process: its KV caches are empty
       void this.checkModels();
     }
     this.statusBar.setBackend(status);
@@ -173,7 +175,13 @@ export class Ctx implements vscode.Disposable {
     }
     if (server?.state === 'ready') {
       this.lastServerError = null;
-      if (server.model && server.model !== this.activeModel) this.prefill?.forget();   // another model: other caches
+      // A model became ready (the first, a restarted backend's, another one): its caches are empty, so the
+      // place the cursor is at is read again.
+      if (server.model && (server.model !== this.activeModel || !this.readAtReady)) {
+        this.readAtReady = true;
+        this.prefill?.forget();
+        this.prefill?.kick();
+      }
       if (server.model) this.activeModel = server.model;
     }
   }

@@ -44,6 +44,12 @@ export class IdlePrefill implements vscode.Disposable {
     this.lastPlace = place;
   }
 
+  /** Reads the active editor's place once the cursor has rested there (a model just became ready). */
+  kick(): void {
+    const editor = vscode.window.activeTextEditor;
+    if (editor) this.moved(editor);
+  }
+
   /** The backend's caches were lost (a restart, another model): the last place may be read again. */
   forget(): void {
     this.lastPlace = null;
