@@ -19,6 +19,8 @@ export interface IdlePrefillDeps {
   config: () => Config;
   ring: ChunkRing;
   log: (line: string) => void;
+  /** Whether the running backend has a model ready (before that a prefill could only fail). */
+  modelReady: () => boolean;
 }
 
 export class IdlePrefill implements vscode.Disposable {
@@ -77,7 +79,7 @@ export class IdlePrefill implements vscode.Disposable {
     // Typing: the completion provider asked here already (and the backend has its prompt).
     if (place === this.lastPlace) return;
     const client = this.deps.backend.ready;
-    if (!client) return;
+    if (!client || !this.deps.modelReady()) return;
     this.lastPlace = place;
     const params = { ...requestAt(document, position, config, this.deps.ring).params, requestId: `p${++this.counter}-${Date.now().toString(36)}` };
     client.sendRequest(PrefillRequest, params).then(
