@@ -168,25 +168,16 @@ async function main(): Promise<void> {
     process.stdout.write(out.markdown);
     return;
   }
-  if (cmd === 'bench-drafts') {
+  // The benches that run one model in process: each writes its report and returns its markdown.
+  const num = (name: string) => (flag(args, name) ? Number(flag(args, name)) : undefined);
+  const engineBenches: Record<string, (e: Engine) => Promise<{ markdown: string }>> = {
+    'bench-drafts': (e) => runDraftBench(e, { samples: num('samples'), out: flag(args, 'out') }),
+    'bench-lines': (e) => runLinesBench(e, { lines: num('lines'), window: num('window'), out: flag(args, 'out') }),
+    'bench-places': (e) => runPlacesBench(e, { samples: num('samples'), out: flag(args, 'out') }),
+  };
+  if (cmd in engineBenches) {
     const engine = await engineFor(flag(args, 'model'));
-    const out = await runDraftBench(engine, { samples: flag(args, 'samples') ? Number(flag(args, 'samples')) : undefined, out: flag(args, 'out') });
-    process.stdout.write(out.markdown);
-    await engine.dispose();
-    return;
-  }
-  if (cmd === 'bench-lines') {
-    const engine = await engineFor(flag(args, 'model'));
-    const num = (name: string) => (flag(args, name) ? Number(flag(args, name)) : undefined);
-    const out = await runLinesBench(engine, { lines: num('lines'), window: num('window'), out: flag(args, 'out') });
-    process.stdout.write(out.markdown);
-    await engine.dispose();
-    return;
-  }
-  if (cmd === 'bench-places') {
-    const engine = await engineFor(flag(args, 'model'));
-    const out = await runPlacesBench(engine, { samples: flag(args, 'samples') ? Number(flag(args, 'samples')) : undefined, out: flag(args, 'out') });
-    process.stdout.write(out.markdown);
+    process.stdout.write((await engineBenches[cmd](engine)).markdown);
     await engine.dispose();
     return;
   }
