@@ -126,8 +126,8 @@ export interface PrefillResult {
  * KV cache, generating nothing, so that the first completion at a place the cursor rests does not
  * wait for it. Takes the same params as vffn/complete (maxTokens shapes the prompt's budget, so send
  * what the completion will send). Background priority: it never supersedes a completion, runs only
- * when no completion waits, and a newer completion or prefill for the same model supersedes it
- * between chunks.
+ * when no other request waits, and any newer request (or a newer prefill for the same model) stops it
+ * between chunks; the chunks read stay cached.
  */
 export const PrefillRequest = new RequestType<CompleteParams, PrefillResult, void>('vffn/prefill');
 

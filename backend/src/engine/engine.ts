@@ -81,8 +81,8 @@ export class Engine {
   }
 
   /**
-   * Reads the prompt `params` would give into the KV cache, at background priority: it never delays or
-   * supersedes a completion, and a newer completion or prefill for the model supersedes it (prefill.ts).
+   * Reads the prompt `params` would give into the KV cache, at background priority: it never supersedes
+   * a completion, and any newer request (or a newer prefill for the model) stops it between chunks (prefill.ts).
    */
   prefill(params: CompleteParams, signal?: CancelSignal): Promise<PrefillResult> {
     const key = `complete:${params?.model ?? this.activeModel?.name ?? ''}`;

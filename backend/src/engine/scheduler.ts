@@ -1,8 +1,9 @@
 // One inference at a time, newest request first. A newer request with the same supersede key
 // (completions for the same model) supersedes older ones: waiting ones end at once, a running
 // one ends at its next token. Background jobs (reading a prompt ahead while the cursor rests) give
-// way: they run only when no foreground job waits, supersede only older background jobs, and any
-// newer job with their key supersedes them.
+// way: they run only when no foreground job waits, a running one ends at its next check when any
+// foreground job arrives, they supersede only older background jobs, and any newer job with their
+// key supersedes them.
 
 /** Cancellation seen by the engine; the server maps LSP cancellation tokens onto it. */
 export interface CancelSignal {
@@ -54,6 +55,8 @@ export class Scheduler {
         if (this.running && supersedes(this.running)) this.running.superseded = true;
         for (const old of this.waiting) if (supersedes(old)) old.superseded = true;
       }
+      // Whatever its key, a request someone waits for does not wait for work ahead of need.
+      if (priority === 'foreground' && this.running?.priority === 'background') this.running.superseded = true;
       this.waiting.push(job as Job<unknown>);
       this.dropEnded();
       void this.pump();

@@ -33,6 +33,11 @@ test('scheduler: a background job never supersedes a foreground one; a foregroun
   await new Promise((r) => setImmediate(r));
   const fg2 = s.submit('k', undefined, job(log, 'fg2'), ended('fg2'));
   assert.deepEqual(await Promise.all([running, fg2]), ['bg2:superseded', 'fg2:done']);
+  // Any foreground job, whatever its key (an analysis, another model's completion), stops a running background one.
+  const bg3 = s.submit('k', undefined, job(log, 'bg3', 5), ended('bg3'), 'background');
+  await new Promise((r) => setImmediate(r));
+  const other = s.submit(null, undefined, job(log, 'other'), ended('other'));
+  assert.deepEqual(await Promise.all([bg3, other]), ['bg3:superseded', 'other:done']);
 });
 
 test('scheduler: waiting foreground jobs run before any background job; a newer background job supersedes an older one', async () => {
