@@ -31,6 +31,7 @@ export const MIN_FILE_CHARS = 8000;
 const MAX_TOKENS = 32;
 
 export async function runBench(opts: BenchOptions): Promise<{ markdown: string; json: unknown }> {
+  const run = runStart();
   const root = repoRoot();
   const samples = pickSamples(sourceFiles(root, SOURCE_DIRS, MIN_FILE_CHARS), opts.samples ?? 20, 42);
   const rssStart = process.memoryUsage.rss();
@@ -41,10 +42,7 @@ export async function runBench(opts: BenchOptions): Promise<{ markdown: string; 
     await engine.dispose();
   }
   const json = {
-    date: new Date().toISOString(),
-    machine: machineName(),
-    // The dev VM is shared: a high load average means other work competed for the cores.
-    loadAverageAtStart: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    ...run,
     node: process.version,
     samples: samples.length,
     sampleFiles: samples.map((s) => path.relative(root, s.file)),
@@ -145,6 +143,14 @@ export function repoRoot(): string {
     }
   }
   return process.cwd();
+}
+
+/**
+ * When and where a benchmark run started: the date, the machine and its load average then (the dev VM
+ * is shared: a high load means other work competed for the cores). Taken before the runs.
+ */
+export function runStart(): { date: string; machine: string; loadAverageAtStart: number[] } {
+  return { date: new Date().toISOString(), machine: machineName(), loadAverageAtStart: os.loadavg().map((x) => Math.round(x * 100) / 100) };
 }
 
 export function machineName(): string {

@@ -4,11 +4,10 @@
 // request finds the same cache), in two scenarios: the user types the file's next character (what
 // `npm run bench:peer` measures), or the first character of the ghost text shown (typing through it).
 // Reports warm latency and model runs both ways, and whether the completions are the same.
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { CompleteResult } from '../../../common/protocol';
 import type { Engine } from '../engine/engine';
-import { defaultReportPath, machineName, MIN_FILE_CHARS, repoRoot, roundedPercentile, SOURCE_DIRS, writeReports } from './bench';
+import { defaultReportPath, MIN_FILE_CHARS, repoRoot, roundedPercentile, runStart, SOURCE_DIRS, writeReports } from './bench';
 import { pickSamples, Sample, sourceFiles, typed } from './samples';
 
 const MAX_TOKENS = 32;
@@ -19,6 +18,7 @@ interface Pair { file: string; scenario: Scenario; on: Warm; off: Warm; }
 type Scenario = 'next character of the file' | 'first character of the ghost text';
 
 export async function runDraftBench(engine: Engine, opts: { samples?: number; out?: string }): Promise<{ markdown: string; json: unknown }> {
+  const run = runStart();
   const root = repoRoot();
   const samples = pickSamples(sourceFiles(root, SOURCE_DIRS, MIN_FILE_CHARS), opts.samples ?? 20, 42);
   const m = engine.activeModel!;
@@ -58,7 +58,7 @@ export async function runDraftBench(engine: Engine, opts: { samples?: number; ou
   }
   const summary = scenarios.map(([scenario]) => summarize(scenario, pairs.filter((p) => p.scenario === scenario)));
   const json = {
-    date: new Date().toISOString(), machine: machineName(), loadAverageAtStart: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    ...run,
     command: 'node dist/cli.js bench-drafts', model: m.name, maxTokens: MAX_TOKENS, summary, pairs,
   };
   const markdown = toMarkdown(json);

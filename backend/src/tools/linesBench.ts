@@ -3,11 +3,10 @@
 // moves the window's start. The bench writes the same lines of a real file twice, once with the
 // request's prefixOffset (the prompt's cut anchored to the document) and once without (anchored to
 // the window), and reports the prompt tokens each request had to run again and its latency.
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { readFileSync } from 'node:fs';
 import type { Engine } from '../engine/engine';
-import { defaultReportPath, machineName, MIN_FILE_CHARS, repoRoot, roundedPercentile, SOURCE_DIRS, writeReports } from './bench';
+import { defaultReportPath, MIN_FILE_CHARS, repoRoot, roundedPercentile, runStart, SOURCE_DIRS, writeReports } from './bench';
 import { sourceFiles } from './samples';
 
 const MAX_TOKENS = 16;
@@ -16,6 +15,7 @@ type Mode = 'anchored to the document' | 'anchored to the window';
 interface Step { line: number; rerunTokens: number; promptTokens: number; totalMs: number; }
 
 export async function runLinesBench(engine: Engine, opts: { lines?: number; window?: number; out?: string }): Promise<{ markdown: string; json: unknown }> {
+  const run = runStart();
   const root = repoRoot();
   const window = opts.window ?? 256;
   const count = opts.lines ?? 40;
@@ -53,7 +53,7 @@ export async function runLinesBench(engine: Engine, opts: { lines?: number; wind
   }
   const summary = (['anchored to the document', 'anchored to the window'] as Mode[]).map((mode) => summarize(mode, runs.filter((r) => r.mode === mode).flatMap((r) => r.steps)));
   const json = {
-    date: new Date().toISOString(), machine: machineName(), loadAverageAtStart: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    ...run,
     command: 'node dist/cli.js bench-lines', model: m.name, promptBudget: m.promptTokens, file: path.relative(root, file.f),
     window, lines: [start, start + count], maxTokens: MAX_TOKENS, summary, runs,
   };

@@ -9,12 +9,11 @@
 // - returning: a completion at place A, one at place B (another file), then back at A with one more
 //   character typed (another file and back; VS Code puts the cursor where it was), with one KV cache
 //   per model and with the default slots (kvSlots.ts).
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { CompleteParams, CompleteResult, PrefillResult } from '../../../common/protocol';
 import type { Engine } from '../engine/engine';
 import { kvSlotCount, KvSlots } from '../engine/kvSlots';
-import { defaultReportPath, machineName, MIN_FILE_CHARS, repoRoot, roundedPercentile, SOURCE_DIRS, writeReports } from './bench';
+import { defaultReportPath, MIN_FILE_CHARS, repoRoot, roundedPercentile, runStart, SOURCE_DIRS, writeReports } from './bench';
 import { pickSamples, sourceFiles, typed, type Sample } from './samples';
 
 /** What the extension sends by default: 256 lines before the cursor, 64 after, 64 tokens at a line's end, 1 s to generate. */
@@ -85,6 +84,7 @@ async function goBack(engine: Engine, a: Sample, b: Sample, slots: number, id: s
 }
 
 export async function runPlacesBench(engine: Engine, opts: { samples?: number; out?: string }): Promise<{ markdown: string; json: unknown }> {
+  const run = runStart();
   const root = repoRoot();
   const samples = pickSamples(sourceFiles(root, SOURCE_DIRS, MIN_FILE_CHARS), opts.samples ?? 12, 7);
   const m = engine.activeModel!;
@@ -108,7 +108,7 @@ export async function runPlacesBench(engine: Engine, opts: { samples?: number; o
   const summary = MODES.map((mode) => summarize(mode, runs.filter((r) => r.mode === mode)));
   const returning = [...new Set([1, defaultSlots])].map((slots) => summarizeReturns(slots, returns.filter((r) => r.slots === slots)));
   const json = {
-    date: new Date().toISOString(), machine: machineName(), loadAverageAtStart: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    ...run,
     command: 'node dist/cli.js bench-places', model: m.name, promptBudget: m.promptTokens, samples: samples.length,
     restMs: REST_MS, maxTokens: MAX_TOKENS, maxTimeMs: MAX_TIME_MS, summary, returning, runs, returns,
   };
@@ -117,22 +117,24 @@ export async function runPlacesBench(engine: Engine, opts: { samples?: number; o
   return { markdown: `${markdown}\nreport: ${out}\n`, json };
 }
 
+/** How much of the prompt the cache held when the completion arrived, in percent. */
+const cachedPercent = (r: { reusedTokens: number; promptTokens: number }) => (100 * r.reusedTokens) / Math.max(1, r.promptTokens);
+
 function summarizeReturns(slots: number, rs: Return[]) {
   return {
     slots, places: rs.length,
     totalP50: roundedPercentile(rs.map((r) => r.totalMs), 50), totalP95: roundedPercentile(rs.map((r) => r.totalMs), 95),
-    reusedShareP50: roundedPercentile(rs.map((r) => (100 * r.reusedTokens) / Math.max(1, r.promptTokens)), 50),
+    reusedShareP50: roundedPercentile(rs.map(cachedPercent), 50),
   };
 }
 
 function summarize(mode: Mode, runs: Run[]) {
-  const pct = (xs: number[], q: number) => roundedPercentile(xs, q);
   return {
     mode, places: runs.length,
-    firstTokenP50: pct(runs.map((r) => r.firstTokenMs), 50), firstTokenP95: pct(runs.map((r) => r.firstTokenMs), 95),
-    totalP50: pct(runs.map((r) => r.totalMs), 50), totalP95: pct(runs.map((r) => r.totalMs), 95),
-    promptTokensP50: pct(runs.map((r) => r.promptTokens), 50),
-    reusedShareP50: pct(runs.map((r) => (100 * r.reusedTokens) / Math.max(1, r.promptTokens)), 50),
+    firstTokenP50: roundedPercentile(runs.map((r) => r.firstTokenMs), 50), firstTokenP95: roundedPercentile(runs.map((r) => r.firstTokenMs), 95),
+    totalP50: roundedPercentile(runs.map((r) => r.totalMs), 50), totalP95: roundedPercentile(runs.map((r) => r.totalMs), 95),
+    promptTokensP50: roundedPercentile(runs.map((r) => r.promptTokens), 50),
+    reusedShareP50: roundedPercentile(runs.map(cachedPercent), 50),
     prefillsRead: runs.filter((r) => r.prefill?.state === 'read').length,
   };
 }
