@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "upcycle"))
 from atomic import atomic_write_text  # noqa: E402
-from evaluate import LANGS, fim_summary, load_val_docs, select_fim_cases  # noqa: E402
+from evaluate import LANGS, fim_summary, load_val_docs, rows_by_id, select_fim_cases  # noqa: E402
 from measure import paired  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -81,11 +81,7 @@ def main(argv=None) -> None:
     cases = select_fim_cases(load_val_docs(args.val), args.fim_cases, args.seed)
     out_jsonl = args.out + ".fim.jsonl"
     os.makedirs(os.path.dirname(os.path.abspath(out_jsonl)), exist_ok=True)
-    done = {}
-    if os.path.exists(out_jsonl):
-        for line in open(out_jsonl, encoding="utf-8"):
-            row = json.loads(line)
-            done[row["id"]] = row
+    done = rows_by_id(out_jsonl)
     t0 = time.time()
     run_engine(args.model, cases, args.max_new, args.prompt_tokens, done, out_jsonl,
                log=lambda s: print(s, file=sys.stderr, flush=True))

@@ -264,6 +264,18 @@ def eval_loss(m, streams: dict, batch: int, stats: RoutingStats, loss_context: i
     return out
 
 
+def rows_by_id(jsonl: str) -> dict:
+    """The rows of a results file written one JSON line per case ({"id": ...}), by id; {} when it does
+    not exist yet. What a resumable evaluation has done already."""
+    done = {}
+    if os.path.exists(jsonl):
+        with open(jsonl, encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                done[row["id"]] = row
+    return done
+
+
 def fim_summary(preds: list[dict], languages: list[str], keys=("exact",)) -> dict:
     """Per language and overall: n, and for each boolean key of the predictions its rate and 95% interval."""
     res = {}

@@ -30,7 +30,8 @@ sys.path.insert(0, TOOLCHAIN)
 sys.path.insert(0, HERE)
 from atomic import atomic_write_text  # noqa: E402
 from calibrate import load_upcycled, set_mode, set_thresholds  # noqa: E402
-from evaluate import build_prompt, encode, greedy_line, load_tokenizer, load_val_docs, select_fim_cases, specials_of, wilson  # noqa: E402
+from evaluate import (build_prompt, encode, greedy_line, load_tokenizer, load_val_docs, rows_by_id,  # noqa: E402
+                      select_fim_cases, specials_of, wilson)
 from measure import paired  # noqa: E402
 from model import rope_tables  # noqa: E402
 
@@ -112,11 +113,7 @@ def main(argv=None) -> int:
     model = load_upcycled(args.weights)
     runner = TorchGreedy(model)
     out_jsonl = f"{args.out}.jsonl"
-    done = {}
-    if os.path.exists(out_jsonl):
-        for line in open(out_jsonl, encoding="utf-8"):
-            r = json.loads(line)
-            done[r["id"]] = r
+    done = rows_by_id(out_jsonl)
     t0 = time.time()
     with open(out_jsonl, "a", encoding="utf-8") as out:
         for i, c in enumerate(cases):
