@@ -43,8 +43,8 @@ export class Ctx implements vscode.Disposable {
   private readonly cache: CompletionCache;
   private readonly ring: ChunkRing;
   private prefill: IdlePrefill | undefined;
-  /** Whether the cursor's place was read ahead for the model the running backend made ready. */
-  private readAtReady = false;
+  /** Whether the running backend has reported a model ready (before that a prefill could only fail). */
+  private modelReady = false;
   private readonly disposables: vscode.Disposable[] = [];
   private lastServerError: string | null = null;
   /** The model the backend last reported as loaded: a restart after a crash loads it again. */
@@ -77,7 +77,7 @@ export class Ctx implements vscode.Disposable {
 
   /** Registers everything and starts the backend; failures here are shown, not thrown. */
   async activate(): Promise<void> {
-    const prefill = (this.prefill = new IdlePrefill({ backend: this.backend, config: () => this.config, ring: this.ring, log: (l) => this.log(l), modelReady: () => this.readAtReady }));
+    const prefill = (this.prefill = new IdlePrefill({ backend: this.backend, config: () => this.config, ring: this.ring, log: (l) => this.log(l), modelReady: () => this.modelReady }));
     const provider = new InlineProvider({
       backend: this.backend,
       config: () => this.config,
@@ -161,7 +161,7 @@ export class Ctx implements vscode.Disposable {
     const wasRunning = this.lastPhase === 'running';
     this.lastPhase = status.phase;
     if (status.phase === 'running' && !wasRunning) {
-      this.readAtReady = false;   // a new backend process: its KV caches are empty
+      this.modelReady = false;   // a new backend process: its KV caches are empty
       void this.checkModels();
     }
     this.statusBar.setBackend(status);
@@ -177,8 +177,8 @@ export class Ctx implements vscode.Disposable {
       this.lastServerError = null;
       // A model became ready (the first, a restarted backend's, another one): its caches are empty, so the
       // place the cursor is at is read again.
-      if (server.model && (server.model !== this.activeModel || !this.readAtReady)) {
-        this.readAtReady = true;
+      if (server.model && (server.model !== this.activeModel || !this.modelReady)) {
+        this.modelReady = true;
         this.prefill?.forget();
         this.prefill?.kick();
       }

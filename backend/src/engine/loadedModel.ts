@@ -58,7 +58,7 @@ export async function loadModel(
   }
   return {
     name, dir, manifest, tokenizer, session, kv: new KvSlots(session.kv), vocabIndex, loadMs: performance.now() - t0,
-    // Most prompt tokens: what prefills in about a second and a half here (promptBudget.ts).
+    // Most prompt tokens: what prefills in promptBudget.ts's COLD_PROMPT_MS here.
     promptTokens: budget.tokens, prefillTokensPerSecond: budget.prefillTokensPerSecond, promptCap: cap,
     budgetKey: budget.prefillTokensPerSecond > 0 ? prefillSpeedKey(session, manifest, threads) : undefined,
   };
