@@ -2,7 +2,7 @@
 // Every custom message is a Params/Result pair plus a RequestType or NotificationType;
 // the comment on each says which way it travels. Both sides import this file, so a
 // change here is a change to both.
-import { NotificationType, RequestType } from 'vscode-languageserver-protocol';
+import { NotificationType, ProgressType, RequestType } from 'vscode-languageserver-protocol';
 import type { EXECUTION_PROVIDERS, PROVIDER_PREFERENCES, TimingKey } from './vocabulary';
 
 // ---------- shared vocabulary (the lists themselves: vocabulary.ts) ----------
@@ -18,7 +18,7 @@ export type StopReason =
 /** One post-processing edit and why it happened (shown in the inspector). */
 export interface TrimInfo {
   rule: 'suffix_overlap' | 'duplicate_line' | 'equals_rest_of_line' | 'clashes_with_rest_of_line' | 'repeats_next_lines'
-    | 'low_confidence' | 'trailing_whitespace';
+    | 'low_confidence' | 'unfinished_line' | 'trailing_whitespace';
   removedText: string;
 }
 
@@ -82,6 +82,11 @@ export interface CompleteParams {
   confidenceCutoff?: number;       // cut at the first token with prob below this (0 = off)
   includePromptTokens?: boolean;   // return routing for prompt tokens too
   model?: string;                  // run on a specific loaded model (Compare Models); default: active
+  /**
+   * LSP partial results: with a token, a multi-line completion's first line is sent as a
+   * CompletePartialProgress on it as soon as it is generated (the result still carries the whole completion).
+   */
+  partialResultToken?: string | number;
 }
 
 export interface CompleteResult {
@@ -100,6 +105,20 @@ export interface CompleteResult {
 
 /** client → server: complete at a position. Cancel with $/cancelRequest; a newer request supersedes older ones. */
 export const CompleteRequest = new RequestType<CompleteParams, CompleteResult, void>('vffn/complete');
+
+/**
+ * The start of a multi-line completion, ready before the rest: its first non-blank line, cut and
+ * cleaned by the same rules as a whole completion. The whole one (the request's result) may still
+ * differ, for it is cut again once generation ends.
+ */
+export interface CompletePartial {
+  requestId: string;
+  model: string;
+  completion: string;
+  elapsedMs: number;               // from the request's arrival in the backend
+}
+/** server → client, as $/progress on a vffn/complete's partialResultToken: sent at most once per request. */
+export const CompletePartialProgress = new ProgressType<CompletePartial>();
 
 // ---------- reading a prompt ahead (the cursor rests) ----------
 

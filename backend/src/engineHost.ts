@@ -8,7 +8,7 @@
 // A worker that dies fails its pending calls (never a hang), and a fresh one reloads the model.
 import type { Worker } from 'node:worker_threads';
 import type {
-  AnalyzeParams, AnalyzeResult, CompleteParams, CompleteResult, ListModelsResult, PrefillResult, ProviderPreference, ProviderStatus,
+  AnalyzeParams, AnalyzeResult, CompleteParams, CompletePartial, CompleteResult, ListModelsResult, PrefillResult, ProviderPreference, ProviderStatus,
   StatsResult, StatusParams, SwitchModelResult,
 } from '../../common/protocol';
 import type { EngineOptions } from './engine/engine';
@@ -38,7 +38,7 @@ export type Method = 'start' | 'listModels' | 'switchModel' | 'complete' | 'pref
 
 /** host → worker */
 export type ToWorker =
-  | { type: 'call'; id: number; method: Method; args: unknown[]; slot: number }
+  | { type: 'call'; id: number; method: Method; args: unknown[]; slot: number; partial?: boolean } // partial: send a completion's first line as it comes
   | { type: 'cancel'; id: number } // after its flag is set: ends it if it still waits, and covers slot -1
   | { type: 'poke' }
   | { type: 'exit' } // shutting down: end the session threads between runs, then exit
@@ -47,6 +47,7 @@ export type ToWorker =
 /** worker → host */
 export type FromWorker =
   | { type: 'result'; id: number; value?: unknown; error?: { message: string; stack?: string } }
+  | { type: 'partial'; id: number; value: CompletePartial }
   | { type: 'log'; msg: string }
   | { type: 'status'; status: StatusParams };
 
@@ -55,6 +56,7 @@ interface Pending {
   reject: (e: Error) => void;
   slot: number;
   listener?: { dispose(): void };
+  onPartial?: (p: CompletePartial) => void;
 }
 
 /** More requests in flight than this (the scheduler supersedes, so never in practice) are cancelled by message only. */
@@ -109,9 +111,10 @@ export class EngineHost {
     return r;
   }
 
-  async complete(params: CompleteParams, token?: CancelToken): Promise<CompleteResult> {
+  /** `onPartial`: the completion's first line, when it is multi-line and that line is ready first (completion.ts runComplete). */
+  async complete(params: CompleteParams, token?: CancelToken, onPartial?: (p: CompletePartial) => void): Promise<CompleteResult> {
     if (this.recovering) await this.recovering;
-    return this.call('complete', [params], token);
+    return this.call('complete', [params], token, onPartial);
   }
 
   async prefill(params: CompleteParams, token?: CancelToken): Promise<PrefillResult> {
@@ -173,15 +176,15 @@ export class EngineHost {
     this.worker.postMessage({ type: 'crash', what: how === 'throw' ? 'worker' : 'sessionThread' } satisfies ToWorker);
   }
 
-  private call<T>(method: Method, args: unknown[], token?: CancelToken): Promise<T> {
+  private call<T>(method: Method, args: unknown[], token?: CancelToken, onPartial?: (p: CompletePartial) => void): Promise<T> {
     if (this.disposed && method !== 'dispose') return Promise.reject(new Error('the backend is shutting down'));
     if (this.gaveUp) return Promise.reject(new Error(this.gaveUp));
     return new Promise<T>((resolve, reject) => {
       const id = this.nextId++;
       const slot = token ? (this.freeSlots.pop() ?? -1) : -1;
-      const p: Pending = { resolve: resolve as (v: never) => void, reject, slot };
+      const p: Pending = { resolve: resolve as (v: never) => void, reject, slot, onPartial };
       try {
-        this.worker.postMessage({ type: 'call', id, method, args, slot } satisfies ToWorker);
+        this.worker.postMessage({ type: 'call', id, method, args, slot, partial: onPartial !== undefined } satisfies ToWorker);
       } catch (e) {
         if (slot >= 0) this.freeSlots.push(slot);
         reject(e as Error); // arguments that cannot be cloned
@@ -241,6 +244,9 @@ export class EngineHost {
         }
         return;
       }
+      case 'partial':
+        this.pending.get(m.id)?.onPartial?.(m.value);
+        return;
       case 'log':
         this.log(m.msg);
         return;

@@ -61,7 +61,8 @@ function run(m: Extract<ToWorker, { type: 'call' }>): unknown {
     case 'start': return engine.start(a as string | null);
     case 'listModels': return engine.listModels();
     case 'switchModel': return engine.switchModel(a as string);
-    case 'complete': return engine.complete(a as CompleteParams, signal(m.id, m.slot));
+    case 'complete':
+      return engine.complete(a as CompleteParams, signal(m.id, m.slot), m.partial ? (value) => post({ type: 'partial', id: m.id, value }) : undefined);
     case 'prefill': return engine.prefill(a as CompleteParams, signal(m.id, m.slot));
     case 'analyze': return engine.analyze(a as AnalyzeParams, signal(m.id, m.slot));
     case 'providerStatus': return engine.providerStatus();

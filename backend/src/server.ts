@@ -3,7 +3,7 @@
 // runs in a worker thread behind EngineHost, so loading and inference never block this thread.
 import { createConnection, InitializeResult } from 'vscode-languageserver/node';
 import {
-  AnalyzeRequest, BackendInitOptions, CompleteParams, CompleteRequest, CompletionTelemetryNotification, ListModelsRequest,
+  AnalyzeRequest, BackendInitOptions, CompleteParams, CompletePartial, CompletePartialProgress, CompleteRequest, CompletionTelemetryNotification, ListModelsRequest,
   PrefillRequest, ProviderStatusRequest, SetProviderRequest, StatsRequest, StatusNotification, SwitchModelRequest, SwitchModelResult,
 } from '../../common/protocol';
 import { emptyAnalyzeResult, emptyCompleteResult, emptyPrefillResult, isProviderPreference, PROVIDER_PREFERENCES } from '../../common/vocabulary';
@@ -55,7 +55,10 @@ connection.onInitialized(() => {
 connection.onRequest(CompleteRequest, (params, token) => {
   const fail = (error: string) => emptyCompleteResult(params ?? ({ requestId: '' } as CompleteParams), params?.model ?? '', 'cpu', 'error', error);
   return guard('complete', fail, async (e) => {
-    const r = await e.complete(params, token);
+    const partialToken = params?.partialResultToken;
+    const onPartial = partialToken === undefined ? undefined
+      : (p: CompletePartial) => void connection.sendProgress(CompletePartialProgress, partialToken, p);
+    const r = await e.complete(params, token, onPartial);
     if (r.stopReason !== 'cancelled' && r.stopReason !== 'superseded' && !r.error) {
       void connection.sendNotification(CompletionTelemetryNotification, r);
     }

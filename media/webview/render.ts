@@ -29,6 +29,7 @@ const TRIM_TEXT: Record<string, string> = {
   clashes_with_rest_of_line: 'text that would clash with the code after the cursor on its line',
   repeats_next_lines: 'lines repeating the next lines',
   low_confidence: 'low-confidence tail',
+  unfinished_line: 'a last line the limit cut off half-written',
   trailing_whitespace: 'trailing whitespace',
 };
 

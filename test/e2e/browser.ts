@@ -119,9 +119,15 @@ export async function ghostText(page: Page): Promise<string> {
     for (const el of Array.from(editor.querySelectorAll('.ghost-text-decoration, .ghost-text-decoration-preview'))) {
       parts.push(el.textContent ?? '');
     }
-    for (const line of Array.from(editor.querySelectorAll('.ghost-text .view-line'))) {
-      parts.push('\n' + (line.textContent ?? ''));
+    // The lines after the first: in VS Code 1.100 (code-server 4.100) spans of class ghost-text, one
+    // parent element per line; in earlier versions .view-line elements inside a .ghost-text zone.
+    const lines = new Map<Element, string>();
+    for (const span of Array.from(editor.querySelectorAll('span.ghost-text'))) {
+      const line = span.parentElement ?? span;
+      lines.set(line, (lines.get(line) ?? '') + (span.textContent ?? ''));
     }
+    for (const line of Array.from(editor.querySelectorAll('.ghost-text .view-line'))) lines.set(line, line.textContent ?? '');
+    for (const text of lines.values()) parts.push('\n' + text);
     return parts.join('');
   }).then(fromView);
 }

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Page } from 'playwright-core';
-import { REPO, createProfile, hardStop, removeProfile, startCodeServer, type CodeServer, type Profile } from './codeServer';
-import { openFile, openWorkbench, screenshot, statusText, waitForGhostText, waitForReady, type Workbench } from './browser';
+import { REPO, createProfile, hardStop, removeProfile, sleep, startCodeServer, type CodeServer, type Profile } from './codeServer';
+import { ghostText, openFile, openWorkbench, screenshot, statusText, waitForGhostText, waitForReady, type Workbench } from './browser';
 
 const ARTIFACTS = path.join(process.env.VFFN_E2E_ARTIFACTS ?? path.join(REPO, 'test-results', 'e2e'), 'default-model');
 const FOLDER = path.join(REPO, 'models', 'qwen2.5-coder-0.5b-vffn');
@@ -39,8 +39,9 @@ before(async () => {
     extensionSource: REPO,
     // the real folder, not the link: the profile gets its own copy, as an installed extension would
     models: { [MODEL]: fs.realpathSync(FOLDER) },
-    settings: { 'versatileffn.debounceMs': 50, 'versatileffn.defaultModel': MODEL, 'versatileffn.provider': 'cpu' },
-    files: { 'add.py': 'def add(a, b):\n', 'README.md': '# e2e workspace\n' },
+    // A generous time limit: the multi-line test expects the whole constructor body however busy the machine is.
+    settings: { 'versatileffn.debounceMs': 50, 'versatileffn.defaultModel': MODEL, 'versatileffn.provider': 'cpu', 'versatileffn.maxTimeMs': 10_000 },
+    files: { 'add.py': 'def add(a, b):\n', 'point.py': 'class Point:\n    def __init__(self, x, y):', 'README.md': '# e2e workspace\n' },
   });
   server = await startCodeServer(profile, 60_000);
   wb = await openWorkbench(server.url, 90_000);
@@ -61,6 +62,52 @@ test('the real default model completes `return ` in add(a, b) with a + b as ghos
     assert.match(ghost.replace(/\s+/g, ' '), /^a \+ b/);
   } catch (err) {
     if (wb) await screenshot(page, ARTIFACTS, '01-ghost-text-FAILED');
+    throw err;
+  }
+});
+
+/** The "VersatileFFN" output channel as VS Code writes it to its log folder. */
+function outputLog(): string {
+  const found: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('VersatileFFN.log')) found.push(p);
+    }
+  };
+  const logs = path.join(profile!.userDataDir, 'logs');
+  if (fs.existsSync(logs)) walk(logs);
+  return found.map((f) => fs.readFileSync(f, 'utf8')).join('\n');
+}
+
+// VS Code shows nothing until a provider returns, and the 1 s generation limit often ends a multi-line
+// completion: its first line is shown as soon as the backend has it, and the ghost text grows to the
+// whole completion when that arrives (provider.ts showRestLater).
+test('a multi-line completion shows its first line, then grows to the whole completion', { skip, timeout: 120_000 }, async () => {
+  try {
+    await openFile(page, 'point.py');
+    await page.keyboard.press('Control+End');
+    await page.keyboard.press('Enter');   // VS Code indents the constructor's body
+    const seen: string[] = [];
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      const ghost = (await ghostText(page)).replace(/\s+$/, '');
+      if (ghost.trim() && seen[seen.length - 1] !== ghost) seen.push(ghost);
+      if (/self\.y = y/.test(ghost)) break;
+      await sleep(40);
+    }
+    console.log(`ghost text as it was shown: ${JSON.stringify(seen)}`);
+    await screenshot(page, ARTIFACTS, '02-multi-line');
+    const last = seen[seen.length - 1] ?? '';
+    assert.match(last, /self\.x = x\n\s*self\.y = y/, 'the ghost text grew to both assignments');
+    const shown = [...outputLog().matchAll(/first line shown after (\d+) ms, whole completion after (\d+) ms/g)];
+    assert.ok(shown.length > 0, `the provider showed a first line before the whole completion; log tail: ${outputLog().slice(-1500)}`);
+    const [, firstMs, wholeMs] = shown[shown.length - 1]!;
+    console.log(`first line after ${firstMs} ms, whole completion after ${wholeMs} ms`);
+    assert.ok(Number(firstMs) <= Number(wholeMs));
+  } catch (err) {
+    if (wb) await screenshot(page, ARTIFACTS, '02-multi-line-FAILED');
     throw err;
   }
 });

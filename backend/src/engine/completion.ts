@@ -1,7 +1,7 @@
 // One completion or analysis on a loaded model: guards, prompt, prefill, decode with stop rules,
 // post-processing, telemetry.
 import type {
-  AnalyzeParams, AnalyzeResult, CompleteParams, CompleteResult, StopReason, TokenInfo, TokenRouting,
+  AnalyzeParams, AnalyzeResult, CompleteParams, CompletePartial, CompleteResult, StopReason, TokenInfo, TokenRouting,
 } from '../../../common/protocol';
 import { emptyCompleteResult, emptyTimings } from '../../../common/vocabulary';
 import { draftHistory, draftSource, draftTokens, historyDraftTokens } from './drafts';
@@ -75,7 +75,25 @@ export function preparePrompt(m: LoadedModel, params: CompleteParams): PreparedP
   return { input, maxTokens, ids, heal };
 }
 
-export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: JobControl): Promise<CompleteResult> {
+/** Where a multi-line completion's first line goes as soon as it is generated (CompletePartial). */
+export type PartialSink = (partial: CompletePartial) => void;
+
+/**
+ * The end of a multi-line completion's first non-blank line in `text` (the index of its newline), or
+ * -1 while that line is not finished. A completion that opens with a line break (the cursor after
+ * `{`) shows nothing useful until the next line is there.
+ */
+export function firstLineEnd(text: string): number {
+  const start = text.search(/\S/);
+  return start < 0 ? -1 : text.indexOf('\n', start);
+}
+
+/**
+ * `onPartial`: called at most once, with the completion's first line, when it is multi-line and that
+ * line ends before generation does: an editor can show it ~first-line time instead of waiting for the
+ * whole completion (which the time limit often ends).
+ */
+export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: JobControl, onPartial?: PartialSink): Promise<CompleteResult> {
   const shape = computeShape(m.manifest.architecture);
   const provider = m.session.activeProvider;
   const t0 = ctl.startedAt;
@@ -126,6 +144,14 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
   const rules = new StopRules({
     prefix, suffix: input.suffix, maxTokens: tokenLimit, maxTimeMs, startedAt: performance.now(), confidenceCutoff: params.confidenceCutoff ?? 0,
   });
+  /** Generated text as it is inserted: cleaned by the post-processing rules, the healed token's text taken off. */
+  const finish = (raw: string) => {
+    // A stop mid-character leaves an incomplete UTF-8 sequence, which decodes to U+FFFD: not text to insert.
+    const post = postprocess(raw.replace(/\uFFFD+$/, ''), { prefix, suffix: input.suffix });
+    if (heal) post.text = post.text.startsWith(heal) ? post.text.slice(heal.length) : '';
+    return post;
+  };
+  let partialSent = !onPartial || rules.singleLine;
   const tokens: GeneratedToken[] = [];
   const ids: number[] = [];
   let text = '';
@@ -153,17 +179,22 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
         stopped = true;
         break;
       }
+      if (!partialSent && firstLineEnd(text) >= 0) {
+        partialSent = true;
+        const first = finish(text.slice(0, firstLineEnd(text))).text;
+        if (first.trim() !== '') onPartial!({ requestId: params.requestId, model: m.name, completion: first, elapsedMs: ms(performance.now() - ctl.arrivedAt) });
+      }
     }
   }
   const t3 = performance.now();
   const early = ended();
   if (early) return early;
 
-  // A stop mid-character leaves an incomplete UTF-8 sequence, which decodes to U+FFFD: not text to insert.
-  const kept = text.slice(0, keepChars).replace(/\uFFFD+$/, '');
-  const post = postprocess(kept, { prefix, suffix: input.suffix });
-  if (heal) post.text = post.text.startsWith(heal) ? post.text.slice(heal.length) : '';
+  const post = finish(text.slice(0, keepChars));
   if (lowConfidenceCut && keepChars < text.length) post.trimmed.unshift({ rule: 'low_confidence', removedText: text.slice(keepChars) });
+  if ((stop === 'max_time' || stop === 'max_tokens') && keepChars < text.length) {
+    post.trimmed.unshift({ rule: 'unfinished_line', removedText: text.slice(keepChars) });
+  }
   const t4 = performance.now();
 
   const generated = tokens.filter((t) => !t.isStop);

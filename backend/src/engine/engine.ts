@@ -6,7 +6,7 @@ import type {
   ProviderStatus, StatsResult, SwitchModelResult,
 } from '../../../common/protocol';
 import { emptyAnalyzeResult, emptyCompleteResult, emptyPrefillResult } from '../../../common/vocabulary';
-import { InputError, runAnalyze, runComplete } from './completion';
+import { InputError, type PartialSink, runAnalyze, runComplete } from './completion';
 import type { LoadedModel } from './loadedModel';
 import { runPrefill } from './prefill';
 import { ModelRegistry, type RegistryOptions } from './registry';
@@ -44,7 +44,8 @@ export class Engine {
     return this.models.switchModel(name);
   }
 
-  complete(params: CompleteParams, signal?: CancelSignal): Promise<CompleteResult> {
+  /** `onPartial`: a multi-line completion's first line as soon as it is generated (completion.ts runComplete). */
+  complete(params: CompleteParams, signal?: CancelSignal, onPartial?: PartialSink): Promise<CompleteResult> {
     const key = `complete:${params?.model ?? this.activeModel?.name ?? ''}`;
     const provider = () => this.activeModel?.session.activeProvider ?? 'cpu';
     const name = () => params?.model ?? this.activeModel?.name ?? '';
@@ -60,7 +61,7 @@ export class Engine {
       }
       this.models.status('working');
       try {
-        const r = await runComplete(model, params, ctl);
+        const r = await runComplete(model, params, ctl, onPartial);
         this.counters.record(c, r);
         this.models.status('ready', `${Math.round(r.timings.totalMs)} ms`);
         return r;

@@ -69,9 +69,20 @@ export class StopRules {
     if (repeat !== null) return { reason: 'suffix_repeat', keepChars: repeat };
     const loop = repeatingTailAt(text);
     if (loop !== null) return { reason: 'repetition', keepChars: loop };
-    if (step.count >= this.ctx.maxTokens) return { reason: 'max_tokens', keepChars: text.length };
-    if (step.now - this.ctx.startedAt >= this.ctx.maxTimeMs) return { reason: 'max_time', keepChars: text.length };
+    if (step.count >= this.ctx.maxTokens) return { reason: 'max_tokens', keepChars: this.wholeLinesEnd(text) };
+    if (step.now - this.ctx.startedAt >= this.ctx.maxTimeMs) return { reason: 'max_time', keepChars: this.wholeLinesEnd(text) };
     return null;
+  }
+
+  /**
+   * Where a completion cut short by a limit ends: a multi-line one at its last whole line (a
+   * half-written last line such as `self.y =` is not code to insert, and the whole lines before it
+   * still are); a single line, or a first line not finished yet, whole.
+   */
+  private wholeLinesEnd(text: string): number {
+    if (this.singleLine) return text.length;
+    const end = text.lastIndexOf('\n');
+    return end >= 0 && text.slice(0, end).trim() !== '' ? end : text.length;
   }
 
   /**

@@ -6,6 +6,8 @@
 // - arriving: the cursor arrives, rests, one character is typed; without a prefill, and with the
 //   prefill the extension sends REST_MS after the cursor stops (vffn/prefill, versatileffn.prefillOnRest)
 //   and rests of 1, 2 and 5 s. The caches are emptied before every place.
+//   "Ghost text shown" is when the completion's first line came (CompletePartial: the extension shows
+//   it while the rest is generated), else the whole completion.
 // - returning: a completion at place A, one at place B (another file), then back at A with one more
 //   character typed (another file and back; VS Code puts the cursor where it was), with one KV cache
 //   per model and with the default slots (kvSlots.ts).
@@ -29,6 +31,8 @@ const REST_OF: Record<Mode, number | null> = { 'no prefill': null, 'rest 1 s': 1
 
 interface Run {
   mode: Mode; file: string; firstTokenMs: number; totalMs: number; promptTokens: number; reusedTokens: number;
+  /** When the extension can show ghost text: the first line (CompletePartial) when it comes before the whole completion. */
+  shownMs: number;
   prefill: Pick<PrefillResult, 'state' | 'readTokens' | 'prefillMs'> | null;
 }
 
@@ -55,11 +59,13 @@ async function arriveAndType(engine: Engine, s: Sample, mode: Mode, id: string):
     prefill = engine.prefill(placeParams(s.prefix, s.suffix, `${id}-p`));
     await sleep(rest - REST_MS);
   }
-  const r: CompleteResult = await engine.complete(placeParams(typedOne.prefix, typedOne.suffix, id));
+  let firstLineMs: number | null = null;
+  const r: CompleteResult = await engine.complete(placeParams(typedOne.prefix, typedOne.suffix, id), undefined, (p) => { firstLineMs = p.elapsedMs; });
   if (r.error) throw new Error(`${s.file}: ${r.error}`);
   const p = prefill ? await prefill : null;
   return {
     mode, file: path.relative(repoRoot(), s.file), firstTokenMs: r.timings.firstTokenMs, totalMs: r.timings.totalMs,
+    shownMs: firstLineMs ?? r.timings.totalMs,
     promptTokens: r.timings.promptTokens, reusedTokens: r.timings.reusedTokens,
     prefill: p && { state: p.state, readTokens: p.readTokens, prefillMs: p.prefillMs },
   };
@@ -132,6 +138,7 @@ function summarize(mode: Mode, runs: Run[]) {
   return {
     mode, places: runs.length,
     firstTokenP50: roundedPercentile(runs.map((r) => r.firstTokenMs), 50), firstTokenP95: roundedPercentile(runs.map((r) => r.firstTokenMs), 95),
+    shownP50: roundedPercentile(runs.map((r) => r.shownMs), 50), shownP95: roundedPercentile(runs.map((r) => r.shownMs), 95),
     totalP50: roundedPercentile(runs.map((r) => r.totalMs), 50), totalP95: roundedPercentile(runs.map((r) => r.totalMs), 95),
     promptTokensP50: roundedPercentile(runs.map((r) => r.promptTokens), 50),
     reusedShareP50: roundedPercentile(runs.map(cachedPercent), 50),
@@ -141,7 +148,7 @@ function summarize(mode: Mode, runs: Run[]) {
 
 function toMarkdown(j: { date: string; machine: string; loadAverageAtStart: number[]; model: string; promptBudget: number; samples: number;
   restMs: number; maxTokens: number; maxTimeMs: number; summary: ReturnType<typeof summarize>[]; returning: ReturnType<typeof summarizeReturns>[] }): string {
-  const rows = j.summary.map((s) => `| ${s.mode} | ${s.places} | ${s.firstTokenP50} / ${s.firstTokenP95} ms | ${s.totalP50} / ${s.totalP95} ms `
+  const rows = j.summary.map((s) => `| ${s.mode} | ${s.places} | ${s.firstTokenP50} / ${s.firstTokenP95} ms | ${s.shownP50} / ${s.shownP95} ms | ${s.totalP50} / ${s.totalP95} ms `
     + `| ${s.reusedShareP50}% of ${s.promptTokensP50} | ${s.mode === 'no prefill' ? '–' : `${s.prefillsRead} of ${s.places}`} |`);
   return [
     `# The first completion at a place the cursor moves to, ${j.date}`, '',
@@ -150,9 +157,10 @@ function toMarkdown(j: { date: string; machine: string; loadAverageAtStart: numb
     '## Arriving: reading the prompt while the cursor rests', '',
     `${j.samples} places in the repository's own files (the caches emptied before each); the cursor arrives, rests, one character is typed; `
       + `the completion (at most ${j.maxTokens} tokens, ${j.maxTimeMs} ms to generate, as the extension sends it) measured from its arrival in the engine. `
-      + `The prefill leaves ${j.restMs} ms after the cursor stops.`, '',
-    '| mode | places | first token p50 / p95 | whole completion p50 / p95 | prompt cached when it arrived (median) | prefills that read the whole prompt |',
-    '|---|---|---|---|---|---|',
+      + `The prefill leaves ${j.restMs} ms after the cursor stops. Ghost text shown: when the completion's first line came `
+      + '(the extension shows it while the rest is generated), else the whole completion.', '',
+    '| mode | places | first token p50 / p95 | ghost text shown p50 / p95 | whole completion p50 / p95 | prompt cached when it arrived (median) | prefills that read the whole prompt |',
+    '|---|---|---|---|---|---|---|',
     ...rows, '',
     '## Returning: another file and back', '',
     'A completion at place A, one at place B (the next sample, another file), then one at A with one more character typed; '

@@ -105,3 +105,20 @@ test('a prefill at the resting cursor: the first completion after a typed charac
   assert.equal(warm.completion, cold.completion);
   assert.match(warm.completion, /^pi \* radius/);
 });
+
+// A multi-line completion's first line is handed out as soon as it is generated (the extension shows
+// it while the rest comes); it is the whole completion's first line, cleaned by the same rules.
+test('a multi-line completion sends its first line first: the constructor\'s first assignment, then both', { skip }, async () => {
+  const parts: { completion: string; elapsedMs: number }[] = [];
+  const r = await engine.complete(
+    { requestId: 'lines', languageId: 'python', prefix: 'class Point:\n    def __init__(self, x, y):\n', suffix: '\n', maxTokens: 32, maxTimeMs: 60_000 },
+    undefined, (p) => parts.push(p));
+  assert.equal(r.completion, '        self.x = x\n        self.y = y', JSON.stringify({ completion: r.completion, stop: r.stopReason }));
+  assert.deepEqual(parts.map((p) => p.completion), ['        self.x = x']);
+  assert.ok(parts[0].elapsedMs < r.timings.totalMs);
+  // Code after the cursor makes it a single line: no partial.
+  const single: unknown[] = [];
+  await engine.complete({ requestId: 'one', languageId: 'python', prefix: 'def add(a, b):\n    return ', suffix: ' # sum\n', maxTokens: 32, maxTimeMs: 60_000 },
+    undefined, (p) => single.push(p));
+  assert.deepEqual(single, []);
+});

@@ -9,7 +9,8 @@ import {
   ProtocolConnection, ShutdownRequest, StreamMessageReader, StreamMessageWriter,
 } from 'vscode-languageserver-protocol/node';
 import {
-  BackendInitOptions, CompleteParams, CompleteRequest, CompleteResult, CompletionTelemetryNotification, ListModelsRequest,
+  BackendInitOptions, CompleteParams, CompletePartial, CompletePartialProgress, CompleteRequest, CompleteResult,
+  CompletionTelemetryNotification, ListModelsRequest,
   ProviderStatusRequest, SetProviderRequest, StatsRequest, StatusNotification, StatusParams, SwitchModelRequest,
 } from '../../../common/protocol';
 import { copyModel, MODELS, REPO, TINY } from './helpers';
@@ -79,6 +80,35 @@ test('$/cancelRequest ends a running request with an empty, cancelled result', a
   const r = await p;
   assert.equal(r.stopReason, 'cancelled');
   assert.equal(r.completion, '');
+});
+
+// A multi-line place (nothing after the cursor) where the tiny model writes a line break within 48 tokens.
+const MULTI_LINE_PREFIX = "` positions before the\n   * guess), and leaves the logits of the last kept position for the next pick. `routingAt`: the run\n"
+  + "   * position of the guess's first token.\n   */\n"
+  + '  private keepGuessed(r: StepResult, guess: readonly number[], routingAt: number, cachedBeforeGuess: number): GeneratedToken[] {\n';
+
+test('with a partialResultToken, a multi-line completion\'s first line comes as $/progress before the result', async () => {
+  const parts: { value: CompletePartial; at: number }[] = [];
+  const progress = conn.onProgress(CompletePartialProgress, 'first-line', (value) => parts.push({ value, at: Date.now() }));
+  const r = await conn.sendRequest(CompleteRequest, req({
+    requestId: 'multi', prefix: MULTI_LINE_PREFIX, suffix: '', languageId: 'typescript', maxTokens: 48, partialResultToken: 'first-line',
+  }));
+  const resultAt = Date.now();
+  progress.dispose();
+  assert.ok(r.completion.includes('\n'), `the pinned prompt gives a multi-line completion: ${JSON.stringify(r.completion)}`);
+  assert.equal(parts.length, 1, 'one partial per request');
+  const [{ value, at }] = parts;
+  assert.equal(value.requestId, 'multi');
+  assert.equal(value.model, 'tiny-test');
+  assert.equal(value.completion, r.completion.slice(0, r.completion.indexOf('\n')), 'the partial is the whole completion\'s first line');
+  assert.ok(at <= resultAt && value.elapsedMs <= r.timings.totalMs);
+  // Without a token, or at a single-line place (code after the cursor), no partial is sent.
+  const quiet = conn.onProgress(CompletePartialProgress, 'single', () => assert.fail('no partial at a single-line place'));
+  await conn.sendRequest(CompleteRequest, req({
+    requestId: 'single', prefix: MULTI_LINE_PREFIX, suffix: 'return kept;\n', languageId: 'typescript', maxTokens: 48, partialResultToken: 'single',
+  }));
+  await new Promise((res) => setTimeout(res, 50));
+  quiet.dispose();
 });
 
 test('a request that fails (10 MB binary document, bad params) gets an error result and the server stays up', async () => {

@@ -19,6 +19,19 @@ test('max tokens and max time', () => {
   assert.deepEqual(rules('a', '', { maxTimeMs: 50, startedAt: 100 }).check(step('ab', { now: 151 })), { reason: 'max_time', keepChars: 2 });
 });
 
+test('a multi-line completion cut short by a limit ends at its last whole line; a single line or an unfinished first line is kept whole', () => {
+  const body = '    def __init__(self, x, y):\n        ';
+  const late = { maxTimeMs: 50, startedAt: 100 };
+  assert.deepEqual(rules(body, '\n', late).check(step('self.x = x\n        self.y =', { now: 151 })), { reason: 'max_time', keepChars: 10 });
+  assert.deepEqual(rules(body, '\n', { maxTokens: 9 }).check(step('self.x = x\n        self.y =', { count: 9 })), { reason: 'max_tokens', keepChars: 10 });
+  // Only the first line, not finished: kept (it is all there is).
+  assert.deepEqual(rules(body, '\n', late).check(step('self.x =', { now: 151 })), { reason: 'max_time', keepChars: 8 });
+  // A line break before any text is no whole line to keep.
+  assert.deepEqual(rules('if x:', '\n', late).check(step('\n    retu', { now: 151 })), { reason: 'max_time', keepChars: 9 });
+  // Code after the cursor: one line, kept as it is.
+  assert.deepEqual(rules('f(', 'y)\n', late).check(step('x, ', { now: 151 })), { reason: 'max_time', keepChars: 3 });
+});
+
 test('text after the cursor on its line: stop at the first newline', () => {
   const r = rules('foo(', ')\nnext');
   assert.ok(r.singleLine);
