@@ -268,6 +268,21 @@ for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]
   process.once(signal, () => process.exit(code)); // runs the 'exit' cleanup above
 }
 
+/** The "VersatileFFN" output channel as VS Code writes it to the profile's log folder (backend lines included). */
+export function extensionLog(profile: Profile): string {
+  const found: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('VersatileFFN.log')) found.push(p);
+    }
+  };
+  const logs = path.join(profile.userDataDir, 'logs');
+  if (fs.existsSync(logs)) walk(logs);
+  return found.map((f) => fs.readFileSync(f, 'utf8')).join('\n');
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }

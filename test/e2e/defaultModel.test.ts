@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Page } from 'playwright-core';
-import { REPO, createProfile, hardStop, removeProfile, sleep, startCodeServer, type CodeServer, type Profile } from './codeServer';
+import { REPO, createProfile, extensionLog, hardStop, removeProfile, sleep, startCodeServer, type CodeServer, type Profile } from './codeServer';
 import { ghostText, openFile, openWorkbench, screenshot, statusText, waitForGhostText, waitForReady, type Workbench } from './browser';
 
 const ARTIFACTS = path.join(process.env.VFFN_E2E_ARTIFACTS ?? path.join(REPO, 'test-results', 'e2e'), 'default-model');
@@ -66,20 +66,8 @@ test('the real default model completes `return ` in add(a, b) with a + b as ghos
   }
 });
 
-/** The "VersatileFFN" output channel as VS Code writes it to its log folder. */
-function outputLog(): string {
-  const found: string[] = [];
-  const walk = (dir: string) => {
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.name.endsWith('VersatileFFN.log')) found.push(p);
-    }
-  };
-  const logs = path.join(profile!.userDataDir, 'logs');
-  if (fs.existsSync(logs)) walk(logs);
-  return found.map((f) => fs.readFileSync(f, 'utf8')).join('\n');
-}
+/** The extension's output channel in this run's profile. */
+const outputLog = () => extensionLog(profile!);
 
 // VS Code shows nothing until a provider returns, and the 1 s generation limit often ends a multi-line
 // completion: its first line is shown as soon as the backend has it, and the ghost text grows to the

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Frame, Page } from 'playwright-core';
 import {
-  REPO, commandLine, createProfile, descendants, hardStop, removeProfile, sleep, startCodeServer,
+  REPO, commandLine, createProfile, descendants, extensionLog, hardStop, removeProfile, sleep, startCodeServer,
   type CodeServer, type Profile,
 } from './codeServer';
 import {
@@ -222,20 +222,8 @@ test('Tab accepts the ghost text into the document', { timeout: 60_000 }, async 
   });
 });
 
-/** The "VersatileFFN" output channel as VS Code writes it to its log folder (backend lines included). */
-function outputLog(): string {
-  const found: string[] = [];
-  const walk = (dir: string) => {
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.name.endsWith('VersatileFFN.log')) found.push(p);
-    }
-  };
-  const logs = path.join(profile!.userDataDir, 'logs');
-  if (fs.existsSync(logs)) walk(logs);
-  return found.map((f) => fs.readFileSync(f, 'utf8')).join('\n');
-}
+/** The extension's output channel in this run's profile. */
+const outputLog = () => extensionLog(profile!);
 
 const PREFILL_LINE = /prefill p\d+-\w+: read (\d+) of (\d+) prompt tokens in \d+ ms \((\w+)\)/g;
 
