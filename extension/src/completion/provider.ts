@@ -102,6 +102,8 @@ export class InlineProvider implements vscode.InlineCompletionItemProvider {
       if (!result) return undefined;
       const roundTripMs = Date.now() - sent;
       this.deps.onResult(result, roundTripMs);
+      // Ended by a newer request or a cancellation: no answer, not an empty one (showRestLater must not hide the newer one's).
+      if (result.stopReason === 'cancelled' || result.stopReason === 'superseded') return undefined;
       if (result.error) {
         this.deps.log(`complete ${requestId}: backend error: ${result.error}`);
         return undefined;
