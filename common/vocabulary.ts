@@ -25,11 +25,12 @@ export function isProviderPreference(v: unknown): v is (typeof PROVIDER_PREFEREN
 /**
  * The stages and counts of one request (protocol.ts `Timings` has exactly these keys):
  * queueMs (waiting for the engine), tokenizeMs (prompt assembly), prefillMs, firstTokenMs (from
- * arrival to the first generated token), decodeMs, postprocessMs, totalMs; promptTokens,
+ * arrival to the first generated token), firstLineMs (from arrival to the first line sent ahead of a
+ * multi-line completion, CompletePartial; 0 when none was), decodeMs, postprocessMs, totalMs; promptTokens,
  * reusedTokens (prompt tokens served from the KV cache), generatedTokens.
  */
 export const TIMING_KEYS = [
-  'queueMs', 'tokenizeMs', 'prefillMs', 'firstTokenMs', 'decodeMs', 'postprocessMs', 'totalMs',
+  'queueMs', 'tokenizeMs', 'prefillMs', 'firstTokenMs', 'firstLineMs', 'decodeMs', 'postprocessMs', 'totalMs',
   'promptTokens', 'reusedTokens', 'generatedTokens',
 ] as const;
 export type TimingKey = (typeof TIMING_KEYS)[number];

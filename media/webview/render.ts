@@ -221,6 +221,8 @@ function renderTimeline(run: InspectedRun): HTMLElement {
   const list = el('ul', { class: 'legend' });
   for (const s of stages) list.append(el('li', { 'data-stage': s.key }, el('span', { class: `dot seg-${s.key}` }), `${s.label} ${ms(s.value)}`));
   list.append(el('li', { 'data-stage': 'firstToken' }, `first token at ${ms(t.firstTokenMs)}`));
+  // A multi-line completion's first line, shown as ghost text before the rest came.
+  if (t.firstLineMs > 0) list.append(el('li', { 'data-stage': 'firstLine' }, `first line shown at ${ms(t.firstLineMs)}`));
   box.append(list);
   const speed = t.decodeMs > 0 && t.generatedTokens > 1 ? `${Math.round(((t.generatedTokens - 1) * 1000) / t.decodeMs)} tok/s` : '—';
   box.append(el('p', { class: 'muted' }, `${ms(total)} in all · backend ${ms(t.totalMs)} · prompt ${t.promptTokens} tokens (${t.reusedTokens} reused from cache) · generated ${t.generatedTokens} · ${speed}`));

@@ -152,6 +152,7 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
     return post;
   };
   let partialSent = !onPartial || rules.singleLine;
+  let firstLineMs = 0;
   const tokens: GeneratedToken[] = [];
   const ids: number[] = [];
   let text = '';
@@ -182,7 +183,10 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
       if (!partialSent && firstLineEnd(text) >= 0) {
         partialSent = true;
         const first = finish(text.slice(0, firstLineEnd(text))).text;
-        if (first.trim() !== '') onPartial!({ requestId: params.requestId, model: m.name, completion: first, elapsedMs: ms(performance.now() - ctl.arrivedAt) });
+        if (first.trim() !== '') {
+          firstLineMs = ms(performance.now() - ctl.arrivedAt);
+          onPartial!({ requestId: params.requestId, model: m.name, completion: first, elapsedMs: firstLineMs });
+        }
       }
     }
   }
@@ -210,6 +214,7 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
       tokenizeMs: ms(t1 - t0),
       prefillMs: ms(t2 - t1),
       firstTokenMs: ms((tokens[0]?.pickedAt ?? t3) - ctl.arrivedAt),
+      firstLineMs,
       decodeMs: ms(t3 - (tokens[0]?.pickedAt ?? t3)),
       postprocessMs: ms(t4 - t3),
       totalMs: ms(performance.now() - ctl.arrivedAt),

@@ -102,6 +102,7 @@ test('with a partialResultToken, a multi-line completion\'s first line comes as 
   assert.equal(value.model, 'tiny-test');
   assert.equal(value.completion, r.completion.slice(0, r.completion.indexOf('\n')), 'the partial is the whole completion\'s first line');
   assert.ok(at <= resultAt && value.elapsedMs <= r.timings.totalMs);
+  assert.equal(r.timings.firstLineMs, value.elapsedMs, 'the result\'s timings say when the first line went out');
   // Without a token, or at a single-line place (code after the cursor), no partial is sent.
   const quiet = conn.onProgress(CompletePartialProgress, 'single', () => assert.fail('no partial at a single-line place'));
   await conn.sendRequest(CompleteRequest, req({
