@@ -1,0 +1,45 @@
+"""
+Exports the upcycled model at another point of routing.json's curve (an experiment: the shipped
+build uses the file's chosen thresholds), the way build.py exports the shipped graph (same weights
+recipe, head, context), into the cache beside the shipped build, and prints the folder:
+
+    python models/toolchain/upcycle/export_point.py --point 0.2/0.6
+    python models/toolchain/eval_engine.py --model FOLDER --fim-cases 500 --seed 4321 --prompt-tokens 1024 --out …
+
+Needs a set-up that has run (the converted weights and GPTQ file are reused from the cache). A later
+set-up prunes the folder (build.py prune), as it does every earlier build.
+"""
+import argparse
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import build  # noqa: E402
+from head import HEAD_FILE, read_head  # noqa: E402
+from routing_file import load_routing  # noqa: E402
+from source import default_cache, fetch_gguf  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--point", required=True, help="gate_skip/down_skip of a point on routing.json's curve")
+    ap.add_argument("--cache", default=None, help="default: $VFFN_CACHE or ~/.cache/versatileffn")
+    args = ap.parse_args()
+    gate, down = (float(x) for x in args.point.split("/"))
+    cache = args.cache or default_cache()
+    doc = load_routing(build.ROUTING, 24, 4864)
+    point = next((p for p in doc["curve"] if abs(p["gate_skip"] - gate) < 1e-9 and abs(p["down_skip"] - down) < 1e-9), None)
+    if point is None:
+        sys.exit(f"error: no point {args.point} on the curve: {[(p['gate_skip'], p['down_skip']) for p in doc['curve']]}")
+    doc = {**doc, "gate_thresholds": point["gate_thresholds"], "down_thresholds": point["down_thresholds"],
+           "gate_skip": gate, "down_skip": down}
+    conv = build.convert_step(fetch_gguf(cache, print), cache, print)
+    quantized = build.quantize_step(conv, cache, build.WEIGHTS_DTYPE, print)
+    print(build.export_step(conv, "upcycled", doc, read_head(HEAD_FILE, 151936), cache, f"point-{gate}-{down}", print,
+                            build.WEIGHTS_DTYPE, quantized))
+
+
+if __name__ == "__main__":
+    main()
