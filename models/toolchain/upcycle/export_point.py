@@ -25,11 +25,12 @@ from source import default_cache, fetch_gguf  # noqa: E402
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--point", required=True, help="gate_skip/down_skip of a point on routing.json's curve")
+    ap.add_argument("--routing", default=build.ROUTING, help="a routing file whose curve has the point (default: the committed one)")
     ap.add_argument("--cache", default=None, help="default: $VFFN_CACHE or ~/.cache/versatileffn")
     args = ap.parse_args()
     gate, down = (float(x) for x in args.point.split("/"))
     cache = args.cache or default_cache()
-    doc = load_routing(build.ROUTING, 24, 4864)
+    doc = load_routing(args.routing, 24, 4864)
     point = next((p for p in doc["curve"] if abs(p["gate_skip"] - gate) < 1e-9 and abs(p["down_skip"] - down) < 1e-9), None)
     if point is None:
         sys.exit(f"error: no point {args.point} on the curve: {[(p['gate_skip'], p['down_skip']) for p in doc['curve']]}")
@@ -37,7 +38,7 @@ def main():
            "gate_skip": gate, "down_skip": down}
     conv = build.convert_step(fetch_gguf(cache, print), cache, print)
     quantized = build.quantize_step(conv, cache, build.WEIGHTS_DTYPE, print)
-    print(build.export_step(conv, "upcycled", doc, read_head(HEAD_FILE, 151936), cache, f"point-{gate}-{down}", print,
+    print(build.export_step(conv, "upcycled", doc, read_head(HEAD_FILE, 151936), cache, f"point-{gate}-{down}-{doc['sha256'][:8]}", print,
                             build.WEIGHTS_DTYPE, quantized))
 
 
