@@ -11,7 +11,8 @@ the completion's first line against the case's line, indentation ignored.
 
 --prompt-tokens fixes the engine's prompt budget (VFFN_MAX_PROMPT_TOKENS) so both evaluations
 see prompts of the same size (evaluate.py --fim-context 384 with 48 new tokens: 333).
---reference pairs the result case by case with an evaluate.py report on the same cases.
+--reference pairs the result case by case with a report on the same cases: evaluate.py's, or another
+run of this script (the dense source through the engine, say).
 Writes PREFIX.json, PREFIX.md and PREFIX.fim.jsonl. Resumable: cases already in
 PREFIX.fim.jsonl are not run again.
 """
@@ -66,6 +67,21 @@ def run_engine(model: str, cases: list[dict], max_new: int, prompt_tokens: int, 
     proc.wait(timeout=120)
 
 
+def reference_lines(prefix: str) -> tuple[str, str, dict]:
+    """The first line each case got in a reference report on the same cases: an evaluate.py report
+    (rows with `completions` by model) or another run of this script (rows with the engine's `completion`,
+    e.g. the dense source through the engine). Returns (model, which tool, {case id: line})."""
+    rows = rows_by_id(prefix + ".fim.jsonl")
+    if not rows:
+        raise SystemExit(f"{prefix}.fim.jsonl: no such report (or empty)")
+    first = next(iter(rows.values()))
+    if "completions" in first:
+        name = next(iter(first["completions"]))
+        return name, "evaluate.py", {i: r["completions"][name] for i, r in rows.items()}
+    meta = json.load(open(prefix + ".json")) if os.path.exists(prefix + ".json") else {}
+    return meta.get("model", os.path.basename(prefix)), "the engine", {i: first_line(r["completion"]) for i, r in rows.items()}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="model folder the engine loads")
@@ -74,7 +90,7 @@ def main(argv=None) -> None:
     ap.add_argument("--max-new", type=int, default=48)
     ap.add_argument("--prompt-tokens", type=int, default=333)
     ap.add_argument("--val", default=os.path.join(REPO, "models", "work", "corpus", "val.jsonl"))
-    ap.add_argument("--reference", help="an evaluate.py report prefix on the same cases, to pair with")
+    ap.add_argument("--reference", help="a report prefix on the same cases (evaluate.py's or this script's), to pair with")
     ap.add_argument("--out", required=True, help="report prefix (PREFIX.json, .md, .fim.jsonl)")
     args = ap.parse_args(argv)
 
@@ -96,14 +112,13 @@ def main(argv=None) -> None:
               "errors": sum(1 for r in rows if r.get("error")), "seconds_this_run": round(time.time() - t0),
               "fim": fim_summary(rows, [r["language"] for r in rows])}
     if args.reference:
-        ref = {json.loads(line)["id"]: json.loads(line) for line in open(args.reference + ".fim.jsonl", encoding="utf-8")}
-        name = next(iter(next(iter(ref.values()))["completions"]))
-        ref_exact = [ref[c["id"]]["completions"][name].strip() == c["middle"].strip() for c in cases]
+        name, kind, ref_line = reference_lines(args.reference)
+        ref_exact = [ref_line[c["id"]].strip() == c["middle"].strip() for c in cases]
         eng = [r["exact"] for r in rows]
         pairs = paired(eng, ref_exact)
-        report["reference"] = {"report": args.reference, "model": name, "exact": sum(ref_exact),
+        report["reference"] = {"report": args.reference, "model": name, "kind": kind, "exact": sum(ref_exact),
                                "only_engine": pairs["only_first"], "only_reference": pairs["only_second"],
-                               "same_line": sum(first_line(r["completion"]).strip() == ref[c["id"]]["completions"][name].strip()
+                               "same_line": sum(first_line(r["completion"]).strip() == ref_line[c["id"]].strip()
                                                 for r, c in zip(rows, cases))}
     atomic_write_text(args.out + ".json", json.dumps(report, indent=2) + "\n")
     o = report["fim"]["overall"]
@@ -116,8 +131,8 @@ def main(argv=None) -> None:
             md.append(f"- {lang}: {round(x['exact'] * x['n'])}/{x['n']}")
     if "reference" in report:
         r = report["reference"]
-        md.append(f"- evaluate.py on the same cases ({r['model']}): {r['exact']}/{o['n']}; right only through the engine "
-                  f"{r['only_engine']}, only in evaluate.py {r['only_reference']}; same first line {r['same_line']}/{o['n']}")
+        md.append(f"- {r['kind']} on the same cases ({r['model']}): {r['exact']}/{o['n']}; right only here "
+                  f"{r['only_engine']}, only there {r['only_reference']}; same first line {r['same_line']}/{o['n']}")
     atomic_write_text(args.out + ".md", "\n".join(md) + "\n")
     print("\n".join(md))
 
