@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import build  # noqa: E402
 from head import HEAD_FILE, read_head  # noqa: E402
-from routing_file import load_routing  # noqa: E402
+from routing_file import RoutingFileError, curve_point, load_routing  # noqa: E402
 from source import default_cache, fetch_gguf  # noqa: E402
 
 
@@ -28,17 +28,17 @@ def main():
     ap.add_argument("--routing", default=build.ROUTING, help="a routing file whose curve has the point (default: the committed one)")
     ap.add_argument("--cache", default=None, help="default: $VFFN_CACHE or ~/.cache/versatileffn")
     args = ap.parse_args()
-    gate, down = (float(x) for x in args.point.split("/"))
     cache = args.cache or default_cache()
-    doc = load_routing(args.routing, 24, 4864)
-    point = next((p for p in doc["curve"] if abs(p["gate_skip"] - gate) < 1e-9 and abs(p["down_skip"] - down) < 1e-9), None)
-    if point is None:
-        sys.exit(f"error: no point {args.point} on the curve: {[(p['gate_skip'], p['down_skip']) for p in doc['curve']]}")
+    try:
+        doc = load_routing(args.routing, 24, 4864)
+        point = curve_point(doc, args.point)
+    except RoutingFileError as e:
+        sys.exit(f"error: {e}")
     doc = {**doc, "gate_thresholds": point["gate_thresholds"], "down_thresholds": point["down_thresholds"],
-           "gate_skip": gate, "down_skip": down}
+           "gate_skip": point["gate_skip"], "down_skip": point["down_skip"]}
     conv = build.convert_step(fetch_gguf(cache, print), cache, print)
     quantized = build.quantize_step(conv, cache, build.WEIGHTS_DTYPE, print)
-    print(build.export_step(conv, "upcycled", doc, read_head(HEAD_FILE, 151936), cache, f"point-{gate}-{down}-{doc['sha256'][:8]}", print,
+    print(build.export_step(conv, "upcycled", doc, read_head(HEAD_FILE, 151936), cache, f"point-{args.point.replace('/', '-')}-{doc['sha256'][:8]}", print,
                             build.WEIGHTS_DTYPE, quantized))
 
 

@@ -35,6 +35,7 @@ from evaluate import (build_prompt, encode, greedy_line, load_tokenizer, load_va
                       select_fim_cases, specials_of, wilson)
 from measure import paired  # noqa: E402
 from model import rope_tables  # noqa: E402
+from routing_file import RoutingFileError, curve_point  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(TOOLCHAIN, "..", ".."))
 RULES = ("dense", "thresholds", "oracle")
@@ -103,11 +104,10 @@ def main(argv=None) -> int:
     asked = ["dense", *[r for r in RULES[1:] if r in args.rules.split(",")]]
     if args.threads:
         torch.set_num_threads(args.threads)
-    gate_skip, down_skip = (float(x) for x in args.point.split("/"))
-    curve = json.load(open(args.routing))["curve"]
-    point = next((p for p in curve if abs(p["gate_skip"] - gate_skip) < 1e-9 and abs(p["down_skip"] - down_skip) < 1e-9), None)
-    if point is None:
-        raise SystemExit(f"no point {args.point} on {args.routing}'s curve: {[(p['gate_skip'], p['down_skip']) for p in curve]}")
+    try:
+        point = curve_point(json.load(open(args.routing)), args.point)
+    except RoutingFileError as e:
+        raise SystemExit(f"{args.routing}: {e}") from None
     tok = load_tokenizer(os.path.join(args.weights, "tokenizer.json"))
     sp = specials_of(tok)
     cases = select_fim_cases(load_val_docs(args.val), args.fim_cases, args.seed)

@@ -44,3 +44,12 @@ def load_routing(path: str, n_layer: int, d_ff: int) -> dict:
     if not all(isinstance(x, (int, float)) and 0 <= x < 1e3 for x in t + d):
         raise RoutingFileError(f"{path}: thresholds must be finite, non-negative numbers")
     return doc
+
+
+def curve_point(doc: dict, point: str) -> dict:
+    """The point "gate_skip/down_skip" (e.g. "0.2/0.6") of a routing file's measured curve."""
+    gate, down = (float(x) for x in point.split("/"))
+    for p in doc.get("curve", []):
+        if abs(p["gate_skip"] - gate) < 1e-9 and abs(p["down_skip"] - down) < 1e-9:
+            return p
+    raise RoutingFileError(f"no point {point} on the curve: {[(p['gate_skip'], p['down_skip']) for p in doc.get('curve', [])]}")
