@@ -11,7 +11,7 @@ import { postprocess } from './postprocess';
 import { buildPrompt, defaultBudget } from './prompt';
 import { observePrefill } from './promptBudget';
 import type { JobControl } from './scheduler';
-import { StopRules } from './stops';
+import { type StopDecision, StopRules } from './stops';
 import { healingProcessor, promptToRun } from './tokenHealing';
 import { computeCost, computeShape, ms, probAndEntropy, summarizeCompute } from './telemetry';
 
@@ -158,7 +158,7 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
   let text = '';
   let stop: StopReason = 'max_tokens';
   let keepChars = 0;
-  let lowConfidenceCut = false;
+  let trim: StopDecision['trim'];
   let stopped = false;
   while (!stopped) {
     const early = ended();
@@ -175,14 +175,15 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
       if (d) {
         stop = d.reason;
         keepChars = d.keepChars;
-        lowConfidenceCut = d.reason === 'low_confidence';
+        trim = d.trim;
         generator.finish();
         stopped = true;
         break;
       }
-      if (!partialSent && firstLineEnd(text) >= 0) {
+      const lineEnd = partialSent ? -1 : firstLineEnd(text);
+      if (lineEnd >= 0) {
         partialSent = true;
-        const first = finish(text.slice(0, firstLineEnd(text))).text;
+        const first = finish(text.slice(0, lineEnd)).text;
         if (first.trim() !== '') {
           firstLineMs = ms(performance.now() - ctl.arrivedAt);
           onPartial!({ requestId: params.requestId, model: m.name, completion: first, elapsedMs: firstLineMs });
@@ -195,10 +196,7 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
   if (early) return early;
 
   const post = finish(text.slice(0, keepChars));
-  if (lowConfidenceCut && keepChars < text.length) post.trimmed.unshift({ rule: 'low_confidence', removedText: text.slice(keepChars) });
-  if ((stop === 'max_time' || stop === 'max_tokens') && keepChars < text.length) {
-    post.trimmed.unshift({ rule: 'unfinished_line', removedText: text.slice(keepChars) });
-  }
+  if (trim && keepChars < text.length) post.trimmed.unshift({ rule: trim, removedText: text.slice(keepChars) });
   const t4 = performance.now();
 
   const generated = tokens.filter((t) => !t.isStop);

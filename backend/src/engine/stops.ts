@@ -1,5 +1,5 @@
 // Stop rules: decide after each generated token whether generation ends and how much text is kept.
-import type { StopReason } from '../../../common/protocol';
+import type { StopReason, TrimInfo } from '../../../common/protocol';
 
 export interface StopContext {
   prefix: string;
@@ -14,6 +14,8 @@ export interface StopDecision {
   reason: StopReason;
   /** How many characters of the generated text to keep. */
   keepChars: number;
+  /** The rule the text cut off is reported under (the inspector's trims), for a stop that cuts written text as a trim. */
+  trim?: TrimInfo['rule'];
 }
 
 export interface TokenStep {
@@ -54,7 +56,7 @@ export class StopRules {
   check(step: TokenStep): StopDecision | null {
     if (step.isStop) return { reason: 'eot', keepChars: step.prevLength };
     if (this.ctx.confidenceCutoff > 0 && step.prob < this.ctx.confidenceCutoff) {
-      return { reason: 'low_confidence', keepChars: step.prevLength };
+      return { reason: 'low_confidence', keepChars: step.prevLength, trim: 'low_confidence' };
     }
     const text = step.text;
     if (this.singleLine) {
@@ -69,8 +71,8 @@ export class StopRules {
     if (repeat !== null) return { reason: 'suffix_repeat', keepChars: repeat };
     const loop = repeatingTailAt(text);
     if (loop !== null) return { reason: 'repetition', keepChars: loop };
-    if (step.count >= this.ctx.maxTokens) return { reason: 'max_tokens', keepChars: this.wholeLinesEnd(text) };
-    if (step.now - this.ctx.startedAt >= this.ctx.maxTimeMs) return { reason: 'max_time', keepChars: this.wholeLinesEnd(text) };
+    if (step.count >= this.ctx.maxTokens) return this.cutAtLimit('max_tokens', text);
+    if (step.now - this.ctx.startedAt >= this.ctx.maxTimeMs) return this.cutAtLimit('max_time', text);
     return null;
   }
 
@@ -79,10 +81,10 @@ export class StopRules {
    * half-written last line such as `self.y =` is not code to insert, and the whole lines before it
    * still are); a single line, or a first line not finished yet, whole.
    */
-  private wholeLinesEnd(text: string): number {
-    if (this.singleLine) return text.length;
-    const end = text.lastIndexOf('\n');
-    return end >= 0 && text.slice(0, end).trim() !== '' ? end : text.length;
+  private cutAtLimit(reason: 'max_tokens' | 'max_time', text: string): StopDecision {
+    const end = this.singleLine ? -1 : text.lastIndexOf('\n');
+    if (end < 0 || text.slice(0, end).trim() === '') return { reason, keepChars: text.length };
+    return { reason, keepChars: end, trim: 'unfinished_line' };
   }
 
   /**

@@ -22,8 +22,8 @@ test('max tokens and max time', () => {
 test('a multi-line completion cut short by a limit ends at its last whole line; a single line or an unfinished first line is kept whole', () => {
   const body = '    def __init__(self, x, y):\n        ';
   const late = { maxTimeMs: 50, startedAt: 100 };
-  assert.deepEqual(rules(body, '\n', late).check(step('self.x = x\n        self.y =', { now: 151 })), { reason: 'max_time', keepChars: 10 });
-  assert.deepEqual(rules(body, '\n', { maxTokens: 9 }).check(step('self.x = x\n        self.y =', { count: 9 })), { reason: 'max_tokens', keepChars: 10 });
+  assert.deepEqual(rules(body, '\n', late).check(step('self.x = x\n        self.y =', { now: 151 })), { reason: 'max_time', keepChars: 10, trim: 'unfinished_line' });
+  assert.deepEqual(rules(body, '\n', { maxTokens: 9 }).check(step('self.x = x\n        self.y =', { count: 9 })), { reason: 'max_tokens', keepChars: 10, trim: 'unfinished_line' });
   // Only the first line, not finished: kept (it is all there is).
   assert.deepEqual(rules(body, '\n', late).check(step('self.x =', { now: 151 })), { reason: 'max_time', keepChars: 8 });
   // A line break before any text is no whole line to keep.
@@ -91,7 +91,7 @@ test('short suffix lines like } only count with the same indentation', () => {
 
 test('low-confidence cut drops the token', () => {
   const r = rules('x', '', { confidenceCutoff: 0.2 });
-  assert.deepEqual(r.check(step('abc', { prob: 0.1, prevLength: 2 })), { reason: 'low_confidence', keepChars: 2 });
+  assert.deepEqual(r.check(step('abc', { prob: 0.1, prevLength: 2 })), { reason: 'low_confidence', keepChars: 2, trim: 'low_confidence' });
   assert.equal(r.check(step('abc', { prob: 0.3 })), null);
 });
 
