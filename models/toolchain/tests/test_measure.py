@@ -87,3 +87,40 @@ def test_card_shows_the_order_and_the_dense_folder_beside_the_upcycled_one():
     assert "scores 25.0%: 30 cases right only here, 20 only there (ratio 1.04)." in up
     down = card.render(manifest, "dense", routing, results)
     assert "scores 25.0% [22.0%, 28.0%]" in down and "right only here" not in down
+
+
+def engine_report(tmp_path, name: str, seed: int, right: list[bool], prompt_tokens: int = 1024) -> str:
+    """An eval_engine.py report (the fields measure.py reads) with one FIM case per flag."""
+    base = str(tmp_path / f"engine-{name}-{seed}")
+    json.dump({"seed": seed, "fim_cases": len(right), "prompt_tokens": prompt_tokens, "max_new_tokens": 48},
+              open(base + ".json", "w"))
+    with open(base + ".fim.jsonl", "w") as f:
+        for i, ok in enumerate(right):
+            f.write(json.dumps({"id": i, "middle": "  x = 1", "completion": "x = 1\ny = 2" if ok else "y"}) + "\n")
+    return base
+
+
+def test_engine_result_pools_seeds_pairs_cases_and_shows_only_for_its_routing(tmp_path):
+    up = [engine_report(tmp_path, "up", 1234, [True, True, False]), engine_report(tmp_path, "up", 4321, [True, False])]
+    de = [engine_report(tmp_path, "de", 1234, [True, False, True]), engine_report(tmp_path, "de", 4321, [False, False])]
+    e = measure.engine_summary(up, de, "abc")
+    assert (e["fim_n"], e["upcycled"]["exact"], e["dense"]["exact"]) == (5, 3, 2)
+    assert e["paired"] == {"only_upcycled_exact": 2, "only_dense_exact": 1, "both_exact": 1}
+    manifest = {"display_name": "m", "description": "d", "graph": {"weights_dtype": "int8"}, "fim": {"order": "spm"},
+                "architecture": {"d_model": 8, "n_layer": 2, "d_ff": 16, "n_head": 2, "vocab_size": 10,
+                                 "parameters": 1, "context_length": 8}}
+    routing = json.load(open(os.path.join(os.path.dirname(HERE), "upcycle", "routing.json")))
+    results = {"models": {"upcycled": {"fim_exact": 0.1}}, "engine": {**e, "machine": "m1", "routing_sha256": routing["sha256"]}}
+    text = card.render(manifest, "upcycled", routing, results)
+    assert "gets 3/5 of the same kind" in text and "dense source's folder 2/5 (ratio 1.50; 2 right only here, 1 only there)" in text
+    assert "upcycled folder 3/5 (1 right only here, 2 only there)" in card.render(manifest, "dense", routing, results)
+    other = {**results, "engine": {**results["engine"], "routing_sha256": "another routing"}}
+    assert "As users get it" not in card.render(manifest, "upcycled", routing, other)
+
+
+def test_engine_results_on_other_cases_or_budgets_are_refused(tmp_path):
+    up = [engine_report(tmp_path, "up", 1234, [True, False])]
+    with pytest.raises(SystemExit, match="not on the same cases"):
+        measure.engine_summary(up, [engine_report(tmp_path, "de", 4321, [True, False])], "abc")
+    with pytest.raises(SystemExit, match="not on the same cases"):
+        measure.engine_summary(up, [engine_report(tmp_path, "de2", 1234, [True, False], prompt_tokens=333)], "abc")

@@ -54,6 +54,31 @@ def shipped_lines(kind: str, r: dict) -> list[str]:
     return [text, ""]
 
 
+def engine_lines(kind: str, r: dict, routing: dict) -> list[str]:
+    """Both folders as users get them (measure.py's "engine": eval_engine.py through the backend), shown
+    only for the routing file they were measured with: after a new routing.json the card says nothing
+    rather than another routing's numbers."""
+    e = r.get("engine")
+    if not e or e.get("routing_sha256") != routing.get("sha256"):
+        return []
+    n, up, de, pair = e["fim_n"], e["upcycled"], e["dense"], e["paired"]
+    own, other = (up, de) if kind == "upcycled" else (de, up)
+    ci = own["fim_exact_ci95"]
+    seeds = ", ".join(str(s) for s in e["seeds"])
+    text = (f"**As users get it**: through the backend's engine (`models/toolchain/eval_engine.py`: the "
+            f"product's prompt building with a budget of {e['prompt_tokens']:,} tokens, token healing, drafts, "
+            f"stop rules, post-processing), the graph in this folder gets {own['exact']}/{n:,} of the same kind of "
+            f"single-line FIM cases exact ({own['exact'] / n:.1%} [{ci[0]:.1%}, {ci[1]:.1%}]; seeds {seeds}; "
+            f"{e['machine']}), the ")
+    if kind == "upcycled":
+        text += (f"dense source's folder {other['exact']}/{n:,} (ratio {own['exact'] / other['exact']:.2f}; "
+                 f"{pair['only_upcycled_exact']} right only here, {pair['only_dense_exact']} only there).")
+    else:
+        text += (f"upcycled folder {other['exact']}/{n:,} ({pair['only_dense_exact']} right only here, "
+                 f"{pair['only_upcycled_exact']} only there).")
+    return [text, ""]
+
+
 def model_info(kind: str, routing: dict, results: dict | None) -> dict:
     res = (results or {}).get("models", {}).get(kind, {})
     if kind == "upcycled":
@@ -147,6 +172,7 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
                          f"[{_fmt(ci[0], '.1%')}, {_fmt(ci[1], '.1%')}] | {_fmt(m.get('compute_vs_dense'), '.3f')} |")
         lines.append("")
         lines += shipped_lines(kind, r)
+        lines += engine_lines(kind, r, routing)
         layers = res.get("upcycled", {}).get("layers")
         if kind == "upcycled" and layers:
             lines += ["Routing per layer (validation tokens): FFN work done (share of up and down projections "

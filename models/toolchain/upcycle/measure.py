@@ -9,6 +9,9 @@ backend CLI. build.py renders them into the model cards at set-up.
     python models/toolchain/upcycle/measure.py --shipped-report models/work/eval/shipped-1234 \
         --shipped-report models/work/eval/shipped-4321   # a new shipped graph only, on the recorded cases
         [--shipped-dense-report models/work/eval/dense-1234 --shipped-dense-report ...]   # and the dense folder's
+    python models/toolchain/upcycle/measure.py --engine-report models/work/eval/engine-vffn-1234-p1024 \
+        --engine-report … --engine-dense-report models/work/eval/engine-dense-1234-p1024 --engine-dense-report …
+        # the shipped folders as users get them (eval_engine.py reports, same seeds in the same order)
 """
 import argparse
 import json
@@ -78,6 +81,33 @@ def shipped_summary(report_paths: list[str], seeds: list, reference_exact: list 
     return out
 
 
+def engine_summary(upcycled_paths: list[str], dense_paths: list[str], routing_sha256: str) -> dict:
+    """Both shipped folders through the backend's engine (eval_engine.py reports, seeds pooled), paired
+    case by case. Refused unless both ran the same seeds, case counts and prompt budget. Keyed to the
+    routing file measured, so that a card never shows them for another routing."""
+    from evaluate import wilson
+    def pooled(paths):
+        """The reports and each case's exact-match flag (first line, indentation ignored), keyed (seed, case id)."""
+        reps = [json.load(open(p + ".json")) for p in paths]
+        exact = {(r["seed"], row["id"]): row["completion"].split("\n", 1)[0].strip() == row["middle"].strip()
+                 for p, r in zip(paths, reps) for row in (json.loads(line) for line in open(p + ".fim.jsonl"))}
+        return reps, exact
+    up_reps, up = pooled(upcycled_paths)
+    de_reps, de = pooled(dense_paths)
+    shape = lambda reps: [(r["seed"], r["fim_cases"], r["prompt_tokens"], r["max_new_tokens"]) for r in reps]  # noqa: E731
+    if shape(up_reps) != shape(de_reps) or set(up) != set(de) or len(up) != sum(r["fim_cases"] for r in up_reps):
+        sys.exit(f"the engine reports are not on the same cases: upcycled {shape(up_reps)}, dense {shape(de_reps)}")
+    keys = sorted(up)
+    pair = paired([up[k] for k in keys], [de[k] for k in keys])
+    n = len(keys)
+    return {"routing_sha256": routing_sha256, "seeds": [r["seed"] for r in up_reps], "fim_n": n,
+            "prompt_tokens": up_reps[0]["prompt_tokens"], "max_new_tokens": up_reps[0]["max_new_tokens"],
+            "upcycled": {"exact": sum(up.values()), "fim_exact_ci95": wilson(sum(up.values()), n)},
+            "dense": {"exact": sum(de.values()), "fim_exact_ci95": wilson(sum(de.values()), n)},
+            "paired": {"only_upcycled_exact": pair["only_first"], "only_dense_exact": pair["only_second"],
+                       "both_exact": pair["both"]}}
+
+
 def fim_order(report_paths: list[str]) -> str:
     """The prompt order the reports were run in (evaluate.py records the folder's fim.order;
     reports from before it did were PSM); reports in different orders are not pooled."""
@@ -116,10 +146,24 @@ def main():
                     help="evaluate.py --out path of the shipped graph (build.py's folder), same runs in the same order")
     ap.add_argument("--shipped-dense-report", action="append", default=[],
                     help="with --shipped-report alone: the dense folder's graph on the same runs (paired with it)")
+    ap.add_argument("--engine-report", action="append", default=[],
+                    help="eval_engine.py --out path of the shipped upcycled folder (repeatable: seeds are pooled)")
+    ap.add_argument("--engine-dense-report", action="append", default=[],
+                    help="eval_engine.py --out path of the dense folder, same seeds in the same order")
     ap.add_argument("--examples", action="store_true", help="also complete the ten fixed examples (backend CLI)")
     ap.add_argument("--machine", default=this_machine(), help="how the reports name the machine (default: read here)")
     args = ap.parse_args()
     results = json.load(open(RESULTS)) if os.path.exists(RESULTS) else {}
+    if args.engine_report or args.engine_dense_report:
+        from build import ROUTING
+        if not args.engine_report or not args.engine_dense_report:
+            sys.exit("give --engine-report and --engine-dense-report together")
+        results["engine"] = engine_summary(args.engine_report, args.engine_dense_report,
+                                           json.load(open(ROUTING))["sha256"])
+        results["engine"]["machine"] = args.machine
+        atomic_write_text(RESULTS, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+        print(json.dumps(results["engine"], indent=1))
+        return
     if not args.dense_report and not args.upcycled_report and args.shipped_report:
         # A new shipped graph (e.g. other weights) on the cases results.json records; without the
         # reference's per-case reports there is no paired count.
