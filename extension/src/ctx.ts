@@ -77,7 +77,8 @@ export class Ctx implements vscode.Disposable {
 
   /** Registers everything and starts the backend; failures here are shown, not thrown. */
   async activate(): Promise<void> {
-    const prefill = (this.prefill = new IdlePrefill({ backend: this.backend, config: () => this.config, ring: this.ring, log: (l) => this.log(l), modelReady: () => this.modelReady }));
+    const prefill = (this.prefill = new IdlePrefill({ backend: this.backend, config: () => this.config, ring: this.ring, log: (l) => this.log(l), modelReady: () => this.modelReady,
+      onStart: () => this.statusBar.prefillStarted(), onEnd: (r) => this.statusBar.prefillEnded(r) }));
     const provider = new InlineProvider({
       backend: this.backend,
       config: () => this.config,

@@ -2,7 +2,9 @@
 // latency and decode speed. Clicking it opens a menu of the extension's commands.
 import * as vscode from 'vscode';
 import type { BackendStatus } from './backend';
+import type { PrefillResult } from '../../common/protocol';
 import { describeLoading } from './loadProgress';
+import { READING_ICON, READING_TEXT, readAheadLine, SHOW_READING_AFTER_MS } from './readAhead';
 
 export interface LastRun {
   totalMs: number;
@@ -14,6 +16,9 @@ export class StatusBar implements vscode.Disposable {
   private backend: BackendStatus = { phase: 'stopped', server: null, message: null };
   private enabled = true;
   private last: LastRun | null = null;
+  private reading = false;
+  private readingTimer: NodeJS.Timeout | undefined;
+  private lastPrefill: PrefillResult | null = null;
 
   constructor() {
     this.item.name = 'VersatileFFN';
@@ -37,12 +42,27 @@ export class StatusBar implements vscode.Disposable {
     this.render();
   }
 
+  /** A prefill went to the backend: shown as reading unless it is answered at once (its prompt was cached). */
+  prefillStarted(): void {
+    clearTimeout(this.readingTimer);
+    this.readingTimer = setTimeout(() => { this.reading = true; this.render(); }, SHOW_READING_AFTER_MS);
+  }
+
+  /** The prefill's answer (null: it failed; the backend's log line says why). */
+  prefillEnded(result: PrefillResult | null): void {
+    clearTimeout(this.readingTimer);
+    this.reading = false;
+    if (result && result.readTokens > 0) this.lastPrefill = result;
+    this.render();
+  }
+
   dispose(): void {
+    clearTimeout(this.readingTimer);
     this.item.dispose();
   }
 
   private render(): void {
-    const { text, tooltip, error } = describe(this.backend, this.enabled, this.last);
+    const { text, tooltip, error } = describe(this.backend, this.enabled, this.last, this.reading, this.lastPrefill);
     this.item.text = text;
     this.item.tooltip = new vscode.MarkdownString(`**VersatileFFN** — ${tooltip}\n\nClick for commands.`);
     this.item.backgroundColor = error ? new vscode.ThemeColor('statusBarItem.errorBackground') : undefined;
@@ -50,7 +70,8 @@ export class StatusBar implements vscode.Disposable {
 }
 
 /** The item's text and tooltip for a state (exported for reading, kept free of side effects). */
-export function describe(b: BackendStatus, enabled: boolean, last: LastRun | null): { text: string; tooltip: string; error: boolean } {
+export function describe(b: BackendStatus, enabled: boolean, last: LastRun | null, reading = false,
+                         lastPrefill: PrefillResult | null = null): { text: string; tooltip: string; error: boolean } {
   const server = b.server;
   const model = server?.model ?? 'no model';
   const provider = server?.provider ?? '…';
@@ -80,7 +101,10 @@ export function describe(b: BackendStatus, enabled: boolean, last: LastRun | nul
       return { text: `VFFN $(loading~spin) ${model} · ${provider}`, tooltip: `Completing with ${model} on ${provider}…`, error: false };
     case 'ready': {
       const timing = last ? ` · ${Math.round(last.totalMs)} ms${last.tokensPerSecond !== null ? ` · ${Math.round(last.tokensPerSecond)} tok/s` : ''}` : '';
-      return { text: `VFFN $(check) ${model} · ${provider}${timing}`, tooltip: `Ready: ${model} on ${provider}.${server.message ? ` ${server.message}` : ''}`, error: false };
+      const ahead = readAheadLine(lastPrefill);
+      const tooltip = `Ready: ${model} on ${provider}.${server.message ? ` ${server.message}` : ''}${ahead ? `\n\n${ahead}` : ''}`;
+      if (reading) return { text: `VFFN ${READING_ICON} ${model} · ${provider} · ${READING_TEXT}`, tooltip: `Reading the prompt at the cursor ahead of your first keystroke. ${tooltip}`, error: false };
+      return { text: `VFFN $(check) ${model} · ${provider}${timing}`, tooltip, error: false };
     }
   }
 }

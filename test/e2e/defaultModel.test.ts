@@ -7,13 +7,18 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Page } from 'playwright-core';
 import { REPO, createProfile, extensionLog, hardStop, removeProfile, sleep, startCodeServer, type CodeServer, type Profile } from './codeServer';
-import { ghostText, openFile, openWorkbench, screenshot, statusText, waitForGhostText, waitForReady, type Workbench } from './browser';
+import { ghostText, openFile, openWorkbench, screenshot, statusItem, statusText, waitForGhostText, waitForReady, type Workbench } from './browser';
 
 const ARTIFACTS = path.join(process.env.VFFN_E2E_ARTIFACTS ?? path.join(REPO, 'test-results', 'e2e'), 'default-model');
 const FOLDER = path.join(REPO, 'models', 'qwen2.5-coder-0.5b-vffn');
 const built = fs.existsSync(path.join(FOLDER, 'manifest.json'));
 const skip = built ? false : `${FOLDER} is not built (npm run setup builds it)`;
 const MODEL = built ? (JSON.parse(fs.readFileSync(path.join(FOLDER, 'manifest.json'), 'utf8')).name as string) : '';
+
+// A file long enough that reading its prompt takes the 0.5B model seconds on a CPU.
+const LONG_FILE = Array.from({ length: 60 }, (_, i) =>
+  `def handler_${i}(request, config):\n    """Answers request kind ${i} within the configured limit."""\n` +
+  `    limit = config.get("limit_${i}", ${i * 16})\n    return request.respond(min(limit, request.size))\n\n`).join('');
 
 let profile: Profile | undefined;
 let server: CodeServer | undefined;
@@ -41,7 +46,7 @@ before(async () => {
     models: { [MODEL]: fs.realpathSync(FOLDER) },
     // A generous time limit: the multi-line test expects the whole constructor body however busy the machine is.
     settings: { 'versatileffn.debounceMs': 50, 'versatileffn.defaultModel': MODEL, 'versatileffn.provider': 'cpu', 'versatileffn.maxTimeMs': 10_000 },
-    files: { 'add.py': 'def add(a, b):\n', 'point.py': 'class Point:\n    def __init__(self, x, y):', 'README.md': '# e2e workspace\n' },
+    files: { 'add.py': 'def add(a, b):\n', 'point.py': 'class Point:\n    def __init__(self, x, y):', 'handlers.py': LONG_FILE, 'README.md': '# e2e workspace\n' },
   });
   server = await startCodeServer(profile, 60_000);
   wb = await openWorkbench(server.url, 90_000);
@@ -96,6 +101,33 @@ test('a multi-line completion shows its first line, then grows to the whole comp
     assert.ok(Number(firstMs) <= Number(wholeMs));
   } catch (err) {
     if (wb) await screenshot(page, ARTIFACTS, '02-multi-line-FAILED');
+    throw err;
+  }
+});
+
+// VS Code asks for ghost text only after typing; while the cursor rests the extension has the backend
+// read the prompt there (completion/prefill.ts), and the status bar shows it (readAhead.ts).
+test('resting the cursor in a long file shows the prompt being read ahead, then ready again', { skip, timeout: 120_000 }, async () => {
+  try {
+    await openFile(page, 'handlers.py');
+    await page.keyboard.press('Control+End');
+    const seen: string[] = [];
+    let readingSeen = false;
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      const item = await statusItem(page);
+      const text = `${item.text} [${item.icons.join(',')}]`;
+      if (seen[seen.length - 1] !== text) seen.push(text);
+      if (item.icons.includes('eye') && /reading ahead$/.test(item.text)) readingSeen = true;
+      if (readingSeen && item.icons.includes('check')) break;
+      await sleep(100);
+    }
+    console.log(`status while resting: ${seen.map((t) => JSON.stringify(t)).join(' -> ')}`);
+    await screenshot(page, ARTIFACTS, '03-read-ahead');
+    assert.ok(readingSeen, 'the status bar showed the prompt being read ahead');
+    assert.ok(seen[seen.length - 1]!.startsWith(`VFFN ${MODEL} · `) && seen[seen.length - 1]!.endsWith('[check]'), 'ready again after the read');
+  } catch (err) {
+    if (wb) await screenshot(page, ARTIFACTS, '03-read-ahead-FAILED');
     throw err;
   }
 });

@@ -5,7 +5,7 @@
 // completion will run goes into the KV cache, and the first completion there reuses it. The backend
 // runs it only while no completion waits and drops it between chunks for any newer request.
 import * as vscode from 'vscode';
-import { PrefillRequest } from '../../../common/protocol';
+import { PrefillRequest, PrefillResult } from '../../../common/protocol';
 import type { Backend } from '../backend';
 import type { Config } from '../config';
 import { completionsAllowed, FILE_SCHEMES, placeKey, requestAt } from './request';
@@ -21,6 +21,9 @@ export interface IdlePrefillDeps {
   log: (line: string) => void;
   /** Whether the running backend has a model ready (before that a prefill could only fail). */
   modelReady: () => boolean;
+  /** A prefill was sent / answered (null: it failed): the status bar shows the reading. */
+  onStart?: () => void;
+  onEnd?: (result: PrefillResult | null) => void;
 }
 
 export class IdlePrefill implements vscode.Disposable {
@@ -82,9 +85,16 @@ export class IdlePrefill implements vscode.Disposable {
     if (!client || !this.deps.modelReady()) return;
     this.lastPlace = place;
     const params = { ...requestAt(document, position, config, this.deps.ring).params, requestId: `p${++this.counter}-${Date.now().toString(36)}` };
+    this.deps.onStart?.();
     client.sendRequest(PrefillRequest, params).then(
-      (r) => { if (r.error) this.deps.log(`prefill ${params.requestId}: ${r.error}`); },
-      (err) => this.deps.log(`prefill ${params.requestId}: ${err instanceof Error ? err.message : String(err)}`),
+      (r) => {
+        if (r.error) this.deps.log(`prefill ${params.requestId}: ${r.error}`);
+        this.deps.onEnd?.(r);
+      },
+      (err) => {
+        this.deps.log(`prefill ${params.requestId}: ${err instanceof Error ? err.message : String(err)}`);
+        this.deps.onEnd?.(null);
+      },
     );
   }
 
