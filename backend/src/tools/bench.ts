@@ -224,25 +224,30 @@ function toMarkdown(j: BenchJson): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** Requests per place in the soak: a user types about this many characters where the cursor is, then moves. */
+export const SOAK_KEYSTROKES_PER_PLACE = 12;
+
 /**
- * `vffn soak`: many completions on varying real inputs (cold, warm, cancelled, bad input mixed in),
- * RSS sampled along the way, to show memory stays flat.
+ * `vffn soak`: many completions as a user would ask for them, RSS sampled along the way, to show memory
+ * stays flat: at each place (a real file's line) one request per typed character, then the next place
+ * (a cold prompt); every 31st request cancelled, every 97th binary input.
  */
 export async function runSoak(engine: Engine, requests: number, log: (line: string) => void): Promise<{ rssBytes: number[]; errors: number }> {
   const samples = pickSamples(sourceFiles(repoRoot(), SOURCE_DIRS, MIN_FILE_CHARS), 50, 42);
   const rss: number[] = [];
   let errors = 0;
   const every = Math.max(1, Math.floor(requests / 10));
+  const t0 = performance.now();
   for (let i = 0; i < requests; i++) {
-    const s = samples[i % samples.length];
-    const t = typed(s, i % 7);
+    const s = samples[Math.floor(i / SOAK_KEYSTROKES_PER_PLACE) % samples.length];
+    const t = typed(s, i % SOAK_KEYSTROKES_PER_PLACE);
     const prefix = i % 97 === 0 ? `bad\0input${t.prefix}` : t.prefix;
     const signal = { cancelled: i % 31 === 0 };
     const r = await engine.complete({ requestId: String(i), languageId: '', prefix, suffix: t.suffix, maxTokens: 8 }, signal);
     if (r.error && !/binary/.test(r.error)) errors++;
     if (i % every === 0 || i === requests - 1) {
       rss.push(process.memoryUsage.rss());
-      log(`${i + 1}/${requests} requests, RSS ${(rss[rss.length - 1] / 2 ** 20).toFixed(1)} MB, JS heap ${(process.memoryUsage().heapUsed / 2 ** 20).toFixed(1)} MB, array buffers ${(process.memoryUsage().arrayBuffers / 2 ** 20).toFixed(1)} MB`);
+      log(`${i + 1}/${requests} requests, ${((performance.now() - t0) / 1000).toFixed(0)} s, RSS ${(rss[rss.length - 1] / 2 ** 20).toFixed(1)} MB, JS heap ${(process.memoryUsage().heapUsed / 2 ** 20).toFixed(1)} MB, array buffers ${(process.memoryUsage().arrayBuffers / 2 ** 20).toFixed(1)} MB`);
     }
   }
   return { rssBytes: rss, errors };
