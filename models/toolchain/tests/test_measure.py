@@ -49,12 +49,13 @@ def test_card_shows_paired_counts_only_when_measured():
     shipped = {"graph": "g", "fim_exact": 0.119, "fim_exact_ci95": [0.1, 0.14], "fim_n": 1000}
     routing = json.load(open(os.path.join(os.path.dirname(HERE), "upcycle", "routing.json")))
     models = {"upcycled": {"fim_exact": 0.127}}
-    text = card.render(manifest, "dense", routing, {"models": models, "shipped": shipped})
+    here = routing["sha256"]
+    text = card.render(manifest, "dense", routing, {"models": models, "shipped": shipped, "routing_sha256": here})
     assert "blocks 6-23 in 4 bits" in text and "Prompts in SPM order" in text
-    up = card.render(manifest, "upcycled", routing, {"models": models, "shipped": shipped})
+    up = card.render(manifest, "upcycled", routing, {"models": models, "shipped": shipped, "routing_sha256": here})
     assert "scores 11.9% [10.0%, 14.0%] on the same 1,000 FIM cases." in up
-    paired = card.render(manifest, "upcycled", routing, {"models": models, "shipped": {**shipped, "only_shipped_exact": 3,
-                                                                      "only_reference_exact": 11}})
+    paired = card.render(manifest, "upcycled", routing, {"models": models, "routing_sha256": here,
+                                                         "shipped": {**shipped, "only_shipped_exact": 3, "only_reference_exact": 11}})
     assert "(3 right only here, 11 only in the row above)" in paired
 
 
@@ -81,7 +82,8 @@ def test_card_shows_the_order_and_the_dense_folder_beside_the_upcycled_one():
     shipped = {"graph": "g", "fim_exact": 0.26, "fim_exact_ci95": [0.23, 0.29], "fim_n": 1000, "fim_order": "spm",
                "paired_with_dense": {"only_upcycled_exact": 30, "only_dense_exact": 20, "both_exact": 230}}
     dense = {"graph": "g", "fim_exact": 0.25, "fim_exact_ci95": [0.22, 0.28], "fim_n": 1000, "fim_order": "spm"}
-    results = {"models": {"upcycled": {"fim_exact": 0.127}}, "shipped": shipped, "shipped_dense": dense}
+    results = {"models": {"upcycled": {"fim_exact": 0.127}}, "shipped": shipped, "shipped_dense": dense,
+               "routing_sha256": routing["sha256"]}
     up = card.render(manifest, "upcycled", routing, results)
     assert "scores 26.0% [23.0%, 29.0%] on the same 1,000 FIM cases, with prompts in SPM order (the table: PSM)." in up
     assert "scores 25.0%: 30 cases right only here, 20 only there (ratio 1.04)." in up
@@ -124,3 +126,32 @@ def test_engine_results_on_other_cases_or_budgets_are_refused(tmp_path):
         measure.engine_summary(up, [engine_report(tmp_path, "de", 4321, [True, False])], "abc")
     with pytest.raises(SystemExit, match="not on the same cases"):
         measure.engine_summary(up, [engine_report(tmp_path, "de2", 1234, [True, False], prompt_tokens=333)], "abc")
+
+
+def test_measurements_of_another_routing_are_labelled_or_left_out_never_shown_as_this_folders():
+    manifest = {"display_name": "m", "description": "d", "graph": {"weights_dtype": "int8"}, "fim": {"order": "spm"},
+                "architecture": {"d_model": 8, "n_layer": 2, "d_ff": 16, "n_head": 2, "vocab_size": 10,
+                                 "parameters": 1, "context_length": 8}}
+    routing = json.load(open(os.path.join(os.path.dirname(HERE), "upcycle", "routing.json")))
+    models = {"dense": {"val_loss": 1.43, "fim_exact": 0.122, "compute_vs_dense": 1.0},
+              "upcycled": {"val_loss": 1.44, "fim_exact": 0.127, "compute_vs_dense": 0.833}}
+    shipped = {"graph": "g", "fim_exact": 0.26, "fim_exact_ci95": [0.23, 0.29], "fim_n": 1000, "fim_order": "spm"}
+    old = {"models": models, "shipped": shipped, "shipped_dense": shipped, "routing_sha256": "an earlier routing",
+           "sections": {"upcycled": {"Examples": "EXAMPLES OF THE OLD ROUTING"}, "dense": {"Examples": "DENSE EXAMPLES"}},
+           "sections_routing_sha256": "an earlier routing"}
+    up = card.render(manifest, "upcycled", routing, old)
+    assert "| upcycled, an earlier routing (0.833×) |" in up and "measured with an earlier routing file" in up
+    assert "The graph in this folder" not in up and "EXAMPLES OF THE OLD ROUTING" not in up
+    # The per-layer shares come from the routing file itself, so they always describe this folder.
+    shares = next(p for p in routing["curve"] if (p["gate_skip"], p["down_skip"]) == (routing["gate_skip"], routing["down_skip"]))
+    assert "| FFN work | " + " | ".join(f"{x:.0%}" for x in shares["ffn_share_per_layer"]) + " |" in up
+    dense = card.render(manifest, "dense", routing, old)
+    assert "The graph in this folder" in dense and "DENSE EXAMPLES" in dense
+    # The model picker's numbers: none of the old routing's for the upcycled folder, this routing's compute.
+    info = card.model_info("upcycled", routing, old)["metrics"]
+    assert info == {"val_loss": None, "fim_exact": None, "compute_vs_dense": shares["compute_vs_dense"]}
+    assert card.model_info("dense", routing, old)["metrics"]["fim_exact"] == 0.122
+    # With the engine measured on this routing, both folders show its FIM rate (like with like).
+    engine = {"routing_sha256": routing["sha256"], "fim_n": 1000, "upcycled": {"exact": 294}, "dense": {"exact": 284}}
+    assert card.model_info("upcycled", routing, {**old, "engine": engine})["metrics"]["fim_exact"] == 0.294
+    assert card.model_info("dense", routing, {**old, "engine": engine})["metrics"]["fim_exact"] == 0.284

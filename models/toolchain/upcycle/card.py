@@ -54,12 +54,29 @@ def shipped_lines(kind: str, r: dict) -> list[str]:
     return [text, ""]
 
 
+def _chosen_point(routing: dict) -> dict | None:
+    """The curve point routing.json ships (its per-layer shares and compute, on validation tokens)."""
+    return next((p for p in routing.get("curve", [])
+                 if (p["gate_skip"], p["down_skip"]) == (routing.get("gate_skip"), routing.get("down_skip"))), None)
+
+
+def _evaluated_here(r: dict, routing: dict) -> bool:
+    """Whether evaluate.py's measurements of the upcycled model (results.json "models", "paired", "shipped")
+    were taken with this routing file; results from before measure.py recorded it count as another."""
+    return r.get("routing_sha256") == routing.get("sha256")
+
+
+def _engine(r: dict, routing: dict) -> dict | None:
+    e = r.get("engine")
+    return e if e and e.get("routing_sha256") == routing.get("sha256") else None
+
+
 def engine_lines(kind: str, r: dict, routing: dict) -> list[str]:
     """Both folders as users get them (measure.py's "engine": eval_engine.py through the backend), shown
     only for the routing file they were measured with: after a new routing.json the card says nothing
     rather than another routing's numbers."""
-    e = r.get("engine")
-    if not e or e.get("routing_sha256") != routing.get("sha256"):
+    e = _engine(r, routing)
+    if not e:
         return []
     n, up, de, pair = e["fim_n"], e["upcycled"], e["dense"], e["paired"]
     own, other = (up, de) if kind == "upcycled" else (de, up)
@@ -95,8 +112,14 @@ def model_info(kind: str, routing: dict, results: dict | None) -> dict:
     if kind == "upcycled":
         training["routing"] = {"calibration_tokens": routing["calibration"]["tokens"], "budget": routing["budget"],
                                "routing_sha256": routing["sha256"]}
-    metrics = {"val_loss": res.get("val_loss"), "fim_exact": res.get("fim_exact"),
-               "compute_vs_dense": res.get("compute_vs_dense")}
+    r = results or {}
+    fresh = kind == "dense" or _evaluated_here(r, routing)
+    engine, point = _engine(r, routing), _chosen_point(routing)
+    # One FIM measure for both folders, so that the model picker compares like with like: the engine's
+    # (as users get it) where it was measured with this routing, else evaluate.py's.
+    fim = engine[kind]["exact"] / engine["fim_n"] if engine else res.get("fim_exact") if fresh else None
+    compute = res.get("compute_vs_dense") if fresh else point and point["compute_vs_dense"]
+    metrics = {"val_loss": res.get("val_loss") if fresh else None, "fim_exact": fim, "compute_vs_dense": compute}
     return {"display_name": display, "description": desc, "training": training, "metrics": metrics}
 
 
@@ -161,27 +184,36 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
         lines += [r.get("settings_text", ""), "",
                   "| model | val loss (Python / JS / TS) | FIM exact match [95% CI] | FFN compute vs dense |",
                   "|---|---|---|---|"]
+        fresh = _evaluated_here(r, routing)
         for k in ("dense", "upcycled"):
             m = res.get(k)
             if not m:
                 continue
             vl = m.get("val_loss_by_lang") or {}
             ci = m.get("fim_exact_ci95") or [None, None]
-            lines.append(f"| {k} | {_fmt(m.get('val_loss'))} ({_fmt(vl.get('python'))} / {_fmt(vl.get('javascript'))}"
+            label = k if k == "dense" or fresh else f"upcycled, an earlier routing ({m.get('compute_vs_dense', 0):.3f}×)"
+            lines.append(f"| {label} | {_fmt(m.get('val_loss'))} ({_fmt(vl.get('python'))} / {_fmt(vl.get('javascript'))}"
                          f" / {_fmt(vl.get('typescript'))}) | {_fmt(m.get('fim_exact'), '.1%')} "
                          f"[{_fmt(ci[0], '.1%')}, {_fmt(ci[1], '.1%')}] | {_fmt(m.get('compute_vs_dense'), '.3f')} |")
         lines.append("")
-        lines += shipped_lines(kind, r)
+        if not fresh and "upcycled" in res:
+            lines += [f"The upcycled row was measured with an earlier routing file (FFN compute "
+                      f"{res['upcycled'].get('compute_vs_dense', 0):.3f}× dense), not this folder's "
+                      f"({routing['gate_skip']} / {routing['down_skip']}); this routing's own measurements are the "
+                      "curve above and, as users get it, the engine's below.", ""]
+        lines += shipped_lines(kind, r) if kind == "dense" or fresh else []
         lines += engine_lines(kind, r, routing)
-        layers = res.get("upcycled", {}).get("layers")
-        if kind == "upcycled" and layers:
-            lines += ["Routing per layer (validation tokens): FFN work done (share of up and down projections "
-                      "computed, `route_ffn_share`) and the share of tokens at ℓ = 1.", "",
-                      "| layer | " + " | ".join(str(la["layer"]) for la in layers) + " |",
-                      "|---" * (len(layers) + 1) + "|",
-                      "| FFN work | " + " | ".join(f"{la['ffn_share']:.0%}" for la in layers) + " |",
-                      "| ℓ = 1 | " + " | ".join(f"{la['loop_share'][0]:.0%}" for la in layers) + " |", ""]
-    for title, body in r.get("sections", {}).get(kind, {}).items():
+    point = _chosen_point(routing)
+    if kind == "upcycled" and point and point.get("ffn_share_per_layer"):
+        shares = point["ffn_share_per_layer"]
+        lines += [f"Routing per layer at the shipped point ({routing['calibration']['validation_tokens']:,} validation "
+                  "tokens of the calibration): FFN work done (share of up and down projections computed, "
+                  "`route_ffn_share`); every token runs ℓ = 1.", "",
+                  "| layer | " + " | ".join(str(i) for i in range(len(shares))) + " |",
+                  "|---" * (len(shares) + 1) + "|",
+                  "| FFN work | " + " | ".join(f"{x:.0%}" for x in shares) + " |", ""]
+    examples_fresh = kind == "dense" or r.get("sections_routing_sha256") == routing.get("sha256")
+    for title, body in (r.get("sections", {}).get(kind, {}) if examples_fresh else {}).items():
         lines += [f"## {title}", "", body.strip(), ""]
     lines += ["## Limitations", "",
               "- The routing saves FFN compute by accounting; this graph computes every unit and masks, so",

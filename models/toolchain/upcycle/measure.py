@@ -12,6 +12,9 @@ backend CLI. build.py renders them into the model cards at set-up.
     python models/toolchain/upcycle/measure.py --engine-report models/work/eval/engine-vffn-1234-p1024 \
         --engine-report … --engine-dense-report models/work/eval/engine-dense-1234-p1024 --engine-dense-report …
         # the shipped folders as users get them (eval_engine.py reports, same seeds in the same order)
+    python models/toolchain/upcycle/measure.py --examples   # the ten fixed examples, completed by the built folders
+Each measurement of the upcycled model is recorded with the routing file's checksum; the card shows it only
+for that routing.
 """
 import argparse
 import json
@@ -126,6 +129,16 @@ def paired(a: list, b: list) -> dict:
             "both": sum(x and y for x, y in zip(a, b))}
 
 
+def add_examples(results: dict, routing_sha256: str) -> None:
+    """The ten fixed examples completed by both built folders through the backend CLI."""
+    from card_sections import examples_section
+    from build import DENSE_NAME, VFFN_NAME
+    from pathlib import Path
+    results["sections"] = {kind: {"Examples": examples_section(Path(REPO) / "models" / name)}
+                           for kind, name in (("upcycled", VFFN_NAME), ("dense", DENSE_NAME))}
+    results["sections_routing_sha256"] = routing_sha256
+
+
 def this_machine() -> str:
     """E.g. "2 cores (AMD EPYC), 24 GiB, onnxruntime CPU EP", from /proc (Linux)."""
     try:
@@ -154,15 +167,20 @@ def main():
     ap.add_argument("--machine", default=this_machine(), help="how the reports name the machine (default: read here)")
     args = ap.parse_args()
     results = json.load(open(RESULTS)) if os.path.exists(RESULTS) else {}
-    if args.engine_report or args.engine_dense_report:
-        from build import ROUTING
-        if not args.engine_report or not args.engine_dense_report:
+    from build import ROUTING
+    # Every measurement of the upcycled model is keyed to the routing file it was taken with: the card
+    # shows it for that routing only (card.py).
+    routing_sha256 = json.load(open(ROUTING))["sha256"]
+    if args.engine_report or args.engine_dense_report or (args.examples and not args.dense_report):
+        if bool(args.engine_report) != bool(args.engine_dense_report):
             sys.exit("give --engine-report and --engine-dense-report together")
-        results["engine"] = engine_summary(args.engine_report, args.engine_dense_report,
-                                           json.load(open(ROUTING))["sha256"])
-        results["engine"]["machine"] = args.machine
+        if args.engine_report:
+            results["engine"] = engine_summary(args.engine_report, args.engine_dense_report, routing_sha256)
+            results["engine"]["machine"] = args.machine
+            print(json.dumps(results["engine"], indent=1))
+        if args.examples:
+            add_examples(results, routing_sha256)
         atomic_write_text(RESULTS, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
-        print(json.dumps(results["engine"], indent=1))
         return
     if not args.dense_report and not args.upcycled_report and args.shipped_report:
         # A new shipped graph (e.g. other weights) on the cases results.json records; without the
@@ -186,7 +204,7 @@ def main():
         sys.exit("the reports are not on the same FIM cases (seeds, counts and order must match)")
     pair = paired(dense_exact, up_exact)
     results.update({
-        "machine": args.machine,
+        "machine": args.machine, "routing_sha256": routing_sha256,
         "models": {"dense": dense, "upcycled": up},
         "paired": {"only_dense_exact": pair["only_first"], "only_upcycled_exact": pair["only_second"],
                    "both_exact": pair["both"]},
@@ -205,11 +223,7 @@ def main():
         f"onnxruntime on {args.machine}. Paired on the same cases: {results['paired']['both_exact']} both right, "
         f"{results['paired']['only_dense_exact']} only dense, {results['paired']['only_upcycled_exact']} only upcycled.")
     if args.examples:
-        from card_sections import examples_section
-        from build import DENSE_NAME, VFFN_NAME
-        from pathlib import Path
-        results["sections"] = {kind: {"Examples": examples_section(Path(REPO) / "models" / name)}
-                               for kind, name in (("upcycled", VFFN_NAME), ("dense", DENSE_NAME))}
+        add_examples(results, routing_sha256)
     atomic_write_text(RESULTS, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     print(json.dumps({k: results[k] for k in ("paired", "fim_ratio")}, indent=1))
     print(f"dense FIM {dense['fim_exact']:.3f}, upcycled {up['fim_exact']:.3f} at {up['compute_vs_dense']:.3f}x FFN "

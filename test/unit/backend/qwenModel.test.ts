@@ -72,7 +72,9 @@ test('typing the completion\'s first character: the rest comes back in fewer run
     const typed = prefix + cold.completion[0];
     const { value: warm, runs: warmRuns } = await counted(() => complete(typed, suffix));
     assert.equal(warm.completion, cold.completion.slice(1));
-    assert.ok(warmRuns <= 2 && warmRuns < warm.tokens.length, `${warmRuns} runs for ${warm.tokens.length} tokens`);
+    // Drafts cover the previous completion; the tokens after it (the newline and indentation the stop
+    // rules read) are generated one run each: at least three tokens a run, where without drafts it is one.
+    assert.ok(warmRuns * 3 <= warm.tokens.length, `${warmRuns} runs for ${warm.tokens.length} tokens`);
     // A character the previous completion did not have: its draft is not used, and the answer is the model's.
     await complete(prefix, suffix);
     const other = await complete(prefix + 'x', suffix);
