@@ -155,3 +155,22 @@ def test_measurements_of_another_routing_are_labelled_or_left_out_never_shown_as
     engine = {"routing_sha256": routing["sha256"], "fim_n": 1000, "upcycled": {"exact": 294}, "dense": {"exact": 284}}
     assert card.model_info("upcycled", routing, {**old, "engine": engine})["metrics"]["fim_exact"] == 0.294
     assert card.model_info("dense", routing, {**old, "engine": engine})["metrics"]["fim_exact"] == 0.284
+
+
+def test_reports_name_the_routing_and_the_folders_they_measured(tmp_path):
+    def made(name, seed, routing, dtype="int4-ffn-in-deep", order="spm"):
+        base = report(tmp_path, name, seed, [True])
+        rep = json.load(open(base + ".json"))
+        rep["models"][name] = {"source": {"weights_dtype": dtype, "fim_order": order},
+                               "training": {"routing": {"routing_sha256": routing}}}
+        json.dump(rep, open(base + ".json", "w"))
+        return base
+    both = [made("a", 1234, "r1"), made("a", 4321, "r1")]
+    assert measure.report_routing(both) == "r1"
+    assert measure.folders_text(both) == "ONNX model folders with int4-ffn-in-deep weights, prompted in SPM order"
+    with pytest.raises(SystemExit, match="different routing files"):
+        measure.report_routing([made("b", 1234, "r1"), made("b", 4321, "r2")])
+    # Reports from before evaluate.py copied the manifest say nothing: no routing, a plain description.
+    old = [report(tmp_path, "old", 1234, [True])]
+    assert measure.report_routing(old) is None and measure.folders_text(old) == "ONNX model folders"
+    assert measure.folders_text([made("c", 1234, "r1"), made("d", 1234, "r1", order="psm")]) == "ONNX model folders"

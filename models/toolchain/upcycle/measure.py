@@ -129,6 +129,29 @@ def paired(a: list, b: list) -> dict:
             "both": sum(x and y for x, y in zip(a, b))}
 
 
+def _sources(report_paths: list[str]) -> list[dict]:
+    return [next(iter(json.load(open(p + ".json"))["models"].values())) for p in report_paths]
+
+
+def report_routing(report_paths: list[str]) -> str | None:
+    """The routing file the upcycled folder of these evaluate.py reports was built with (its manifest's
+    checksum, which evaluate.py copies); None for reports from before it did. Reports of two routings are refused."""
+    shas = {((e.get("training") or {}).get("routing") or {}).get("routing_sha256") for e in _sources(report_paths)}
+    if len(shas) > 1:
+        sys.exit(f"the upcycled reports were taken with different routing files: {sorted(str(x) for x in shas)}")
+    return shas.pop()
+
+
+def folders_text(report_paths: list[str]) -> str:
+    """What the evaluated folders were, from the reports (weights, prompt order), e.g. for the card's settings."""
+    kinds = {((e.get("source") or {}).get("weights_dtype"), (e.get("source") or {}).get("fim_order", "psm"))
+             for e in _sources(report_paths)}
+    if len(kinds) != 1 or None in next(iter(kinds)):
+        return "ONNX model folders"
+    dtype, order = kinds.pop()
+    return f"ONNX model folders with {dtype} weights, prompted in {order.upper()} order"
+
+
 def add_examples(results: dict, routing_sha256: str) -> None:
     """The ten fixed examples completed by both built folders through the backend CLI."""
     from card_sections import examples_section
@@ -203,8 +226,12 @@ def main():
     if len(dense_exact) != len(up_exact) or [x["seed"] for x in dense["settings"]] != [x["seed"] for x in up["settings"]]:
         sys.exit("the reports are not on the same FIM cases (seeds, counts and order must match)")
     pair = paired(dense_exact, up_exact)
+    measured_with = report_routing(args.upcycled_report) or routing_sha256
+    # A new campaign replaces the last one's lines on other graphs (they belong to its routing).
+    for k in ("shipped", "shipped_dense"):
+        results.pop(k, None)
     results.update({
-        "machine": args.machine, "routing_sha256": routing_sha256,
+        "machine": args.machine, "routing_sha256": measured_with,
         "models": {"dense": dense, "upcycled": up},
         "paired": {"only_dense_exact": pair["only_first"], "only_upcycled_exact": pair["only_second"],
                    "both_exact": pair["both"]},
@@ -218,13 +245,15 @@ def main():
         f"Project validation split (python, javascript, typescript): loss on {s['loss_tokens_per_language']:,} "
         f"tokens per language in windows of {s.get('loss_context')}; {dense['fim_n']} single-line FIM cases "
         f"(seeds {seeds}), prompt + 48 new tokens ≤ {s['fim_context']} tokens, greedy; exact match ignores "
-        f"indentation, 95% Wilson interval. Both models are int8 ONNX folders (full output head, fp32 embedding "
-        f"table), run with "
-        f"onnxruntime on {args.machine}. Paired on the same cases: {results['paired']['both_exact']} both right, "
+        f"indentation, 95% Wilson interval. Both models are {folders_text(args.dense_report + args.upcycled_report)}, "
+        f"run with onnxruntime on {args.machine}. Paired on the same cases: {results['paired']['both_exact']} both right, "
         f"{results['paired']['only_dense_exact']} only dense, {results['paired']['only_upcycled_exact']} only upcycled.")
     if args.examples:
         add_examples(results, routing_sha256)
     atomic_write_text(RESULTS, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    if measured_with != routing_sha256:
+        print(f"note: the upcycled reports were taken with routing {measured_with[:8]}, not routing.json's "
+              f"{routing_sha256[:8]}: the card shows them as an earlier routing's")
     print(json.dumps({k: results[k] for k in ("paired", "fim_ratio")}, indent=1))
     print(f"dense FIM {dense['fim_exact']:.3f}, upcycled {up['fim_exact']:.3f} at {up['compute_vs_dense']:.3f}x FFN "
           f"compute; wrote {RESULTS}")
