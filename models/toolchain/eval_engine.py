@@ -67,6 +67,18 @@ def run_engine(model: str, cases: list[dict], max_new: int, prompt_tokens: int, 
     proc.wait(timeout=120)
 
 
+def folder_info(model: str) -> dict:
+    """What was evaluated, from the folder's manifest: its weights, prompt order and the routing file it was
+    built with (upcycled folders), so that a report can be matched to a build later."""
+    try:
+        m = json.load(open(os.path.join(model, "manifest.json"), encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return {"name": m.get("name"), "weights_dtype": (m.get("graph") or {}).get("weights_dtype"),
+            "fim_order": (m.get("fim") or {}).get("order"),
+            "routing_sha256": ((m.get("training") or {}).get("routing") or {}).get("routing_sha256")}
+
+
 def reference_lines(prefix: str) -> tuple[str, str, dict]:
     """The first line each case got in a reference report on the same cases: an evaluate.py report
     (rows with `completions` by model) or another run of this script (rows with the engine's `completion`,
@@ -110,6 +122,7 @@ def main(argv=None) -> None:
               "model": os.path.basename(os.path.normpath(args.model)), "seed": args.seed, "fim_cases": len(cases),
               "max_new_tokens": args.max_new, "prompt_tokens": args.prompt_tokens,
               "errors": sum(1 for r in rows if r.get("error")), "seconds_this_run": round(time.time() - t0),
+              "folder": folder_info(args.model),
               "fim": fim_summary(rows, [r["language"] for r in rows])}
     if args.reference:
         name, kind, ref_line = reference_lines(args.reference)

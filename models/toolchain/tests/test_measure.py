@@ -91,11 +91,11 @@ def test_card_shows_the_order_and_the_dense_folder_beside_the_upcycled_one():
     assert "scores 25.0% [22.0%, 28.0%]" in down and "right only here" not in down
 
 
-def engine_report(tmp_path, name: str, seed: int, right: list[bool], prompt_tokens: int = 1024) -> str:
+def engine_report(tmp_path, name: str, seed: int, right: list[bool], prompt_tokens: int = 1024, routing=None) -> str:
     """An eval_engine.py report (the fields measure.py reads) with one FIM case per flag."""
     base = str(tmp_path / f"engine-{name}-{seed}")
-    json.dump({"seed": seed, "fim_cases": len(right), "prompt_tokens": prompt_tokens, "max_new_tokens": 48},
-              open(base + ".json", "w"))
+    json.dump({"seed": seed, "fim_cases": len(right), "prompt_tokens": prompt_tokens, "max_new_tokens": 48,
+               **({"folder": {"routing_sha256": routing}} if routing else {})}, open(base + ".json", "w"))
     with open(base + ".fim.jsonl", "w") as f:
         for i, ok in enumerate(right):
             f.write(json.dumps({"id": i, "middle": "  x = 1", "completion": "x = 1\ny = 2" if ok else "y"}) + "\n")
@@ -126,6 +126,15 @@ def test_engine_results_on_other_cases_or_budgets_are_refused(tmp_path):
         measure.engine_summary(up, [engine_report(tmp_path, "de", 4321, [True, False])], "abc")
     with pytest.raises(SystemExit, match="not on the same cases"):
         measure.engine_summary(up, [engine_report(tmp_path, "de2", 1234, [True, False], prompt_tokens=333)], "abc")
+
+
+def test_engine_result_is_keyed_to_the_routing_its_folder_was_built_with(tmp_path):
+    de = [engine_report(tmp_path, "de", 1234, [True]), engine_report(tmp_path, "de", 4321, [True])]
+    up = [engine_report(tmp_path, "up", 1234, [True], routing="built"), engine_report(tmp_path, "up", 4321, [False], routing="built")]
+    assert measure.engine_summary(up, de, "current file")["routing_sha256"] == "built"
+    mixed = [engine_report(tmp_path, "mx", 1234, [True], routing="one"), engine_report(tmp_path, "mx", 4321, [True], routing="two")]
+    with pytest.raises(SystemExit, match="different routing files"):
+        measure.engine_summary(mixed, de, "current file")
 
 
 def test_measurements_of_another_routing_are_labelled_or_left_out_never_shown_as_this_folders():

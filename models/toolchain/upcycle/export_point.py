@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import build  # noqa: E402
 from head import HEAD_FILE, read_head  # noqa: E402
-from routing_file import RoutingFileError, curve_point, load_routing  # noqa: E402
+from routing_file import RoutingFileError, curve_point, load_routing, with_checksum  # noqa: E402
 from source import default_cache, fetch_gguf  # noqa: E402
 
 
@@ -34,8 +34,9 @@ def main():
         point = curve_point(doc, args.point)
     except RoutingFileError as e:
         sys.exit(f"error: {e}")
-    doc = {**doc, "gate_thresholds": point["gate_thresholds"], "down_thresholds": point["down_thresholds"],
-           "gate_skip": point["gate_skip"], "down_skip": point["down_skip"]}
+    # Its own checksum: the folder's manifest must not name the routing file as the one it was built with.
+    doc = with_checksum({**doc, "gate_thresholds": point["gate_thresholds"], "down_thresholds": point["down_thresholds"],
+                         "gate_skip": point["gate_skip"], "down_skip": point["down_skip"]})
     conv = build.convert_step(fetch_gguf(cache, print), cache, print)
     quantized = build.quantize_step(conv, cache, build.WEIGHTS_DTYPE, print)
     print(build.export_step(conv, "upcycled", doc, read_head(HEAD_FILE, 151936), cache, f"point-{args.point.replace('/', '-')}-{doc['sha256'][:8]}", print,

@@ -103,7 +103,12 @@ def engine_summary(upcycled_paths: list[str], dense_paths: list[str], routing_sh
     keys = sorted(up)
     pair = paired([up[k] for k in keys], [de[k] for k in keys])
     n = len(keys)
-    return {"routing_sha256": routing_sha256, "seeds": [r["seed"] for r in up_reps], "fim_n": n,
+    # The routing the upcycled folder was built with (eval_engine.py copies its manifest's); reports from
+    # before it did are taken to be of the routing file given.
+    shas = {(r.get("folder") or {}).get("routing_sha256") for r in up_reps}
+    if len(shas) > 1:
+        sys.exit(f"the upcycled engine reports were taken with different routing files: {sorted(str(x) for x in shas)}")
+    return {"routing_sha256": shas.pop() or routing_sha256, "seeds": [r["seed"] for r in up_reps], "fim_n": n,
             "prompt_tokens": up_reps[0]["prompt_tokens"], "max_new_tokens": up_reps[0]["max_new_tokens"],
             "upcycled": {"exact": sum(up.values()), "fim_exact_ci95": wilson(sum(up.values()), n)},
             "dense": {"exact": sum(de.values()), "fim_exact_ci95": wilson(sum(de.values()), n)},
