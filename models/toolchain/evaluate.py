@@ -405,6 +405,11 @@ def main(argv=None) -> int:
             if os.path.exists(m.tokenizer_path) and sha256_file(m.tokenizer_path) != tok_sha:
                 raise EvalError(f"{m.tokenizer_path} differs from {args.tokenizer}: losses would not be comparable; "
                                 f"pass --tokenizer {m.tokenizer_path}")
+            if args.loss_tokens > 0 and (m.manifest.get("graph") or {}).get("head"):
+                # Tokens outside a trimmed head have logit -1e9: their loss is not the model's.
+                raise EvalError(f"{p}: its output head is trimmed to {m.manifest['graph']['head'].get('tokens')} tokens, "
+                                "so a loss over every token is not defined; pass --loss-tokens 0 (FIM only), or "
+                                "measure the loss on a folder with the full head")
             models.append(m)
             paths.append(p)
         names = list(args.name) + [os.path.basename(os.path.normpath(p)) for p in paths[len(args.name):]]

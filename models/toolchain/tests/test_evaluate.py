@@ -235,3 +235,21 @@ def test_cli_on_checkpoints(val_path, tmp_path, capsys):
     assert ev.main(["--checkpoint", str(tmp_path / "missing"), "--out", str(out), "--val", val_path,
                     "--tokenizer", TOKENIZER]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_a_loss_is_refused_on_a_folder_with_a_trimmed_head(tmp_path, val_path, capsys):
+    """Tokens outside a trimmed head get logit -1e9: a loss over every token would be nonsense (it read
+    ~10^6 nats on the shipped folders), so only FIM is measured there."""
+    export = pytest.importorskip("export")
+    m = tiny_model("dense", ctx=64)
+    folder = tmp_path / "m"
+    export.export_model(m.cfg, {k: v.clone() for k, v in m.state_dict().items()}, str(folder), tokenizer=TOKENIZER,
+                        export_date=None)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["graph"]["head"] = {"tokens": 1000, "rule": "test", "file": None}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    base = ["--model", str(folder), "--out", str(tmp_path / "rep"), "--val", val_path, "--tokenizer", TOKENIZER,
+            "--fim-cases", "3", "--max-new", "4", "--threads", "1"]
+    assert ev.main([*base, "--loss-tokens", "150"]) == 2
+    assert "trimmed to 1000 tokens" in capsys.readouterr().err
+    assert ev.main([*base, "--loss-tokens", "0"]) == 0

@@ -183,3 +183,13 @@ def test_reports_name_the_routing_and_the_folders_they_measured(tmp_path):
     old = [report(tmp_path, "old", 1234, [True])]
     assert measure.report_routing(old) is None and measure.folders_text(old) == "ONNX model folders"
     assert measure.folders_text([made("c", 1234, "r1"), made("d", 1234, "r1", order="psm")]) == "ONNX model folders"
+
+
+def test_reports_without_a_loss_give_none_not_a_crash(tmp_path):
+    base = report(tmp_path, "d", 1234, [True, False])
+    rep = json.load(open(base + ".json"))
+    rep["settings"]["loss_tokens_per_language"] = 0
+    rep["models"]["d"] = {"kind": "dense", "routing": {"compute_vs_dense": 1.0}, "seconds_fim": 1.0}
+    json.dump(rep, open(base + ".json", "w"))
+    out, exact = measure.summarize([base])
+    assert out["val_loss"] is None and out["val_loss_by_lang"] == {} and exact == [True, False]

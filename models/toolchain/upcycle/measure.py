@@ -37,14 +37,16 @@ def summarize(report_paths: list[str]) -> tuple[dict, list]:
     from evaluate import wilson
     reps = [json.load(open(p + ".json")) for p in report_paths]
     entries = [next(iter(r["models"].items())) for r in reps]
-    m = next(e for _, e in entries if e.get("val_loss"))
+    # The loss from the first report that has one (none on folders with a trimmed head: evaluate.py refuses it).
+    m = next((e for _, e in entries if e.get("val_loss")), entries[0][1])
     cases, exact, _ = fim_exact(report_paths)
     by_lang = {}
     for lang in ("python", "javascript", "typescript"):
         sel = [e for e, c in zip(exact, cases) if c["language"] == lang]
         by_lang[lang] = sum(sel) / len(sel) if sel else None
-    out = {"val_loss": m["val_loss"]["overall"]["loss"],
-           "val_loss_by_lang": {k: v["loss"] for k, v in m["val_loss"].items() if k != "overall"},
+    loss = m.get("val_loss") or {}
+    out = {"val_loss": loss["overall"]["loss"] if loss else None,
+           "val_loss_by_lang": {k: v["loss"] for k, v in loss.items() if k != "overall"},
            "fim_exact": sum(exact) / len(exact), "fim_exact_ci95": wilson(sum(exact), len(exact)), "fim_n": len(exact),
            "fim_by_lang": by_lang, "compute_vs_dense": m["routing"]["compute_vs_dense"],
            "seconds_fim": sum(e["seconds_fim"] for _, e in entries),
@@ -244,11 +246,12 @@ def main():
     })
     if args.shipped_report:
         results["shipped"] = shipped_summary(args.shipped_report, [x["seed"] for x in up["settings"]], up_exact)
-    s = dense["settings"][0]
+    s = next((x for x in dense["settings"] if x["loss_tokens_per_language"]), dense["settings"][0])
     seeds = ", ".join(str(x["seed"]) for x in dense["settings"])
+    loss_text = (f"loss on {s['loss_tokens_per_language']:,} tokens per language in windows of {s.get('loss_context')}"
+                 if s["loss_tokens_per_language"] else "no loss (the folders' output heads are trimmed)")
     results["settings_text"] = (
-        f"Project validation split (python, javascript, typescript): loss on {s['loss_tokens_per_language']:,} "
-        f"tokens per language in windows of {s.get('loss_context')}; {dense['fim_n']} single-line FIM cases "
+        f"Project validation split (python, javascript, typescript): {loss_text}; {dense['fim_n']} single-line FIM cases "
         f"(seeds {seeds}), prompt + 48 new tokens ≤ {s['fim_context']} tokens, greedy; exact match ignores "
         f"indentation, 95% Wilson interval. Both models are {folders_text(args.dense_report + args.upcycled_report)}, "
         f"run with onnxruntime on {args.machine}. Paired on the same cases: {results['paired']['both_exact']} both right, "
