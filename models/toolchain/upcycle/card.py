@@ -85,7 +85,8 @@ def engine_lines(kind: str, r: dict, routing: dict) -> list[str]:
     text = (f"**As users get it**: through the backend's engine (`models/toolchain/eval_engine.py`: the "
             f"product's prompt building with a budget of {e['prompt_tokens']:,} tokens, token healing, drafts, "
             f"stop rules, post-processing), the graph in this folder gets {own['exact']}/{n:,} of the same kind of "
-            f"single-line FIM cases exact ({own['exact'] / n:.1%} [{ci[0]:.1%}, {ci[1]:.1%}]; seeds {seeds}; "
+            f"single-line FIM cases exact ({own['exact'] / n:.1%} [{ci[0]:.1%}, {ci[1]:.1%}]; "
+            f"seed{'s' if len(e['seeds']) > 1 else ''} {seeds}; "
             f"{e['machine']}), the ")
     if kind == "upcycled":
         text += (f"dense source's folder {other['exact']}/{n:,} (ratio {own['exact'] / other['exact']:.2f}; "
