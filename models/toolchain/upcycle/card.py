@@ -6,6 +6,7 @@ number comes from the committed routing.json (calibration run) and results.json
 import json
 import os
 
+from routing_file import chosen_point
 from source import GGUF_SHA256, UPSTREAM
 
 NOTICE = f"""This model folder contains a derivative of {UPSTREAM}.
@@ -52,12 +53,6 @@ def shipped_lines(kind: str, r: dict) -> list[str]:
                  f"{pair['only_upcycled_exact']} cases right only here, {pair['only_dense_exact']} only there "
                  f"(ratio {own['fim_exact'] / sd['fim_exact']:.2f}).")
     return [text, ""]
-
-
-def _chosen_point(routing: dict) -> dict | None:
-    """The curve point routing.json ships (its per-layer shares and compute, on validation tokens)."""
-    return next((p for p in routing.get("curve", [])
-                 if (p["gate_skip"], p["down_skip"]) == (routing.get("gate_skip"), routing.get("down_skip"))), None)
 
 
 def _evaluated_here(r: dict, routing: dict) -> bool:
@@ -115,7 +110,7 @@ def model_info(kind: str, routing: dict, results: dict | None) -> dict:
                                "routing_sha256": routing["sha256"]}
     r = results or {}
     fresh = kind == "dense" or _evaluated_here(r, routing)
-    engine, point = _engine(r, routing), _chosen_point(routing)
+    engine, point = _engine(r, routing), chosen_point(routing)
     # One FIM measure for both folders, so that the model picker compares like with like: the engine's
     # (as users get it) where it was measured with this routing, else evaluate.py's.
     fim = engine[kind]["exact"] / engine["fim_n"] if engine else res.get("fim_exact") if fresh else None
@@ -170,9 +165,10 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
                   "projection for every unit:", "",
                   "| gate / down skip | FFN compute vs dense | Δ calibration | Δ learned thresholds | Δ uniform share | Δ oracle |",
                   "|---|---|---|---|---|---|"]
+        chosen = chosen_point(routing)
         for p in routing["curve"]:
             d = p["delta_loss"]
-            mark = " (shipped)" if (p["gate_skip"], p["down_skip"]) == (routing["gate_skip"], routing["down_skip"]) else ""
+            mark = " (shipped)" if p is chosen else ""
             lines.append(f"| {p['gate_skip']} / {p['down_skip']}{mark} | {p['compute_vs_dense']:.3f} | "
                          f"{p['delta_cal']:+.3f} | {d['learned']:+.3f} | {d['uniform']:+.3f} | {d['oracle']:+.3f} |")
         lines += ["", "Uniform: every token keeps the same number of units per layer as the thresholds keep on "
@@ -204,7 +200,7 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
                       "curve above and, as users get it, the engine's below.", ""]
         lines += shipped_lines(kind, r) if kind == "dense" or fresh else []
         lines += engine_lines(kind, r, routing)
-    point = _chosen_point(routing)
+    point = chosen_point(routing)
     if kind == "upcycled" and point and point.get("ffn_share_per_layer"):
         shares = point["ffn_share_per_layer"]
         lines += [f"Routing per layer at the shipped point ({routing['calibration']['validation_tokens']:,} validation "

@@ -107,10 +107,8 @@ def engine_summary(upcycled_paths: list[str], dense_paths: list[str], routing_sh
     n = len(keys)
     # The routing the upcycled folder was built with (eval_engine.py copies its manifest's); reports from
     # before it did are taken to be of the routing file given.
-    shas = {(r.get("folder") or {}).get("routing_sha256") for r in up_reps}
-    if len(shas) > 1:
-        sys.exit(f"the upcycled engine reports were taken with different routing files: {sorted(str(x) for x in shas)}")
-    return {"routing_sha256": shas.pop() or routing_sha256, "seeds": [r["seed"] for r in up_reps], "fim_n": n,
+    built_with = one_routing({(r.get("folder") or {}).get("routing_sha256") for r in up_reps}, "engine reports")
+    return {"routing_sha256": built_with or routing_sha256, "seeds": [r["seed"] for r in up_reps], "fim_n": n,
             "prompt_tokens": up_reps[0]["prompt_tokens"], "max_new_tokens": up_reps[0]["max_new_tokens"],
             "upcycled": {"exact": sum(up.values()), "fim_exact_ci95": wilson(sum(up.values()), n)},
             "dense": {"exact": sum(de.values()), "fim_exact_ci95": wilson(sum(de.values()), n)},
@@ -118,13 +116,15 @@ def engine_summary(upcycled_paths: list[str], dense_paths: list[str], routing_sh
                        "both_exact": pair["both"]}}
 
 
+def _sources(report_paths: list[str]) -> list[dict]:
+    """Each evaluate.py report's one model entry (its source, training, fim, routing)."""
+    return [next(iter(json.load(open(p + ".json"))["models"].values())) for p in report_paths]
+
+
 def fim_order(report_paths: list[str]) -> str:
     """The prompt order the reports were run in (evaluate.py records the folder's fim.order;
     reports from before it did were PSM); reports in different orders are not pooled."""
-    orders = set()
-    for p in report_paths:
-        entry = next(iter(json.load(open(p + ".json"))["models"].values()))
-        orders.add(((entry.get("fim") or {}).get("overall") or {}).get("fim_order", "psm"))
+    orders = {((e.get("fim") or {}).get("overall") or {}).get("fim_order", "psm") for e in _sources(report_paths)}
     if len(orders) != 1:
         sys.exit(f"the reports were run with different prompt orders ({', '.join(sorted(orders))}): not pooled")
     return orders.pop()
@@ -136,16 +136,17 @@ def paired(a: list, b: list) -> dict:
             "both": sum(x and y for x, y in zip(a, b))}
 
 
-def _sources(report_paths: list[str]) -> list[dict]:
-    return [next(iter(json.load(open(p + ".json"))["models"].values())) for p in report_paths]
-
-
 def report_routing(report_paths: list[str]) -> str | None:
     """The routing file the upcycled folder of these evaluate.py reports was built with (its manifest's
     checksum, which evaluate.py copies); None for reports from before it did. Reports of two routings are refused."""
-    shas = {((e.get("training") or {}).get("routing") or {}).get("routing_sha256") for e in _sources(report_paths)}
+    return one_routing({((e.get("training") or {}).get("routing") or {}).get("routing_sha256")
+                        for e in _sources(report_paths)}, "reports")
+
+
+def one_routing(shas: set, what: str) -> str | None:
+    """The one routing checksum a set of upcycled reports names (None: they predate recording it); refused if two."""
     if len(shas) > 1:
-        sys.exit(f"the upcycled reports were taken with different routing files: {sorted(str(x) for x in shas)}")
+        sys.exit(f"the upcycled {what} were taken with different routing files: {sorted(str(x) for x in shas)}")
     return shas.pop()
 
 

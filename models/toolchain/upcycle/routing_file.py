@@ -53,3 +53,10 @@ def curve_point(doc: dict, point: str) -> dict:
         if abs(p["gate_skip"] - gate) < 1e-9 and abs(p["down_skip"] - down) < 1e-9:
             return p
     raise RoutingFileError(f"no point {point} on the curve: {[(p['gate_skip'], p['down_skip']) for p in doc.get('curve', [])]}")
+
+
+def chosen_point(doc: dict) -> dict | None:
+    """The curve point a routing file ships (its gate_skip/down_skip): its per-layer shares and compute on the
+    calibration's validation tokens. None for a file whose curve lacks it."""
+    return next((p for p in doc.get("curve", [])
+                 if (p["gate_skip"], p["down_skip"]) == (doc.get("gate_skip"), doc.get("down_skip"))), None)

@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 from atomic import atomic_write_text  # noqa: E402
 from calibrate import REPO, _weights_id, ffn_cost, fim_windows, load_upcycled, loss_and_share, set_thresholds  # noqa: E402
-from routing_file import load_routing  # noqa: E402
+from routing_file import chosen_point, load_routing  # noqa: E402
 
 ROUTING = os.path.join(HERE, "routing.json")
 
@@ -111,7 +111,9 @@ def main():
     t0 = time.time()
     log = lambda m: print(f"[{time.time() - t0:6.0f}s] {m}", file=sys.stderr, flush=True)  # noqa: E731
     start = load_routing(args.routing, 24, 4864)
-    point = next(p for p in start["curve"] if (p["gate_skip"], p["down_skip"]) == (start["gate_skip"], start["down_skip"]))
+    point = chosen_point(start)
+    if args.target is None and point is None:
+        sys.exit(f"{args.routing}: its chosen point is not on its curve; pass --target")
     target = args.target if args.target is not None else point["compute_vs_dense"]
     tok = Tokenizer.from_file(os.path.join(args.weights, "tokenizer.json"))
     model = load_upcycled(args.weights)
