@@ -18,6 +18,8 @@ export class StatusBar implements vscode.Disposable {
   private last: LastRun | null = null;
   private reading = false;
   private readingTimer: NodeJS.Timeout | undefined;
+  /** Prefills sent and not yet answered: a newer one can start before the older one's (superseded) answer. */
+  private prefillsInFlight = 0;
   private lastPrefill: PrefillResult | null = null;
 
   constructor() {
@@ -44,15 +46,18 @@ export class StatusBar implements vscode.Disposable {
 
   /** A prefill went to the backend: shown as reading unless it is answered at once (its prompt was cached). */
   prefillStarted(): void {
-    clearTimeout(this.readingTimer);
+    if (this.prefillsInFlight++ > 0) return;
     this.readingTimer = setTimeout(() => { this.reading = true; this.render(); }, SHOW_READING_AFTER_MS);
   }
 
-  /** The prefill's answer (null: it failed; the backend's log line says why). */
+  /** A prefill's answer (null: it failed; the backend's log line says why). Reading ends with the last one. */
   prefillEnded(result: PrefillResult | null): void {
-    clearTimeout(this.readingTimer);
-    this.reading = false;
     if (result && result.readTokens > 0) this.lastPrefill = result;
+    this.prefillsInFlight = Math.max(0, this.prefillsInFlight - 1);
+    if (this.prefillsInFlight === 0) {
+      clearTimeout(this.readingTimer);
+      this.reading = false;
+    }
     this.render();
   }
 
