@@ -60,3 +60,22 @@ def test_a_cost_above_the_target_raises_the_thresholds(tiny):
         opt.step()
     assert cost < cost0 - 0.02, (cost0, cost)
     assert np.mean([float(p.detach()) for p in params]) > np.mean(before)
+
+
+def test_the_trained_file_is_a_routing_file_whose_point_is_the_trained_one(tmp_path):
+    from routing_file import chosen_point, load_routing, point_of, with_checksum
+    n, d_ff = 2, 8
+    start = with_checksum({"version": 1, "n_layer": n, "d_ff": d_ff, "gate_thresholds": [0.1, 0.1],
+                           "down_thresholds": [0.2, 0.2], "gate_skip": 0.2, "down_skip": 0.6, "curve": []})
+    run = {"gate_thresholds": [0.3, 0.05], "down_thresholds": [0.4, 0.1], "delta_loss": 0.01,
+           "compute_vs_dense": 0.7, "ffn_share_per_layer": [0.5, 0.6]}
+    state = {"step": 3, "seconds": 27.0, "validation": {"dense_loss": 1.5, "tokens": 99, "trained": run,
+                                                         "start": {**run, "delta_loss": 0.02}}}
+    args = type("Args", (), {"window": 16, "weight": 2.0, "lr": 0.02, "temperature": 0.5})
+    path = tmp_path / "trained.json"
+    path.write_text(__import__("json").dumps(train_routing.trained_routing(start, state, args, 0.7, 4)))
+    doc = load_routing(str(path), n, d_ff)   # checksum and shape hold
+    assert doc["gate_thresholds"] == [0.3, 0.05] and doc["trained"]["from_sha256"] == start["sha256"]
+    assert chosen_point(doc)["ffn_share_per_layer"] == [0.5, 0.6]
+    assert point_of(doc, None)["down_thresholds"] == [0.4, 0.1]
+    assert doc["trained"]["point"]["start_delta_loss"] == 0.02 and doc["trained"]["train_tokens"] == 48

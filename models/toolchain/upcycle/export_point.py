@@ -4,6 +4,7 @@ build uses the file's chosen thresholds), the way build.py exports the shipped g
 recipe, head, context), into the cache beside the shipped build, and prints the folder:
 
     python models/toolchain/upcycle/export_point.py --point 0.2/0.6
+    python models/toolchain/upcycle/export_point.py --routing models/work/upcycle/routing-trained.json
     python models/toolchain/eval_engine.py --model FOLDER --fim-cases 500 --seed 4321 --prompt-tokens 1024 --out …
 
 Needs a set-up that has run (the converted weights and GPTQ file are reused from the cache). A later
@@ -18,20 +19,21 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import build  # noqa: E402
 from head import HEAD_FILE, read_head  # noqa: E402
-from routing_file import RoutingFileError, curve_point, load_routing, with_checksum  # noqa: E402
+from routing_file import RoutingFileError, load_routing, point_of, with_checksum  # noqa: E402
 from source import default_cache, fetch_gguf  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--point", required=True, help="gate_skip/down_skip of a point on routing.json's curve")
-    ap.add_argument("--routing", default=build.ROUTING, help="a routing file whose curve has the point (default: the committed one)")
+    ap.add_argument("--point", default=None, help="gate_skip/down_skip of a point on the routing file's curve "
+                    "(default: the file's own thresholds, e.g. train_routing.py's)")
+    ap.add_argument("--routing", default=build.ROUTING, help="a routing file (default: the committed one)")
     ap.add_argument("--cache", default=None, help="default: $VFFN_CACHE or ~/.cache/versatileffn")
     args = ap.parse_args()
     cache = args.cache or default_cache()
     try:
         doc = load_routing(args.routing, 24, 4864)
-        point = curve_point(doc, args.point)
+        point = point_of(doc, args.point)
     except RoutingFileError as e:
         sys.exit(f"error: {e}")
     # Its own checksum: the folder's manifest must not name the routing file as the one it was built with.
@@ -39,7 +41,8 @@ def main():
                          "gate_skip": point["gate_skip"], "down_skip": point["down_skip"]})
     conv = build.convert_step(fetch_gguf(cache, print), cache, print)
     quantized = build.quantize_step(conv, cache, build.WEIGHTS_DTYPE, print)
-    print(build.export_step(conv, "upcycled", doc, read_head(HEAD_FILE, 151936), cache, f"point-{args.point.replace('/', '-')}-{doc['sha256'][:8]}", print,
+    name = f"point-{args.point.replace('/', '-')}" if args.point else "routing"
+    print(build.export_step(conv, "upcycled", doc, read_head(HEAD_FILE, 151936), cache, f"{name}-{doc['sha256'][:8]}", print,
                             build.WEIGHTS_DTYPE, quantized))
 
 

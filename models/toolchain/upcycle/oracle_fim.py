@@ -35,7 +35,7 @@ from evaluate import (build_prompt, encode, greedy_line, load_tokenizer, load_va
                       select_fim_cases, specials_of, wilson)
 from measure import paired  # noqa: E402
 from model import rope_tables  # noqa: E402
-from routing_file import RoutingFileError, curve_point  # noqa: E402
+from routing_file import RoutingFileError, point_of  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(TOOLCHAIN, "..", ".."))
 RULES = ("dense", "thresholds", "oracle")
@@ -91,7 +91,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", required=True, help="converted weights folder (config.json, dense.safetensors)")
     ap.add_argument("--routing", default=os.path.join(HERE, "routing.json"))
-    ap.add_argument("--point", default="0.2/0.6", help="gate_skip/down_skip of a point on routing.json's curve")
+    ap.add_argument("--point", default="0.2/0.6", help="gate_skip/down_skip of a point on the routing file's curve; "
+                    "'own' for the file's own thresholds (e.g. train_routing.py's)")
     ap.add_argument("--val", default=os.path.join(REPO, "models", "work", "corpus", "val.jsonl"))
     ap.add_argument("--fim-cases", type=int, default=500)
     ap.add_argument("--seed", type=int, default=4321)
@@ -105,7 +106,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        point = curve_point(json.load(open(args.routing)), args.point)
+        point = point_of(json.load(open(args.routing)), None if args.point == "own" else args.point)
     except RoutingFileError as e:
         raise SystemExit(f"{args.routing}: {e}") from None
     tok = load_tokenizer(os.path.join(args.weights, "tokenizer.json"))

@@ -56,7 +56,19 @@ def curve_point(doc: dict, point: str) -> dict:
 
 
 def chosen_point(doc: dict) -> dict | None:
-    """The curve point a routing file ships (its gate_skip/down_skip): its per-layer shares and compute on the
-    calibration's validation tokens. None for a file whose curve lacks it."""
+    """The point a routing file ships, with its per-layer shares and compute on the calibration's validation
+    tokens: a trained file's trained thresholds (train_routing.py), else the curve point at its gate_skip/down_skip.
+    None for a file whose curve lacks it."""
+    if "trained" in doc:
+        return doc["trained"]["point"]
     return next((p for p in doc.get("curve", [])
                  if (p["gate_skip"], p["down_skip"]) == (doc.get("gate_skip"), doc.get("down_skip"))), None)
+
+
+def point_of(doc: dict, point: str | None) -> dict:
+    """The thresholds an experiment exports or scores: the curve point "gate_skip/down_skip", or with point None
+    the file's own (shipped or trained) thresholds."""
+    if point:
+        return curve_point(doc, point)
+    return {"gate_thresholds": doc["gate_thresholds"], "down_thresholds": doc["down_thresholds"],
+            "gate_skip": doc.get("gate_skip"), "down_skip": doc.get("down_skip")}

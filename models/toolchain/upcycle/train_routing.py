@@ -5,7 +5,8 @@ how much each layer skips). The trained parameters are the same 48 numbers the g
 (a gate and a down threshold per layer, as log-thresholds), so a result exports with no format change.
 
     python models/toolchain/upcycle/train_routing.py --weights DIR --steps 200 \
-        [--state models/work/upcycle/train-routing-state.json] [--target 0.735]
+        [--state models/work/upcycle/train-routing-state.json] [--target 0.735] \
+        [--out models/work/upcycle/routing-trained.json]
 
 How: the forward pass is exactly the shipped rule (hard masks); the backward pass sees each mask as
 sigmoid((score − t) / (temperature · t)) (a straight-through estimate), so the loss can move t. The loss
@@ -14,9 +15,12 @@ mean FFN cost (1/3 + 2/3 · share) at --target. It starts from routing.json's ch
 One window per step; the state (thresholds, Adam moments, history) is written after every step, so an
 interrupted run resumes where it stopped. At the end (or with --steps equal to the state's step) it
 scores the trained and the starting thresholds on calibrate.py's validation windows: Δ loss against the
-dense source (measured there too) at the compute each reaches.
+dense source (measured there too) at the compute each reaches, and writes the trained thresholds as a
+routing file (--out: the starting file with its thresholds replaced and a "trained" record, whose point
+export_point.py exports and oracle_fim.py --point own scores).
 """
 import argparse
+import datetime
 import json
 import os
 import sys
@@ -32,7 +36,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 from atomic import atomic_write_text  # noqa: E402
 from calibrate import REPO, _weights_id, ffn_cost, fim_windows, load_upcycled, loss_and_share, set_thresholds  # noqa: E402
-from routing_file import chosen_point, load_routing  # noqa: E402
+from routing_file import chosen_point, load_routing, with_checksum  # noqa: E402
 
 ROUTING = os.path.join(HERE, "routing.json")
 
@@ -95,6 +99,8 @@ def main():
     ap.add_argument("--routing", default=ROUTING, help="the starting thresholds: this routing file's chosen point")
     ap.add_argument("--corpus", default=os.path.join(REPO, "models", "work", "corpus"))
     ap.add_argument("--state", default=os.path.join(REPO, "models", "work", "upcycle", "train-routing-state.json"))
+    ap.add_argument("--out", default=os.path.join(REPO, "models", "work", "upcycle", "routing-trained.json"),
+                    help="the trained routing file written at the end")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--windows", type=int, default=8, help="train-split windows per language (cycled)")
     ap.add_argument("--window", type=int, default=512)
@@ -132,6 +138,7 @@ def main():
         log(f"resuming at step {state['step']}")
     log(f"{len(cal)} train windows of {args.window}; holding FFN cost at {target:.3f}")
     while state["step"] < args.steps:
+        step_start = time.time()
         w = cal[state["step"] % len(cal)]
         opt.zero_grad()
         loss, ce, cost = objective(model, w, target, args.weight)
@@ -141,6 +148,7 @@ def main():
         state["history"].append([state["step"], round(ce, 5), round(cost, 5)])
         state["log_thresholds"] = [float(p.detach()) for p in params]
         state["adam"] = _adam_json(opt, params)
+        state["seconds"] = state.get("seconds", 0.0) + time.time() - step_start
         os.makedirs(os.path.dirname(os.path.abspath(args.state)), exist_ok=True)
         atomic_write_text(args.state, json.dumps(state))
         if state["step"] % 5 == 0 or state["step"] == args.steps:
@@ -149,7 +157,39 @@ def main():
                 f"FFN cost {np.mean([h[2] for h in recent]):.3f} (mean of the last {len(recent)} windows)")
     state["validation"] = validate(model, params, start, tok, args, log)
     atomic_write_text(args.state, json.dumps(state))
-    print(json.dumps(state["validation"], indent=1))
+    doc = trained_routing(start, state, args, target, len(cal))
+    atomic_write_text(args.out, json.dumps(doc, indent=1) + "\n")
+    log(f"wrote {args.out} (sha256 {doc['sha256'][:8]})")
+    print(json.dumps({k: v for k, v in state["validation"].items() if k not in ("trained", "start")} |
+                     {k: {"delta_loss": state["validation"][k]["delta_loss"],
+                          "compute_vs_dense": state["validation"][k]["compute_vs_dense"]} for k in ("trained", "start")}, indent=1))
+
+
+def trained_routing(start: dict, state: dict, args, target: float, n_windows: int) -> dict:
+    """The starting routing file with the trained thresholds in place and a record of how they were trained
+    and what they measured (routing_file.chosen_point returns its point)."""
+    v = state["validation"]
+    t = v["trained"]
+    body = {k: x for k, x in start.items() if k not in ("sha256", "trained")}
+    return with_checksum({**body, "gate_thresholds": t["gate_thresholds"], "down_thresholds": t["down_thresholds"],
+                          "trained": {"from_sha256": start["sha256"], "steps": state["step"],
+                                      "train_tokens": state["step"] * args.window, "windows": n_windows,
+                                      "window": args.window, "target_compute": target, "weight": args.weight,
+                                      "lr": args.lr, "temperature": args.temperature,
+                                      "seconds": round(state["seconds"]) if "seconds" in state else None, "machine": _machine(),
+                                      "date": datetime.date.today().isoformat(),
+                                      "point": {**t, "dense_val_loss": v["dense_loss"], "validation_tokens": v["tokens"],
+                                                "start_delta_loss": v["start"]["delta_loss"],
+                                                "start_compute_vs_dense": v["start"]["compute_vs_dense"]}}})
+
+
+def _machine() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "CPU")
+    except OSError:
+        cpu = "CPU"
+    return f"{os.cpu_count()}-core dev VM, {cpu}"
 
 
 @torch.inference_mode()
@@ -172,7 +212,7 @@ def validate(model, params, start: dict, tok, args, log) -> dict:
         set_thresholds(model, g, d)
         loss, shares, _ = loss_and_share(model, val)
         out[name] = {"delta_loss": loss - dense, "compute_vs_dense": ffn_cost(shares),
-                     "gate_thresholds": g, "down_thresholds": d}
+                     "ffn_share_per_layer": [float(x) for x in shares], "gate_thresholds": g, "down_thresholds": d}
         log(f"{name}: Δ validation loss {out[name]['delta_loss']:+.4f} at {out[name]['compute_vs_dense']:.3f}x FFN compute "
             f"({val.size} tokens)")
     return out
