@@ -166,6 +166,25 @@ def test_measurements_of_another_routing_are_labelled_or_left_out_never_shown_as
     assert card.model_info("dense", routing, {**old, "engine": engine})["metrics"]["fim_exact"] == 0.284
 
 
+def test_a_trained_routing_card_shows_the_trained_point_and_where_it_started():
+    manifest = {"display_name": "m", "description": "d", "graph": {"weights_dtype": "int8"}, "fim": {"order": "spm"},
+                "architecture": {"d_model": 8, "n_layer": 2, "d_ff": 16, "n_head": 2, "vocab_size": 10,
+                                 "parameters": 1, "context_length": 8}}
+    routing = json.load(open(os.path.join(os.path.dirname(HERE), "upcycle", "routing.json")))
+    point = {"gate_thresholds": [0.1] * 24, "down_thresholds": [0.2] * 24, "delta_loss": 0.0146,
+             "compute_vs_dense": 0.737, "ffn_share_per_layer": [0.55] * 24, "dense_val_loss": 1.691,
+             "validation_tokens": 3078, "start_delta_loss": 0.0217, "start_compute_vs_dense": 0.735}
+    trained = {**routing, "gate_skip": 0.2, "down_skip": 0.6, "sha256": "trained file",
+               "trained": {"steps": 120, "train_tokens": 61440, "window": 512, "target_compute": 0.735,
+                           "machine": "2-core test VM", "point": point}}
+    up = card.render(manifest, "upcycled", trained, {})
+    assert "| 0.2 / 0.6 (start of training) |" in up and "(shipped)" not in up
+    assert "**+0.0146 nats at 0.737× FFN compute**" in up and "cost +0.0217 at 0.735×" in up
+    assert "| FFN work | " + " | ".join(["55%"] * 24) + " |" in up
+    info = card.model_info("upcycled", trained, {})
+    assert info["metrics"]["compute_vs_dense"] == 0.737 and info["training"]["routing"]["trained_steps"] == 120
+
+
 def test_reports_name_the_routing_and_the_folders_they_measured(tmp_path):
     def made(name, seed, routing, dtype="int4-ffn-in-deep", order="spm"):
         base = report(tmp_path, name, seed, [True])

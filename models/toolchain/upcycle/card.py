@@ -92,6 +92,23 @@ def engine_lines(kind: str, r: dict, routing: dict) -> list[str]:
     return [text, ""]
 
 
+def trained_lines(routing: dict) -> list[str]:
+    """How a trained routing file's thresholds were trained from the calibrated point, and what they measured."""
+    t = routing.get("trained")
+    if not t:
+        return []
+    p = t["point"]
+    return [f"**The shipped thresholds are trained**, starting from the {routing['gate_skip']} / {routing['down_skip']} "
+            f"point: the 48 thresholds as parameters, the base frozen, the graph's own hard masks in the forward pass "
+            f"and a sigmoid's gradient in the backward pass, next-token loss on FIM-formatted windows of the train "
+            f"split plus a penalty holding FFN compute at {t['target_compute']:.3f}× "
+            f"(`models/toolchain/upcycle/train_routing.py`, {t['steps']} steps of one {t['window']}-token window, "
+            f"{t['train_tokens']:,} tokens; {t['machine']}). On the {p['validation_tokens']:,} validation tokens: "
+            f"**{p['delta_loss']:+.4f} nats at {p['compute_vs_dense']:.3f}× FFN compute**, where the calibrated "
+            f"thresholds it started from cost {p['start_delta_loss']:+.4f} at {p['start_compute_vs_dense']:.3f}× "
+            f"(dense {p['dense_val_loss']:.4f} on these windows, measured in the same run).", ""]
+
+
 def model_info(kind: str, routing: dict, results: dict | None) -> dict:
     res = (results or {}).get("models", {}).get(kind, {})
     if kind == "upcycled":
@@ -108,6 +125,10 @@ def model_info(kind: str, routing: dict, results: dict | None) -> dict:
     if kind == "upcycled":
         training["routing"] = {"calibration_tokens": routing["calibration"]["tokens"], "budget": routing["budget"],
                                "routing_sha256": routing["sha256"]}
+        if "trained" in routing:
+            t = routing["trained"]
+            training["corpus"] = "none: pretrained weights, routing calibrated then trained (thresholds only)"
+            training["routing"] |= {"trained_tokens": t["train_tokens"], "trained_steps": t["steps"]}
     r = results or {}
     fresh = kind == "dense" or _evaluated_here(r, routing)
     engine, point = _engine(r, routing), chosen_point(routing)
@@ -155,8 +176,9 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
                   f"Two thresholds per layer: a unit whose |silu(gate)| is below the gate threshold skips its up "
                   f"and down projections; of the rest, one whose |silu(gate)·up| is below the down threshold skips "
                   f"its down projection. Chosen as quantiles over {routing['calibration']['tokens']:,} FIM-formatted "
-                  f"tokens of the corpus' train split for each operating point; the shipped point "
-                  f"(gate skip {routing['gate_skip']}, down skip {routing['down_skip']}) is the cheapest whose "
+                  f"tokens of the corpus' train split for each operating point; the "
+                  + ("point training started from" if "trained" in routing else "shipped point")
+                  + f" (gate skip {routing['gate_skip']}, down skip {routing['down_skip']}) is the cheapest whose "
                   f"calibration loss rises by at most {routing['budget']} nats "
                   f"(`models/toolchain/upcycle/calibrate.py`, {routing['calibration']['seconds']} s on "
                   f"{routing['calibration']['machine']}). Every point on "
@@ -166,14 +188,16 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
                   "| gate / down skip | FFN compute vs dense | Δ calibration | Δ learned thresholds | Δ uniform share | Δ oracle |",
                   "|---|---|---|---|---|---|"]
         chosen = chosen_point(routing)
+        start = (routing["gate_skip"], routing["down_skip"]) if "trained" in routing else None
         for p in routing["curve"]:
             d = p["delta_loss"]
-            mark = " (shipped)" if p is chosen else ""
+            mark = " (shipped)" if p is chosen else " (start of training)" if (p["gate_skip"], p["down_skip"]) == start else ""
             lines.append(f"| {p['gate_skip']} / {p['down_skip']}{mark} | {p['compute_vs_dense']:.3f} | "
                          f"{p['delta_cal']:+.3f} | {d['learned']:+.3f} | {d['uniform']:+.3f} | {d['oracle']:+.3f} |")
         lines += ["", "Uniform: every token keeps the same number of units per layer as the thresholds keep on "
                   "average (its largest gates, then its largest activations); oracle: per token the same counts as "
                   "the thresholds, the units with the largest true contribution. Same compute in all three.", ""]
+        lines += trained_lines(routing)
     lines += ["## Evaluation", ""]
     if not res:
         lines += ["Not measured yet for this build.", ""]
@@ -196,7 +220,8 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
         if not fresh and "upcycled" in res:
             lines += [f"The upcycled row was measured with an earlier routing file (FFN compute "
                       f"{res['upcycled'].get('compute_vs_dense', 0):.3f}× dense), not this folder's "
-                      f"({routing['gate_skip']} / {routing['down_skip']}); this routing's own measurements are the "
+                      + ("(trained thresholds)" if "trained" in routing else f"({routing['gate_skip']} / {routing['down_skip']})")
+                      + "; this routing's own measurements are the "
                       "curve above and, as users get it, the engine's below.", ""]
         lines += shipped_lines(kind, r) if kind == "dense" or fresh else []
         lines += engine_lines(kind, r, routing)
