@@ -65,3 +65,8 @@ def test_hard_and_all_modes_loop_the_tokens_they_say(tiny):
     with torch.no_grad():
         _, _, aux = model(IDS)
     assert float(aux["routing"][0]["loop_share"].mean()) == 1.0
+    train_loops.set_loop_mode(model, "off")
+    with torch.no_grad():
+        off, _, aux = model(IDS)
+    assert float(aux["routing"][0]["loop_share"].sum()) == 0.0
+    assert torch.allclose(off, _model(tiny)(IDS)[0], atol=1e-6)   # the shipped model, whatever α is

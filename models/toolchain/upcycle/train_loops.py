@@ -36,7 +36,7 @@ from model import UpcycledFFN  # noqa: E402
 from routing_file import load_routing  # noqa: E402
 
 ROUTING = os.path.join(HERE, "routing.json")
-MODES = ("soft", "hard", "all")   # how p is used: as trained, thresholded at 0.5, 1 for every token
+MODES = ("soft", "hard", "all")   # how p is used: as trained, thresholded at 0.5, 1 for every token ("off": 0)
 
 
 def attach(model) -> list[torch.nn.Parameter]:
@@ -68,6 +68,8 @@ def _looped_forward(self, H, tau=1.0):
         p = (p > 0.5).float()
     elif self.loop_mode == "all":
         p = torch.ones_like(p)
+    elif self.loop_mode == "off":
+        p = torch.zeros_like(p)
     Y = Y + p.unsqueeze(-1) * self.loop_alpha * self.ffn(self.ffn_norm(Y))
     return Y, {**aux, "loop_share": p}                 # per token, like ffn_share
 
@@ -99,17 +101,11 @@ def score(model, windows: np.ndarray) -> dict:
 
 def validate(model, params, routing: dict, val: np.ndarray, log) -> dict:
     n = len(model.blocks)
-    alphas = [p.detach().clone() for p in params[2::3]]
+    set_loop_mode(model, "off")
     set_thresholds(model, [0.0] * n, [0.0] * n)
-    with torch.no_grad():
-        for p in params[2::3]:
-            p.zero_()
     out = {"tokens": int(val.size), "dense": score(model, val)}
     set_thresholds(model, routing["gate_thresholds"], routing["down_thresholds"])
     out["width_only"] = score(model, val)
-    with torch.no_grad():
-        for p, a in zip(params[2::3], alphas):
-            p.copy_(a)
     for mode in MODES:
         set_loop_mode(model, mode)
         out[mode] = score(model, val)
@@ -118,7 +114,7 @@ def validate(model, params, routing: dict, val: np.ndarray, log) -> dict:
         out[k]["delta_vs_dense"] = out[k]["loss"] - out["dense"]["loss"]
         log(f"{k}: Δ validation loss {out[k]['delta_vs_dense']:+.4f} against dense at {out[k]['compute_vs_dense']:.3f}x "
             f"FFN compute (loop share {out[k]['loop_share']:.3f})")
-    out["alpha"] = [round(float(a), 4) for a in alphas]
+    out["alpha"] = [round(float(p.detach()), 4) for p in params[2::3]]
     return out
 
 
