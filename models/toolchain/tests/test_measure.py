@@ -212,3 +212,14 @@ def test_reports_without_a_loss_give_none_not_a_crash(tmp_path):
     json.dump(rep, open(base + ".json", "w"))
     out, exact = measure.summarize([base])
     assert out["val_loss"] is None and out["val_loss_by_lang"] == {} and exact == [True, False]
+
+
+def test_the_depth_section_quotes_the_loop_report_and_says_when_there_is_none():
+    row = lambda d, c, s: {"delta_vs_dense": d, "compute_vs_dense": c, "loop_share": s,  # noqa: E731
+                           "loop_share_per_layer": [s] * 2}
+    loops = {"steps": 60, "train_tokens": 30720, "seconds": 1720, "machine": "2-core test VM",
+             "validation": {"tokens": 3078, "width_only": row(0.0038, 0.833, 0.0), "hard": row(-0.0091, 1.037, 0.6),
+                            "all": row(0.018, 1.834, 1.0)}}
+    text = "\n".join(card.depth_lines(loops))
+    assert "**-0.0091 nats at 1.037× FFN compute**" in text and "layers 0, 1" in text and "width routing at 0.833×" in text
+    assert "Not measured" in "\n".join(card.depth_lines(None))

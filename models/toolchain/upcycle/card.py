@@ -109,6 +109,33 @@ def trained_lines(routing: dict) -> list[str]:
             f"(dense {p['dense_val_loss']:.4f} on these windows, measured in the same run).", ""]
 
 
+def _loops_report() -> dict | None:
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loops.json")
+    return json.load(open(path, encoding="utf-8")) if os.path.exists(path) else None
+
+
+def depth_lines(loops: dict | None) -> list[str]:
+    """What a trained extra loop measured (train_loops.py's committed report), and why it is not shipped."""
+    if not loops:
+        return ["## Depth loops", "", "Not measured for this build; every token runs ℓ = 1.", ""]
+    v = loops["validation"]
+    hard, width = v["hard"], v["width_only"]
+    busy = [i for i, x in enumerate(hard["loop_share_per_layer"]) if x >= 0.5]
+    return ["## Depth loops (measured, not shipped)", "",
+            f"A second pass through each layer's FFN, Y + p · α · FFN(norm(Y)), with α starting at zero and a per-token "
+            f"choice p, trained with the base frozen (`models/toolchain/upcycle/train_loops.py`, {loops['steps']} steps, "
+            f"{loops['train_tokens']:,} train-split tokens, {loops['seconds']} s on {loops['machine']}), on the width "
+            f"routing at {width['compute_vs_dense']:.3f}×. On {v['tokens']:,} validation tokens, against the dense source: "
+            f"width routing alone {width['delta_vs_dense']:+.4f} nats; with the trained loops, a token looping where p > 0.5, "
+            f"**{hard['delta_vs_dense']:+.4f} nats at {hard['compute_vs_dense']:.3f}× FFN compute** "
+            f"({hard['loop_share']:.0%} of tokens per layer loop, most in layers {', '.join(map(str, busy))}); every token "
+            f"looping: {v['all']['delta_vs_dense']:+.4f}. So a per-token extra loop does help the loss. It is not shipped "
+            "because on the CPU it would cost time that the width routing does not give back: the quantized graph "
+            "computes every unit and masks, so a loop runs its whole FFN for every token in each layer that has one "
+            "(a per-token branch around quantized matrix products is ~100× slower in onnxruntime). It is the first "
+            "thing to ship where a kernel can skip per token (docs/UPCYCLING.md).", ""]
+
+
 def model_info(kind: str, routing: dict, results: dict | None) -> dict:
     res = (results or {}).get("models", {}).get(kind, {})
     if kind == "upcycled":
@@ -170,7 +197,7 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
                   "- width: the virtual experts are single FFN units, routed per token in two stages (gate, then",
                   "  computed activation; below); thresholds 0 are the dense FFN exactly;",
                   "- depth: the paper's depth predictor and recursive loops, with a gate per extra loop",
-                  "  initialised at zero. Not trained here (no GPU): every token runs ℓ = 1.",
+                  "  initialised at zero. Not shipped: every token runs ℓ = 1 (measured below, \"Depth loops\").",
                   "- fusion: none needed; the output is the loop-ℓ state.", "",
                   "## Routing (calibrated on the dev CPU)", "",
                   f"Two thresholds per layer: a unit whose |silu(gate)| is below the gate threshold skips its up "
@@ -234,6 +261,8 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
                   "| layer | " + " | ".join(str(i) for i in range(len(shares))) + " |",
                   "|---" * (len(shares) + 1) + "|",
                   "| FFN work | " + " | ".join(f"{x:.0%}" for x in shares) + " |", ""]
+    if kind == "upcycled":
+        lines += depth_lines(_loops_report())
     examples_fresh = kind == "dense" or r.get("sections_routing_sha256") == routing.get("sha256")
     for title, body in (r.get("sections", {}).get(kind, {}) if examples_fresh else {}).items():
         lines += [f"## {title}", "", body.strip(), ""]
@@ -243,7 +272,7 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
               "  units per token beats the quantized kernel that computes them all (docs/SPEED.md).",
               "- The source is an instruct model: after the middle it rarely emits an end token and tends to",
               "  rewrite the suffix; the backend's stop rules cut the completion.",
-              "- Depth loops are untrained (ℓ = 1 everywhere); the inspector shows width routing only.", ""]
+              "- Depth loops are not shipped (ℓ = 1 everywhere; above); the inspector shows width routing only.", ""]
     return "\n".join(lines)
 
 

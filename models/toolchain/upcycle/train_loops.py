@@ -17,6 +17,7 @@ The model's own depth path (model.UpcycledFFN: ℓ = argmax(depth_router(H)) + 1
 term, so a result worth shipping would need that added to the router; this script measures first.
 """
 import argparse
+import datetime
 import json
 import os
 import sys
@@ -34,6 +35,7 @@ from atomic import atomic_write_text  # noqa: E402
 from calibrate import REPO, _weights_id, ffn_cost, fim_windows, load_upcycled, set_thresholds  # noqa: E402
 from model import UpcycledFFN  # noqa: E402
 from routing_file import load_routing  # noqa: E402
+from train_routing import _machine  # noqa: E402
 
 ROUTING = os.path.join(HERE, "routing.json")
 MODES = ("soft", "hard", "all")   # how p is used: as trained, thresholded at 0.5, 1 for every token ("off": 0)
@@ -181,8 +183,10 @@ def main():
                       cal["window"], args.seed + 1)
     report = {"command": "python " + " ".join([os.path.relpath(__file__, REPO), *sys.argv[1:]]),
               "routing_sha256": routing["sha256"], "steps": state["step"], "train_tokens": state["step"] * args.window,
-              "seconds": round(state["seconds"]), "cost_weight": args.cost_weight,
+              "seconds": round(state["seconds"]), "cost_weight": args.cost_weight, "machine": _machine(),
+              "date": datetime.date.today().isoformat(),
               "validation": validate(model, params, routing, val, log)}
+    # Commit the report as upcycle/loops.json: the card quotes it.
     path = args.report or os.path.splitext(args.state)[0] + ".json"
     atomic_write_text(path, json.dumps(report, indent=1) + "\n")
     log(f"wrote {path}")
