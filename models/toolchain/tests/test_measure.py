@@ -11,6 +11,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "upcycle"))
 import card  # noqa: E402
 import measure  # noqa: E402
+from routing_file import chosen_point  # noqa: E402
 
 
 def report(tmp_path, name: str, seed: int, right: list[bool]) -> str:
@@ -152,7 +153,7 @@ def test_measurements_of_another_routing_are_labelled_or_left_out_never_shown_as
     assert "| upcycled, an earlier routing (0.833×) |" in up and "measured with an earlier routing file" in up
     assert "The graph in this folder" not in up and "EXAMPLES OF THE OLD ROUTING" not in up
     # The per-layer shares come from the routing file itself, so they always describe this folder.
-    shares = next(p for p in routing["curve"] if (p["gate_skip"], p["down_skip"]) == (routing["gate_skip"], routing["down_skip"]))
+    shares = chosen_point(routing)
     assert "| FFN work | " + " | ".join(f"{x:.0%}" for x in shares["ffn_share_per_layer"]) + " |" in up
     dense = card.render(manifest, "dense", routing, old)
     assert "The graph in this folder" in dense and "DENSE EXAMPLES" in dense

@@ -35,7 +35,7 @@ from atomic import atomic_write_text  # noqa: E402
 from calibrate import REPO, _weights_id, ffn_cost, fim_windows, load_upcycled, set_thresholds  # noqa: E402
 from model import UpcycledFFN  # noqa: E402
 from routing_file import load_routing  # noqa: E402
-from train_routing import _machine  # noqa: E402
+from train_routing import _machine, validation_windows  # noqa: E402
 
 ROUTING = os.path.join(HERE, "routing.json")
 MODES = ("soft", "hard", "all")   # how p is used: as trained, thresholded at 0.5, 1 for every token ("off": 0)
@@ -178,9 +178,7 @@ def main():
             recent = state["history"][-len(train):]
             log(f"step {state['step']}: cross-entropy {np.mean([h[1] for h in recent]):.4f}, loop share "
                 f"{np.mean([h[2] for h in recent]):.3f}, |α| mean {np.mean([abs(float(p)) for p in params[2::3]]):.4f}")
-    cal = routing["calibration"]
-    val = fim_windows(os.path.join(args.corpus, "val.jsonl"), tok, cal["validation_tokens"] // (3 * (cal["window"] + 1)),
-                      cal["window"], args.seed + 1)
+    val = validation_windows(routing, args.corpus, tok, args.seed)
     report = {"command": "python " + " ".join([os.path.relpath(__file__, REPO), *sys.argv[1:]]),
               "routing_sha256": routing["sha256"], "steps": state["step"], "train_tokens": state["step"] * args.window,
               "seconds": round(state["seconds"]), "cost_weight": args.cost_weight, "machine": _machine(),

@@ -195,9 +195,7 @@ def _machine() -> str:
 @torch.inference_mode()
 def validate(model, params, start: dict, tok, args, log) -> dict:
     """The trained and the starting thresholds, hard, on calibrate.py's validation windows."""
-    cal = start["calibration"]
-    val = fim_windows(os.path.join(args.corpus, "val.jsonl"), tok, cal["validation_tokens"] // (3 * (cal["window"] + 1)),
-                      cal["window"], args.seed + 1)
+    val = validation_windows(start, args.corpus, tok, args.seed)
     trained_gate, trained_down = thresholds(params)
     for block in model.blocks:   # the model's own rule, as exported
         block.ffn.__dict__.pop("forward", None)
@@ -216,6 +214,13 @@ def validate(model, params, start: dict, tok, args, log) -> dict:
         log(f"{name}: Δ validation loss {out[name]['delta_loss']:+.4f} at {out[name]['compute_vs_dense']:.3f}x FFN compute "
             f"({val.size} tokens)")
     return out
+
+
+def validation_windows(routing: dict, corpus: str, tok, seed: int) -> np.ndarray:
+    """The val-split windows of the size and number the routing file's calibration measured its curve on."""
+    cal = routing["calibration"]
+    return fim_windows(os.path.join(corpus, "val.jsonl"), tok, cal["validation_tokens"] // (3 * (cal["window"] + 1)),
+                       cal["window"], seed + 1)
 
 
 def _adam_json(opt, params) -> list:
