@@ -3,18 +3,23 @@
 import * as vscode from 'vscode';
 import type { Config } from '../config';
 import { FILE_SCHEMES } from './request';
+import { EditSettler } from './editSettle';
 import { chunkAround, type ChunkRing } from './ringBuffer';
 
 const EDIT_SETTLE_MS = 1500;
 
 export class RecentContext implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
-  private readonly pendingEdits = new Map<string, { timer: NodeJS.Timeout; line: number }>();
+  private readonly edits = new EditSettler<{ document: vscode.TextDocument; line: number }>(EDIT_SETTLE_MS, (_, { document, line }) => {
+    if (!document.isClosed) this.capture(document, line);
+  });
 
   constructor(private readonly ring: ChunkRing, private readonly config: () => Config) {
     this.disposables.push(
       vscode.window.onDidChangeActiveTextEditor((editor) => {
-        if (editor) this.capture(editor.document, editor.selection.active.line);
+        if (!editor) return;
+        this.edits.settleAllBut(editor.document.uri.toString());
+        this.capture(editor.document, editor.selection.active.line);
       }),
       vscode.workspace.onDidChangeTextDocument((e) => {
         const change = e.contentChanges[0];
@@ -28,21 +33,12 @@ export class RecentContext implements vscode.Disposable {
   }
 
   dispose(): void {
-    for (const { timer } of this.pendingEdits.values()) clearTimeout(timer);
-    this.pendingEdits.clear();
+    this.edits.dispose();
     for (const d of this.disposables) d.dispose();
   }
 
   private editedAt(document: vscode.TextDocument, line: number): void {
-    if (!FILE_SCHEMES.has(document.uri.scheme)) return;
-    const key = document.uri.toString();
-    const pending = this.pendingEdits.get(key);
-    if (pending) clearTimeout(pending.timer);
-    const timer = setTimeout(() => {
-      this.pendingEdits.delete(key);
-      if (!document.isClosed) this.capture(document, line);
-    }, EDIT_SETTLE_MS);
-    this.pendingEdits.set(key, { timer, line });
+    if (FILE_SCHEMES.has(document.uri.scheme)) this.edits.edited(document.uri.toString(), { document, line });
   }
 
   private capture(document: vscode.TextDocument, line: number): void {
