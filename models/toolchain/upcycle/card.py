@@ -140,9 +140,10 @@ def model_info(kind: str, routing: dict, results: dict | None) -> dict:
     res = (results or {}).get("models", {}).get(kind, {})
     if kind == "upcycled":
         display = "Qwen2.5-Coder 0.5B · VersatileFFN (upcycled)"
+        how = "calibrated then trained end to end" if "trained" in routing else "calibrated"
         desc = ("Qwen2.5-Coder-0.5B-Instruct upcycled into VersatileFFN: per-token width routing over single "
-                "FFN units by calibrated two-stage thresholds (gate, then activation); depth loops present, "
-                "not trained (ℓ = 1).")
+                f"FFN units by two-stage thresholds (gate, then activation), {how}; depth loops present, "
+                "measured, not shipped (ℓ = 1).")
     else:
         display = "Qwen2.5-Coder 0.5B · dense source"
         desc = "The dense Qwen2.5-Coder-0.5B-Instruct the VersatileFFN model was upcycled from (baseline)."
@@ -199,7 +200,7 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
                   "- depth: the paper's depth predictor and recursive loops, with a gate per extra loop",
                   "  initialised at zero. Not shipped: every token runs ℓ = 1 (measured below, \"Depth loops\").",
                   "- fusion: none needed; the output is the loop-ℓ state.", "",
-                  "## Routing (calibrated on the dev CPU)", "",
+                  "## Routing (calibrated" + (" and trained" if "trained" in routing else "") + " on the dev CPU)", "",
                   f"Two thresholds per layer: a unit whose |silu(gate)| is below the gate threshold skips its up "
                   f"and down projections; of the rest, one whose |silu(gate)·up| is below the down threshold skips "
                   f"its down projection. Chosen as quantiles over {routing['calibration']['tokens']:,} FIM-formatted "
