@@ -167,6 +167,22 @@ def test_measurements_of_another_routing_are_labelled_or_left_out_never_shown_as
     assert card.model_info("dense", routing, {**old, "engine": engine})["metrics"]["fim_exact"] == 0.284
 
 
+def test_a_shipped_result_keyed_to_its_routing_shows_only_for_that_routing():
+    manifest = {"display_name": "m", "description": "d", "graph": {"weights_dtype": "int8"}, "fim": {"order": "spm"},
+                "architecture": {"d_model": 8, "n_layer": 2, "d_ff": 16, "n_head": 2, "vocab_size": 10,
+                                 "parameters": 1, "context_length": 8}}
+    routing = json.load(open(os.path.join(os.path.dirname(HERE), "upcycle", "routing.json")))
+    models = {"dense": {"fim_exact": 0.122}, "upcycled": {"fim_exact": 0.127, "compute_vs_dense": 0.833}}
+    shipped = {"graph": "g", "fim_exact": 0.258, "fim_exact_ci95": [0.23, 0.29], "fim_n": 1000, "fim_order": "spm"}
+    old_campaign = {"models": models, "routing_sha256": "an earlier routing"}
+    mine = card.render(manifest, "upcycled", routing, {**old_campaign, "shipped": {**shipped, "routing_sha256": routing["sha256"]}})
+    assert "The graph in this folder (g) scores 25.8%" in mine and "an earlier routing (0.833×)" in mine
+    other = card.render(manifest, "upcycled", routing, {**old_campaign, "shipped": {**shipped, "routing_sha256": "another"}})
+    assert "The graph in this folder" not in other
+    unkeyed = card.render(manifest, "upcycled", routing, {**old_campaign, "shipped": shipped})
+    assert "The graph in this folder" not in unkeyed     # it belongs to the earlier campaign
+
+
 def test_a_trained_routing_card_shows_the_trained_point_and_where_it_started():
     manifest = {"display_name": "m", "description": "d", "graph": {"weights_dtype": "int8"}, "fim": {"order": "spm"},
                 "architecture": {"d_model": 8, "n_layer": 2, "d_ff": 16, "n_head": 2, "vocab_size": 10,

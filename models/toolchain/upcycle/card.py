@@ -61,6 +61,13 @@ def _evaluated_here(r: dict, routing: dict) -> bool:
     return r.get("routing_sha256") == routing.get("sha256")
 
 
+def _shipped_here(r: dict, routing: dict, fresh: bool) -> bool:
+    """Whether the shipped graph's evaluate.py result is this routing's: by its own key where measure.py recorded
+    one (a shipped graph measured alone), else with the campaign it belongs to."""
+    key = (r.get("shipped") or {}).get("routing_sha256")
+    return key == routing.get("sha256") if key else fresh
+
+
 def _engine(r: dict, routing: dict) -> dict | None:
     e = r.get("engine")
     return e if e and e.get("routing_sha256") == routing.get("sha256") else None
@@ -251,7 +258,7 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
                       + ("(trained thresholds)" if "trained" in routing else f"({routing['gate_skip']} / {routing['down_skip']})")
                       + "; this routing's own measurements are the "
                       "curve above and, as users get it, the engine's below.", ""]
-        lines += shipped_lines(kind, r) if kind == "dense" or fresh else []
+        lines += shipped_lines(kind, r) if kind == "dense" or _shipped_here(r, routing, fresh) else []
         lines += engine_lines(kind, r, routing)
     point = chosen_point(routing)
     if kind == "upcycled" and point and point.get("ffn_share_per_layer"):

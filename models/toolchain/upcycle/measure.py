@@ -217,7 +217,9 @@ def main():
         # A new shipped graph (e.g. other weights) on the cases results.json records; without the
         # reference's per-case reports there is no paired count.
         seeds = [x["seed"] for x in results.get("models", {}).get("upcycled", {}).get("settings", [])]
-        results["shipped"] = shipped_summary(args.shipped_report, seeds, None)
+        # Keyed to the routing its folder was built with: the card shows it only for that routing.
+        results["shipped"] = {**shipped_summary(args.shipped_report, seeds, None),
+                              "routing_sha256": report_routing(args.shipped_report) or routing_sha256}
         results.pop("shipped_dense", None)
         if args.shipped_dense_report:
             results["shipped_dense"] = shipped_summary(args.shipped_dense_report, seeds, None)
