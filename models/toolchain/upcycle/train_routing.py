@@ -160,9 +160,9 @@ def main():
     doc = trained_routing(start, state, args, target, len(cal))
     atomic_write_text(args.out, json.dumps(doc, indent=1) + "\n")
     log(f"wrote {args.out} (sha256 {doc['sha256'][:8]})")
-    print(json.dumps({k: v for k, v in state["validation"].items() if k not in ("trained", "start")} |
-                     {k: {"delta_loss": state["validation"][k]["delta_loss"],
-                          "compute_vs_dense": state["validation"][k]["compute_vs_dense"]} for k in ("trained", "start")}, indent=1))
+    v = state["validation"]   # printed without the per-layer lists
+    print(json.dumps({"dense_loss": v["dense_loss"], "tokens": v["tokens"],
+                      **{k: {m: v[k][m] for m in ("delta_loss", "compute_vs_dense")} for k in ("trained", "start")}}, indent=1))
 
 
 def trained_routing(start: dict, state: dict, args, target: float, n_windows: int) -> dict:
