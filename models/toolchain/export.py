@@ -33,9 +33,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import manifest_schema  # noqa: E402
 import special_tokens  # noqa: E402
+from embedding_file import EMBEDDINGS_FILE, EMBEDDINGS_LAYOUT, write_embeddings  # noqa: E402
 from fileinfo import file_entry  # noqa: E402
 from model import ModelConfig, VersatileLM  # noqa: E402
-from onnx_builder import WEIGHTS_DTYPES, Prequantized  # noqa: E402
+from onnx_builder import QUANTIZED, WEIGHTS_DTYPES, Prequantized  # noqa: E402
 from onnx_graph import INPUT_NAMES, build_graph, output_names  # noqa: E402
 
 FORMAT_VERSION = 1
@@ -157,7 +158,7 @@ def export_model(cfg: ModelConfig, sd: dict, out_dir: str, *, name: str = None, 
                  export_date: str = "now", gpu_variant: bool = False, special_tokens: dict = None,
                  special_ids: dict = None, stop_ids: list = None, tokenizer_config: str = None,
                  card: str = None, external_data: bool = None, head_ids=None, head_rule: str = None,
-                 kv: str = "concat", fim_order: str = "psm") -> dict:
+                 kv: str = "concat", fim_order: str = "psm", embeddings: str = "graph") -> dict:
     """Writes the model folder and returns its manifest. export_date None leaves the date
     out (test models regenerate byte for byte). gpu_variant also writes model.masked.onnx,
     the graph without data-dependent control flow for GPU providers (graph.variants); an
@@ -172,11 +173,15 @@ def export_model(cfg: ModelConfig, sd: dict, out_dir: str, *, name: str = None, 
     head_ids / head_rule: a trimmed output head (onnx_graph.build_graph) and the rule that
     chose its tokens, recorded as graph.head in the manifest.
     kv: "concat" (past and present tensors grow by the new tokens) or "shared" (fixed-capacity
-    cache buffers updated in place, valid length in the past_length input; FORMAT.md)."""
+    cache buffers updated in place, valid length in the past_length input; FORMAT.md).
+    embeddings: "graph" (the table inside the graph) or "file" (quantized weights only: the
+    table in embeddings.safetensors, read a row per token; embedding_file.py says why)."""
     if export_date == "now":
         export_date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     special_tokens = dict(SPECIAL_TOKENS if special_tokens is None else special_tokens)
     special_ids = dict(SPECIAL_IDS if special_ids is None else special_ids)
+    if embeddings not in ("graph", "file") or (embeddings == "file" and weights_dtype not in QUANTIZED):
+        raise ExportError(f"embeddings {embeddings!r}: 'graph', or 'file' with quantized weights (int8, int4...)")
     check_state_dict(cfg, sd, "state dict")
     check_tokenizer(tokenizer, cfg.vocab_size, special_tokens, special_ids)
     if stop_ids is None:
@@ -203,10 +208,13 @@ def export_model(cfg: ModelConfig, sd: dict, out_dir: str, *, name: str = None, 
                 variants["masked"] = {"file": "model.masked.onnx", "providers": [p for p in providers if p != "cpu"]}
         graph_files, opset = [], None
         for variant, info in variants.items():
-            graph = build_graph(cfg, sd, weights_dtype, attention, variant, kv=kv, head_ids=head_ids)
+            graph = build_graph(cfg, sd, weights_dtype, attention, variant, kv=kv, head_ids=head_ids, embeddings=embeddings)
             opset = graph.opset_import[0].version
             graph_files += save_graph(graph, os.path.join(tmp, info["file"]), external_data)
             del graph   # before the next variant's weights are built
+        if embeddings == "file":
+            write_embeddings(os.path.join(tmp, EMBEDDINGS_FILE), sd["tok_emb.weight"].detach().float().cpu().numpy())
+            graph_files.append(EMBEDDINGS_FILE)
         shutil.copyfile(tokenizer, os.path.join(tmp, "tokenizer.json"))
         files = graph_files + ["tokenizer.json", "README.md"]
         tok_config = tokenizer_config or os.path.join(os.path.dirname(tokenizer), "tokenizer_config.json")
@@ -215,6 +223,10 @@ def export_model(cfg: ModelConfig, sd: dict, out_dir: str, *, name: str = None, 
             files.append("tokenizer_config.json")
         n_params = sum(v.numel() for k, v in sd.items() if not k.endswith(("_threshold",)))   # buffers, not parameters
         data_files = [f for f in graph_files if f.endswith(".data")]
+        inputs = {**INPUT_NAMES, **({"past_length": "past_length"} if kv == "shared" else {})}
+        if embeddings == "file":
+            del inputs["input_ids"]
+            inputs = {"inputs_embeds": "inputs_embeds", **inputs}
         manifest = {
             "format": "versatileffn-onnx",
             "format_version": FORMAT_VERSION,
@@ -223,14 +235,15 @@ def export_model(cfg: ModelConfig, sd: dict, out_dir: str, *, name: str = None, 
             "description": description,
             "architecture": architecture(cfg, n_params, sd),
             "graph": {"file": "model.onnx",
-                      "inputs": {**INPUT_NAMES, **({"past_length": "past_length"} if kv == "shared" else {})},
+                      "inputs": inputs,
                       "outputs": output_names(cfg),
                       "head_dim": cfg.head_dim, "weights_dtype": weights_dtype,
                       "variant": "masked" if cfg.ffn_kind == "upcycled" else "cpu-sparse",
                       "attention": attention, "variants": variants,
                       **({"external_data": data_files} if data_files else {}),
                       **({"head": {"tokens": len(head_ids), "rule": head_rule or ""}} if head_ids is not None else {}),
-                      **({"kv": "shared"} if kv == "shared" else {})},
+                      **({"kv": "shared"} if kv == "shared" else {}),
+                      **({"embeddings": {"file": EMBEDDINGS_FILE, "layout": EMBEDDINGS_LAYOUT}} if embeddings == "file" else {})},
             "tokenizer": {"file": "tokenizer.json",
                           **({"config_file": "tokenizer_config.json"} if "tokenizer_config.json" in files else {}),
                           "special_tokens": special_tokens, "special_ids": special_ids},
@@ -291,7 +304,8 @@ def model_card(m: dict, intended_use: str = None) -> str:
     specials = ("special tokens at ids 0-5" if ids == SPECIAL_IDS else
                 "special tokens " + ", ".join(f"{m['tokenizer']['special_tokens'][k]} = {i}" for k, i in ids.items()))
     data = g.get("external_data", [])
-    graph_files = "model.onnx" + (f" with its weights in {', '.join(data)}" if data else "")
+    graph_files = "model.onnx" + (f" with its weights in {', '.join(data)}" if data else "") + \
+        (f" and the token embedding table in {g['embeddings']['file']} (read a row per token)" if g.get("embeddings") else "")
     origin = ("- Upcycled from a pretrained model; it inherits that model's knowledge, biases and licence terms.\n"
               "- The skipped share of FFN units (route_ffn_share) is computed and then masked in this graph: "
               "it measures the work a sparse kernel could skip, not wall-clock savings." if upcycled else
@@ -406,6 +420,9 @@ def main(argv=None):
                     help="also write model.masked.onnx (no data-dependent control flow) for GPU providers")
     ap.add_argument("--external-data", choices=["auto", "always", "never"], default="auto",
                     help="weights in model.onnx.data: auto = only above 1.5 GiB of initializers")
+    ap.add_argument("--embeddings", choices=["graph", "file"], default="graph",
+                    help="file (quantized weights): the embedding table in embeddings.safetensors, read a row per token, "
+                         "instead of inside the graph (less resident memory)")
     ap.add_argument("--metrics", help="JSON file with metrics (merged over the checkpoint's)")
     ap.add_argument("--training", help="JSON file with training metadata (merged over the checkpoint's)")
     args = ap.parse_args(argv)
@@ -430,7 +447,8 @@ def main(argv=None):
                          description=args.description, tokenizer=args.tokenizer,
                          weights_dtype=args.weights_dtype, training=training, metrics=metrics,
                          attention=args.attention, gpu_variant=args.gpu_variant,
-                         external_data={"auto": None, "always": True, "never": False}[args.external_data])
+                         external_data={"auto": None, "always": True, "never": False}[args.external_data],
+                         embeddings=args.embeddings)
     except ExportError as e:
         print(f"export failed: {e}", file=sys.stderr)
         return 2

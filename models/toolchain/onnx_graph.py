@@ -49,7 +49,8 @@ VARIANTS = ("cpu-sparse", "masked")
 
 
 def build_graph(cfg: ModelConfig, sd: dict, weights_dtype: str = "float32", attention: str = "gqa",
-                variant: str = "cpu-sparse", kv: str = "concat", head_ids=None) -> onnx.ModelProto:
+                variant: str = "cpu-sparse", kv: str = "concat", head_ids=None,
+                embeddings: str = "graph") -> onnx.ModelProto:
     """attention: "gqa" uses onnxruntime's GroupQueryAttention contrib op (RoPE, cache append
     and causal attention in one kernel); "plain" spells it out in standard
     ONNX ops (any runtime).
@@ -60,7 +61,10 @@ def build_graph(cfg: ModelConfig, sd: dict, weights_dtype: str = "float32", atte
     accounted from route_loops, as on the CPU.
     head_ids: a sorted subset of token ids for a trimmed output head (models/FORMAT.md,
     "Trimmed head"): the head's product covers those rows only and every other token's logit
-    is LOGIT_FLOOR, so logits keep the full vocabulary's shape and ids."""
+    is LOGIT_FLOOR, so logits keep the full vocabulary's shape and ids.
+    embeddings: "graph" (the table is an initializer, the graph takes input_ids) or, with
+    quantized weights, "file": the graph takes inputs_embeds [1, T, d_model], rows of the int8
+    table that embedding_file.py writes beside it (models/FORMAT.md)."""
     if kv not in ("concat", "shared") or (kv == "shared" and attention != "gqa"):
         raise ValueError(f"kv must be 'concat' or (with gqa attention) 'shared', not {kv!r}")
     if variant not in VARIANTS:
@@ -69,11 +73,14 @@ def build_graph(cfg: ModelConfig, sd: dict, weights_dtype: str = "float32", atte
         raise ValueError(f"weights_dtype must be one of {WEIGHTS_DTYPES}, not {weights_dtype!r}")
     if attention not in ATTENTION:
         raise ValueError(f"attention must be one of {ATTENTION}, not {attention!r}")
+    if embeddings not in ("graph", "file") or (embeddings == "file" and weights_dtype not in QUANTIZED):
+        raise ValueError(f"embeddings must be 'graph' or (with quantized weights) 'file', not {embeddings!r}")
     g = GraphBuilder(weights_dtype)
     nkv, hd = cfg.n_kv_head, cfg.head_dim     # the KV cache holds the key/value heads only
 
-    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "T"]),
-              helper.make_tensor_value_info("num_logits", TensorProto.INT64, [1])]
+    first = (helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "T"]) if embeddings == "graph" else
+             helper.make_tensor_value_info("inputs_embeds", TensorProto.FLOAT, [1, "T", cfg.d_model]))
+    inputs = [first, helper.make_tensor_value_info("num_logits", TensorProto.INT64, [1])]
     if kv == "shared":   # fixed-capacity cache buffers; the valid length comes as an input
         inputs.append(helper.make_tensor_value_info("past_length", TensorProto.INT64, [1]))
     cache_len = "C" if kv == "shared" else "P"
@@ -95,8 +102,12 @@ def build_graph(cfg: ModelConfig, sd: dict, weights_dtype: str = "float32", atte
         outputs.append(helper.make_tensor_value_info("route_ffn_share", TensorProto.FLOAT, [L, "T"]))
 
     # Lengths and positions: P from the first layer's past, T from the new tokens.
-    ids = g.op("Squeeze", ["input_ids", g.const([0])])                                  # [T]
-    T = g.op("Shape", [ids])                                                            # [1]
+    if embeddings == "graph":
+        ids = g.op("Squeeze", ["input_ids", g.const([0])])                              # [T]
+        T = g.op("Shape", [ids])                                                        # [1]
+    else:
+        rows = g.op("Squeeze", ["inputs_embeds", g.const([0])])                         # [T, d]
+        T = g.op("Shape", [rows], start=0, end=1)                                       # [1]
     P = "past_length" if kv == "shared" else g.op("Slice", [g.op("Shape", ["past_key_0"]), g.const([2]), g.const([3])])
     S = g.op("Add", [P, T])
     T0, P0, S0 = (g.op("Squeeze", [v, g.const([0])]) for v in (T, P, S))
@@ -104,7 +115,10 @@ def build_graph(cfg: ModelConfig, sd: dict, weights_dtype: str = "float32", atte
 
     quantized = weights_dtype in QUANTIZED
     emb = None if quantized else g.weight("tok_emb.weight", sd["tok_emb.weight"])
-    x = g.embedding("tok_emb.weight", sd["tok_emb.weight"], ids) if quantized else g.op("Gather", [emb, ids], axis=0)   # [T, d]
+    if embeddings == "file":
+        x = rows
+    else:
+        x = g.embedding("tok_emb.weight", sd["tok_emb.weight"], ids) if quantized else g.op("Gather", [emb, ids], axis=0)   # [T, d]
     route_names = output_names(cfg)
     route = {k: [] for k in ("loops", "lambda", "experts", "weights", "loop_probs", "ffn_share") if k in route_names}
     zeros_T = g.op("ConstantOfShape", [T], value=helper.make_tensor("z", TensorProto.INT64, [1], [0]))

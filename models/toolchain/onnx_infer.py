@@ -9,6 +9,8 @@ import os
 import numpy as np
 import onnxruntime as ort
 
+from embedding_file import EMBEDDINGS_FILE, EmbeddingRows
+
 
 class OrtLM:
     """capacity: cache positions for graphs with kv "shared" (default: the folder's context_length,
@@ -26,6 +28,10 @@ class OrtLM:
         self.n_layer = len(past)
         self.n_head, self.head_dim = past[0].shape[1], past[0].shape[3]
         self.shared = any(i.name == "past_length" for i in self.sess.get_inputs())
+        # A graph that takes embedding rows: the table is the file beside it (FORMAT.md).
+        self.embeddings = None
+        if any(i.name == "inputs_embeds" for i in self.sess.get_inputs()):
+            self.embeddings = EmbeddingRows(os.path.join(os.path.dirname(onnx_path), EMBEDDINGS_FILE))
         if self.shared and capacity is None:
             capacity = read_manifest(path)["architecture"]["context_length"] if os.path.isdir(path) else 2048
         self.capacity = capacity
@@ -49,12 +55,13 @@ class OrtLM:
         """Feeds new token ids, keeps the cache, returns every output by FORMAT.md name
         (a shared cache's presents are its whole buffers)."""
         ids = np.asarray(ids, np.int64).reshape(1, -1)
+        first = ("inputs_embeds", self.embeddings.rows(ids)) if self.embeddings else ("input_ids", ids)
         names = [o.name for o in self.sess.get_outputs()]
         if self.shared:
             if self._length + ids.shape[1] > self.capacity:
                 raise ValueError(f"KV cache full: {self._length} + {ids.shape[1]} > {self.capacity} positions")
             b = self.sess.io_binding()
-            b.bind_cpu_input("input_ids", ids)
+            b.bind_cpu_input(*first)
             b.bind_cpu_input("num_logits", np.array([num_logits], np.int64))
             b.bind_cpu_input("past_length", np.array([self._length], np.int64))
             for name, value in self.past.items():
@@ -67,7 +74,7 @@ class OrtLM:
             self.sess.run_with_iobinding(b)
             out = dict(zip(names, (v.numpy() for v in b.get_outputs())))
         else:
-            out = dict(zip(names, self.sess.run(names, {"input_ids": ids, "num_logits": np.array([num_logits], np.int64),
+            out = dict(zip(names, self.sess.run(names, {first[0]: first[1], "num_logits": np.array([num_logits], np.int64),
                                                          **self.past})))
             for i in range(self.n_layer):
                 for k in ("key", "value"):

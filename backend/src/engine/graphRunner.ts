@@ -2,6 +2,7 @@
 // back logits and the routing outputs as plain arrays. It lives in the session's own thread
 // (sessionWorker.ts; session.ts says why), or in-process where a test drives a stand-in session.
 import { InferenceSession, Tensor } from 'onnxruntime-node';
+import type { EmbeddingRows } from './embeddingRows';
 import type { KvShape } from './kvCache';
 import { KvStore } from './kvStore';
 import { kvHeads, Manifest } from './modelFolder';
@@ -55,7 +56,8 @@ export function probeFeedsOf(manifest: Manifest): ProbeFeeds {
   const n = manifest.architecture.n_layer;
   return {
     pastNames: [...layerNames(g.inputs.past_key, n), ...layerNames(g.inputs.past_value, n)],
-    nHead: kvHeads(manifest), headDim: g.head_dim, inputIds: g.inputs.input_ids, numLogits: g.inputs.num_logits,
+    nHead: kvHeads(manifest), headDim: g.head_dim, numLogits: g.inputs.num_logits,
+    ...(g.embeddings ? { inputsEmbeds: { name: g.inputs.inputs_embeds!, dModel: manifest.architecture.d_model } } : { inputIds: g.inputs.input_ids! }),
     ...(g.kv === 'shared' ? { pastLength: g.inputs.past_length ?? 'past_length' } : {}),
   };
 }
@@ -65,14 +67,16 @@ export type GraphSession = Pick<InferenceSession, 'inputNames' | 'outputNames' |
 
 export class GraphRunner implements SessionRunner {
   private readonly names: {
-    inputIds: string; numLogits: string; pastKey: string[]; pastValue: string[];
+    /** input_ids, or inputs_embeds when the embedding table is read here (embeddingRows.ts). */
+    first: string; numLogits: string; pastKey: string[]; pastValue: string[];
     logits: string; presentKey: string[]; presentValue: string[]; pastLength?: string;
     routing: Partial<Record<RoutingRole, string>>;
   };
   private readonly stores = new Map<number, KvStore>();
   readonly kv: KvShape;
 
-  constructor(private readonly session: GraphSession, manifest: Manifest) {
+  /** embeddings: the table's reader where graph.embeddings is set (the runner closes it on release). */
+  constructor(private readonly session: GraphSession, manifest: Manifest, private readonly embeddings?: EmbeddingRows) {
     const a = manifest.architecture;
     const g = manifest.graph;
     this.kv = kvShapeOf(manifest);
@@ -84,15 +88,16 @@ export class GraphRunner implements SessionRunner {
       ['loopProbs', g.outputs.loop_probs], ['ffnShare', g.outputs.ffn_share ?? (a.kind === 'upcycled' ? 'route_ffn_share' : undefined)],
     ];
     for (const [role, name] of roles) if (name && outputs.has(name)) routing[role] = name;
+    if (!g.embeddings !== !embeddings) throw new Error(`graph.embeddings ${g.embeddings ? 'is set but no reader was opened' : 'is not set, yet rows were given'}`);
     this.names = {
-      inputIds: g.inputs.input_ids, numLogits: g.inputs.num_logits,
+      first: (g.embeddings ? g.inputs.inputs_embeds : g.inputs.input_ids)!, numLogits: g.inputs.num_logits,
       pastKey: per(g.inputs.past_key), pastValue: per(g.inputs.past_value),
       logits: g.outputs.logits, presentKey: per(g.outputs.present_key), presentValue: per(g.outputs.present_value),
       pastLength: g.kv === 'shared' ? (g.inputs.past_length ?? 'past_length') : undefined,
       routing,
     };
     const inputs = new Set(session.inputNames);
-    const need = [this.names.inputIds, this.names.numLogits, ...this.names.pastKey, ...this.names.pastValue];
+    const need = [this.names.first, this.names.numLogits, ...this.names.pastKey, ...this.names.pastValue];
     for (const n of this.names.pastLength ? [...need, this.names.pastLength] : need) {
       if (!inputs.has(n)) throw new Error(`${g.file} has no input "${n}" that manifest.json names. Re-export the model.`);
     }
@@ -107,8 +112,11 @@ export class GraphRunner implements SessionRunner {
     if (!store) this.stores.set(req.cacheId, store = new KvStore(this.kv));
     if (store.length < req.keep) throw new Error(`KV cache ${req.cacheId}: ${req.keep} positions expected, ${store.length} stored`);
     store.rewind(req.keep);
+    const T = req.ids.length;
     const feeds: Record<string, Tensor> = {
-      [n.inputIds]: new Tensor('int64', BigInt64Array.from(req.ids, (x) => BigInt(x)), [1, req.ids.length]),
+      [n.first]: this.embeddings
+        ? new Tensor('float32', this.embeddings.rows(req.ids), [1, T, this.embeddings.dModel])
+        : new Tensor('int64', BigInt64Array.from(req.ids, (x) => BigInt(x)), [1, T]),
       [n.numLogits]: new Tensor('int64', BigInt64Array.from([BigInt(Math.min(req.numLogits, req.ids.length))]), [1]),
     };
     for (let i = 0; i < this.kv.nLayer; i++) {
@@ -153,6 +161,7 @@ export class GraphRunner implements SessionRunner {
 
   async release(): Promise<void> {
     for (const id of [...this.stores.keys()]) this.dropCache(id);
+    this.embeddings?.close();
     await this.session.release();
   }
 }

@@ -53,7 +53,8 @@ export interface Manifest {
   };
   graph: {
     file: string;
-    inputs: { input_ids: string; num_logits: string; past_key: string; past_value: string; past_length?: string };
+    /** input_ids, or inputs_embeds where graph.embeddings is set (the schema requires one of them). */
+    inputs: { input_ids?: string; inputs_embeds?: string; num_logits: string; past_key: string; past_value: string; past_length?: string };
     outputs: {
       logits: string; present_key: string; present_value: string;
       loops?: string; lambda?: string; experts?: string; weights?: string; loop_probs?: string;
@@ -72,6 +73,8 @@ export interface Manifest {
     variants?: Record<string, { file: string; providers: string[] }>;
     /** ONNX external data files beside the graph (listed in files too). */
     external_data?: string[];
+    /** The embedding table in a file of its own, read a row per token (embeddingRows.ts). */
+    embeddings?: { file: string; layout: 'int8-block32' };
     /** A trimmed output head (logits keep the vocabulary's shape; left-out tokens get -1e9). */
     head?: { tokens: number; rule: string };
   };

@@ -22,7 +22,9 @@ export interface ProbeFeeds {
   pastNames: string[];
   nHead: number;
   headDim: number;
-  inputIds: string;
+  /** The token input: ids, or embedding rows (graph.embeddings), of which the probe feeds one zero row. */
+  inputIds?: string;
+  inputsEmbeds?: { name: string; dModel: number };
   numLogits: string;
   /** Graphs with kv "shared": the past_length input (the probe feeds small fixed buffers). */
   pastLength?: string;
@@ -132,8 +134,9 @@ export function probeProvider(modelPath: string, provider: ExecutionProvider, fe
     const f = ${JSON.stringify(feeds)};
     (async () => {
       const s = await ort.InferenceSession.create(${JSON.stringify(modelPath)}, { executionProviders: [${JSON.stringify(provider)}] });
-      const feed = { [f.inputIds]: new ort.Tensor('int64', BigInt64Array.from([0n]), [1, 1]),
-                     [f.numLogits]: new ort.Tensor('int64', BigInt64Array.from([1n]), [1]) };
+      const feed = { [f.numLogits]: new ort.Tensor('int64', BigInt64Array.from([1n]), [1]) };
+      if (f.inputsEmbeds) feed[f.inputsEmbeds.name] = new ort.Tensor('float32', new Float32Array(f.inputsEmbeds.dModel), [1, 1, f.inputsEmbeds.dModel]);
+      else feed[f.inputIds] = new ort.Tensor('int64', BigInt64Array.from([0n]), [1, 1]);
       const cap = f.pastLength ? 8 : 0;
       for (const n of f.pastNames) feed[n] = new ort.Tensor('float32', new Float32Array(f.nHead * cap * f.headDim), [1, f.nHead, cap, f.headDim]);
       if (f.pastLength) feed[f.pastLength] = new ort.Tensor('int64', BigInt64Array.from([0n]), [1]);

@@ -2,6 +2,7 @@
 // and runs the graph for the engine's thread, which sends token ids and gets logits and routing back.
 import * as path from 'node:path';
 import { parentPort } from 'node:worker_threads';
+import { EmbeddingRows } from './embeddingRows';
 import { GraphRunner, probeFeedsOf, RawRun } from './graphRunner';
 import { graphFileFor } from './modelFolder';
 import { createSession } from './providers';
@@ -32,14 +33,22 @@ port.on('message', async (m: ToSession) => {
   switch (m.type) {
     case 'create':
       try {
-        const { session, status } = await createSession((p) => path.join(m.dir, graphFileFor(m.manifest, p)), m.pref, m.threads, probeFeedsOf(m.manifest));
+        const table = m.manifest.graph.embeddings;
+        // Opened first: a missing or damaged table is refused before seconds go into the session.
+        const embeddings = table ? EmbeddingRows.open(path.join(m.dir, table.file), m.manifest) : undefined;
         try {
-          runner = new GraphRunner(session, m.manifest);
+          const { session, status } = await createSession((p) => path.join(m.dir, graphFileFor(m.manifest, p)), m.pref, m.threads, probeFeedsOf(m.manifest));
+          try {
+            runner = new GraphRunner(session, m.manifest, embeddings);
+          } catch (e) {
+            await session.release();
+            throw e;
+          }
+          post({ type: 'created', status });
         } catch (e) {
-          await session.release();
+          embeddings?.close();
           throw e;
         }
-        post({ type: 'created', status });
       } catch (e) {
         post({ type: 'createFailed', message: message(e) });
       }

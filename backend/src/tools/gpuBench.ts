@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { ExecutionProvider } from '../../../common/protocol';
 import { machineName, writeAtomic } from './bench';
+import { EmbeddingRows } from '../engine/embeddingRows';
 import { Engine } from '../engine/engine';
 import { argmax } from '../engine/generator';
 import { KvCache } from '../engine/kvCache';
@@ -39,7 +40,8 @@ class RawRunner {
   private pastK: Tensor[] = [];
   private pastV: Tensor[] = [];
   private length = 0;
-  private constructor(readonly session: InferenceSession, private readonly m: Manifest, readonly gpuKv: boolean, readonly maxChunk: number) {}
+  private constructor(readonly session: InferenceSession, private readonly m: Manifest, readonly gpuKv: boolean, readonly maxChunk: number,
+    private readonly embeddings?: EmbeddingRows) {}
 
   static async create(dir: string, m: Manifest, provider: ExecutionProvider, gpuKv: boolean, maxChunk: number): Promise<RawRunner> {
     const file = path.join(dir, graphFileFor(m, provider));
@@ -52,7 +54,8 @@ class RawRunner {
       }
       o.preferredOutputLocation = loc;
     }
-    return new RawRunner(await InferenceSession.create(file, o), m, gpuKv, maxChunk);
+    const rows = m.graph.embeddings ? EmbeddingRows.open(path.join(dir, m.graph.embeddings.file), m) : undefined;
+    return new RawRunner(await InferenceSession.create(file, o), m, gpuKv, maxChunk, rows);
   }
 
   reset(): void {
@@ -77,7 +80,9 @@ class RawRunner {
   private async run(ids: readonly number[]): Promise<Float32Array> {
     const g = this.m.graph;
     const feeds: Record<string, Tensor> = {
-      [g.inputs.input_ids]: new Tensor('int64', BigInt64Array.from(ids, (x) => BigInt(x)), [1, ids.length]),
+      ...(this.embeddings
+        ? { [g.inputs.inputs_embeds!]: new Tensor('float32', this.embeddings.rows(ids), [1, ids.length, this.embeddings.dModel]) }
+        : { [g.inputs.input_ids!]: new Tensor('int64', BigInt64Array.from(ids, (x) => BigInt(x)), [1, ids.length]) }),
       [g.inputs.num_logits]: new Tensor('int64', BigInt64Array.from([1n]), [1]),
     };
     for (let i = 0; i < this.m.architecture.n_layer; i++) {
@@ -111,6 +116,7 @@ class RawRunner {
 
   async release(): Promise<void> {
     for (const t of [...this.pastK, ...this.pastV]) t.dispose();
+    this.embeddings?.close();
     await this.session.release();
   }
 }

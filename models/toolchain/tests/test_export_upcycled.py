@@ -275,6 +275,33 @@ def test_shared_kv_export(tmp_path, tok, thresholded):
     assert sb[-1]["present_key_0"].shape[2] == model.cfg.context_length   # the whole buffer
 
 
+def test_embeddings_file(tmp_path, tok, thresholded):
+    """embeddings "file": the int8 table leaves the graph for embeddings.safetensors (listed and
+    checksummed), the graph takes inputs_embeds, and the logits and routing are the in-graph
+    table's bit for bit (the same int8 rows, dequantized with the same float32 arithmetic)."""
+    model = thresholded
+    m = export_to(model, tmp_path / "rows", tok, weights_dtype="int4", kv="shared", embeddings="file")
+    export_to(model, tmp_path / "ids", tok, weights_dtype="int4", kv="shared")
+    g = m["graph"]
+    assert g["embeddings"] == {"file": "embeddings.safetensors", "layout": "int8-block32"}
+    assert "input_ids" not in g["inputs"] and g["inputs"]["inputs_embeds"] == "inputs_embeds"
+    assert "embeddings.safetensors" in m["files"]
+    graph = onnx.load(str(tmp_path / "rows" / "model.onnx"))
+    assert [i.name for i in graph.graph.input][:2] == ["inputs_embeds", "num_logits"]
+    assert not any(t.name.startswith("tok_emb") for t in graph.graph.initializer)
+    a, sa = run_ort(tmp_path / "ids")
+    b, sb = run_ort(tmp_path / "rows")
+    np.testing.assert_array_equal(b, a)
+    np.testing.assert_array_equal(routing_of(sb, "route_ffn_share"), routing_of(sa, "route_ffn_share"))
+    assert "embeddings.safetensors" in (tmp_path / "rows" / "README.md").read_text()
+
+
+def test_embeddings_file_needs_quantized_weights(tmp_path, tok, thresholded):
+    with pytest.raises(export.ExportError, match="embeddings"):
+        export_to(thresholded, tmp_path / "f32", tok, embeddings="file")
+    assert not (tmp_path / "f32").exists()
+
+
 def test_external_data_forced(tmp_path, tok, thresholded):
     model = thresholded
     m = export_to(model, tmp_path / "ext", tok, external_data=True)
@@ -345,3 +372,24 @@ def test_routing_shares_are_computed_within_their_layer(tmp_path, tok):
              and producer[n.input[0]].op_type == "Cast"]   # the share of a keep mask (RMSNorm's are of Pow)
     assert len(masks) == 4                       # keep_up and keep_down shares of both layers
     assert all(n.name in needed for n in masks)
+
+
+@pytest.mark.skipif(not export_fixtures.node_available(), reason="node or node_modules/onnxruntime-node missing")
+def test_embeddings_file_in_node(tmp_path, tok, thresholded):
+    """The backend reads the rows itself (embeddingRows.ts): onnxruntime-node gives the in-graph
+    table's logits bit for bit, prompt and KV-cache decode alike, and Python's OrtLM agrees."""
+    model = thresholded
+    export_to(model, tmp_path / "rows", tok, weights_dtype="int4", kv="shared", embeddings="file")
+    export_to(model, tmp_path / "ids", tok, weights_dtype="int4", kv="shared")
+    req = tmp_path / "req.json"
+    req.write_text(json.dumps({"chunks": [PROMPT] + [[t] for t in DECODE]}))
+    out = {}
+    for name in ("ids", "rows"):
+        export_fixtures.run_node("run", str(tmp_path / name), str(req), str(tmp_path / f"{name}.json"))
+        steps = json.loads((tmp_path / f"{name}.json").read_text())["steps"]
+        out[name] = np.concatenate([np.asarray(s["logits"]["data"], np.float32).reshape(-1, model.cfg.vocab_size)
+                                    for s in steps])
+    np.testing.assert_array_equal(out["rows"], out["ids"])
+    python, _ = run_ort(tmp_path / "rows")
+    np.testing.assert_allclose(out["rows"], python, atol=1e-5)
+

@@ -176,7 +176,11 @@ def export_step(conv: str, kind: str, routing: dict, head: tuple, cache: str, ke
                      external_data=True,
                      # The KV cache in fixed buffers that GroupQueryAttention appends to in place: a
                      # decode step no longer copies the whole cache (~25 MB at 1,000 tokens) twice.
-                     kv="shared", fim_order=FIM_ORDER)
+                     kv="shared", fim_order=FIM_ORDER,
+                     # The embedding table read a row per token from embeddings.safetensors instead of
+                     # memory-mapped inside the graph, where long prompts fault most of its 136 MB into
+                     # RSS (embedding_file.py).
+                     embeddings="file")
     # Licence and card before the rename, so a half-finished folder is never taken for a build.
     card.finish_folder(staging, kind, routing, results, LICENSE)
     os.replace(staging, out)

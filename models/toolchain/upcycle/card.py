@@ -190,7 +190,9 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
              f"{a['parameters']:,} parameters; prompts up to {a['context_length']} tokens.",
              f"- Weights: {manifest['graph']['weights_dtype']} (MatMulNBits, blocks of 32) in ONNX"
              + GPTQ_TEXT.get(manifest['graph']['weights_dtype'], "")
-             + "; the embedding table int8; activations fp32.",
+             + ("; the embedding table int8, in " + manifest["graph"]["embeddings"]["file"] + ", read a row per token"
+                if manifest["graph"].get("embeddings") else "; the embedding table int8")
+             + "; activations fp32.",
              FIM_ORDER_TEXT[manifest["fim"]["order"]]]
     head = manifest["graph"].get("head")
     if head:

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { InferenceSession } from 'onnxruntime-node';
 import { promptLookup } from '../../../backend/src/engine/drafts';
+import { EmbeddingRows } from '../../../backend/src/engine/embeddingRows';
 import { Generator } from '../../../backend/src/engine/generator';
 import { GraphRunner } from '../../../backend/src/engine/graphRunner';
 import { KvCache } from '../../../backend/src/engine/kvCache';
@@ -48,7 +49,10 @@ test('the default model uses a shared cache of context_length positions, bound i
   assert.equal(m.session.kv.capacity, m.manifest.architecture.context_length);
   // A GraphRunner in this thread (the engine's runs in the session thread) to look at its buffers.
   const session = await InferenceSession.create(path.join(DIR, m.manifest.graph.file), sessionOptions('cpu', 0));
-  const runner = new GraphRunner(session, m.manifest);
+  // The default model's graph takes embedding rows, read from its file (embeddingRows.ts).
+  const table = m.manifest.graph.embeddings;
+  assert.ok(table, 'the default model reads its embedding rows from a file');
+  const runner = new GraphRunner(session, m.manifest, EmbeddingRows.open(path.join(DIR, table.file), m.manifest));
   try {
     const ids = m.tokenizer.encode(TEXT);
     await runner.run({ ids: ids.slice(0, -1), numLogits: 1, cacheId: 1, keep: 0 });
