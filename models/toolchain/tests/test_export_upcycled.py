@@ -330,6 +330,19 @@ def test_special_ids_checked_against_tokenizer(tmp_path, tok):
     assert not os.listdir(tmp_path)
 
 
+def node_logits(tmp_path, folders, vocab_size) -> dict:
+    """Each folder under tmp_path run by the backend's own code (parity_node.ts) on PROMPT, then
+    DECODE one token at a time on its KV cache: logits [S, V] by folder name."""
+    req = tmp_path / "req.json"
+    req.write_text(json.dumps({"chunks": [PROMPT] + [[t] for t in DECODE]}))
+    out = {}
+    for name in folders:
+        export_fixtures.run_node("run", str(tmp_path / name), str(req), str(tmp_path / f"{name}.json"))
+        steps = json.loads((tmp_path / f"{name}.json").read_text())["steps"]
+        out[name] = np.concatenate([np.asarray(s["logits"]["data"], np.float32).reshape(-1, vocab_size) for s in steps])
+    return out
+
+
 @pytest.mark.skipif(not export_fixtures.node_available(), reason="node or node_modules/onnxruntime-node missing")
 def test_upcycled_zero_thresholds_is_the_dense_model_in_node(tmp_path, tok):
     """The identity the upcycling builds on, in onnxruntime-node (the backend's runtime):
@@ -338,15 +351,7 @@ def test_upcycled_zero_thresholds_is_the_dense_model_in_node(tmp_path, tok):
     up = upcycled_from(dense)
     export_to(dense, tmp_path / "dense", tok)
     export_to(up, tmp_path / "up", tok)
-    chunks = [PROMPT] + [[t] for t in DECODE]
-    req = tmp_path / "req.json"
-    req.write_text(json.dumps({"chunks": chunks}))
-    out = {}
-    for name in ("dense", "up"):
-        export_fixtures.run_node("run", str(tmp_path / name), str(req), str(tmp_path / f"{name}.json"))
-        steps = json.loads((tmp_path / f"{name}.json").read_text())["steps"]
-        out[name] = np.concatenate([np.asarray(s["logits"]["data"], np.float32).reshape(-1, dense.cfg.vocab_size)
-                                    for s in steps])
+    out = node_logits(tmp_path, ("dense", "up"), dense.cfg.vocab_size)
     ref, _ = reference(dense)
     assert out["up"].shape == ref.shape
     assert float(np.abs(out["up"] - out["dense"]).max()) <= LIMIT
@@ -381,14 +386,7 @@ def test_embeddings_file_in_node(tmp_path, tok, thresholded):
     model = thresholded
     export_to(model, tmp_path / "rows", tok, weights_dtype="int4", kv="shared", embeddings="file")
     export_to(model, tmp_path / "ids", tok, weights_dtype="int4", kv="shared")
-    req = tmp_path / "req.json"
-    req.write_text(json.dumps({"chunks": [PROMPT] + [[t] for t in DECODE]}))
-    out = {}
-    for name in ("ids", "rows"):
-        export_fixtures.run_node("run", str(tmp_path / name), str(req), str(tmp_path / f"{name}.json"))
-        steps = json.loads((tmp_path / f"{name}.json").read_text())["steps"]
-        out[name] = np.concatenate([np.asarray(s["logits"]["data"], np.float32).reshape(-1, model.cfg.vocab_size)
-                                    for s in steps])
+    out = node_logits(tmp_path, ("ids", "rows"), model.cfg.vocab_size)
     np.testing.assert_array_equal(out["rows"], out["ids"])
     python, _ = run_ort(tmp_path / "rows")
     np.testing.assert_allclose(out["rows"], python, atol=1e-5)
