@@ -71,7 +71,7 @@ STOP_TOKENS = ["<|endoftext|>", "<|im_end|>", "<|file_sep|>", "<|repo_name|>", "
 QUANTIZE_INPUTS = ["model.py", "onnx_builder.py", "upcycle/convert.py", "upcycle/calibrate.py", "upcycle/gptq.py",
                    "upcycle/gptq_calibration.json"]
 # Files whose change must re-export the graphs (the cards are re-rendered on every run: cheap).
-BUILD_INPUTS = ["model.py", "onnx_graph.py", "onnx_builder.py", "onnx_attention.py", "onnx_ffn.py", "export.py",
+BUILD_INPUTS = ["model.py", "onnx_graph.py", "onnx_builder.py", "onnx_attention.py", "onnx_ffn.py", "export.py", "embedding_file.py",
                 "upcycle/convert.py", "upcycle/build.py", "upcycle/routing.json", "upcycle/head.json",
                 "upcycle/gptq.py", "upcycle/gptq_calibration.json", "upcycle/calibrate.py"]
 
