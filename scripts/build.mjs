@@ -29,6 +29,9 @@ const entries = [
   // Tools (backend/src/tools): the GPU benchmark; scripts/pack-node-for-gpu.sh carries it. The CPU
   // benchmark is part of dist/cli.js (`vffn bench`); bench:peer runs from source (tsx).
   { in: 'backend/src/tools/gpuBench.ts', out: 'dist/gpuBench.js', ...node },
+  // Our side of bench:peer, which bundles it again before each run; built here too so that running it
+  // alone (docs/SPEED.md's memory A/Bs) never runs a bundle older than the sources.
+  { in: 'backend/src/tools/peerOurs.ts', out: 'dist/peer-ours.js', ...node },
 ];
 
 const contexts = [];
