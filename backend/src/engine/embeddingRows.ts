@@ -8,6 +8,8 @@
 // q8 uint8 [vocab, d_model] with zero point 128, scales float32 [vocab, d_model / 32]. A row is
 // (q8 - 128) * scale, which a Float32Array stores as the same float32 the graph's Mul gave.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Tensor } from 'onnxruntime-node';
 import type { Manifest } from './modelFolder';
 
 const BLOCK = 32;
@@ -24,6 +26,12 @@ export class EmbeddingRows {
     private readonly q8Start: number,
     private readonly scalesStart: number,
   ) {}
+
+  /** The reader of the model folder `dir`'s table where its manifest sets graph.embeddings, else undefined. */
+  static forModel(dir: string, manifest: Manifest): EmbeddingRows | undefined {
+    const table = manifest.graph.embeddings;
+    return table ? EmbeddingRows.open(path.join(dir, table.file), manifest) : undefined;
+  }
 
   /** Opens and checks `file` against the manifest's vocabulary and width; throws a message naming what is wrong. */
   static open(file: string, manifest: Manifest): EmbeddingRows {
@@ -91,4 +99,11 @@ export class EmbeddingRows {
     if (this.fd !== undefined) fs.closeSync(this.fd);
     this.fd = undefined;
   }
+}
+
+/** The graph's token input for `ids`: their embedding rows [1, T, d_model] where the model reads them here, else the ids [1, T]. */
+export function tokenInput(ids: readonly number[], rows?: EmbeddingRows): Tensor {
+  return rows
+    ? new Tensor('float32', rows.rows(ids), [1, ids.length, rows.dModel])
+    : new Tensor('int64', BigInt64Array.from(ids, (x) => BigInt(x)), [1, ids.length]);
 }

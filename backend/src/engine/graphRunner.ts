@@ -2,7 +2,7 @@
 // back logits and the routing outputs as plain arrays. It lives in the session's own thread
 // (sessionWorker.ts; session.ts says why), or in-process where a test drives a stand-in session.
 import { InferenceSession, Tensor } from 'onnxruntime-node';
-import type { EmbeddingRows } from './embeddingRows';
+import { EmbeddingRows, tokenInput } from './embeddingRows';
 import type { KvShape } from './kvCache';
 import { KvStore } from './kvStore';
 import { kvHeads, Manifest } from './modelFolder';
@@ -112,11 +112,8 @@ export class GraphRunner implements SessionRunner {
     if (!store) this.stores.set(req.cacheId, store = new KvStore(this.kv));
     if (store.length < req.keep) throw new Error(`KV cache ${req.cacheId}: ${req.keep} positions expected, ${store.length} stored`);
     store.rewind(req.keep);
-    const T = req.ids.length;
     const feeds: Record<string, Tensor> = {
-      [n.first]: this.embeddings
-        ? new Tensor('float32', this.embeddings.rows(req.ids), [1, T, this.embeddings.dModel])
-        : new Tensor('int64', BigInt64Array.from(req.ids, (x) => BigInt(x)), [1, T]),
+      [n.first]: tokenInput(req.ids, this.embeddings),
       [n.numLogits]: new Tensor('int64', BigInt64Array.from([BigInt(Math.min(req.numLogits, req.ids.length))]), [1]),
     };
     for (let i = 0; i < this.kv.nLayer; i++) {

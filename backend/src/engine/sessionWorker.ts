@@ -33,9 +33,8 @@ port.on('message', async (m: ToSession) => {
   switch (m.type) {
     case 'create':
       try {
-        const table = m.manifest.graph.embeddings;
         // Opened first: a missing or damaged table is refused before seconds go into the session.
-        const embeddings = table ? EmbeddingRows.open(path.join(m.dir, table.file), m.manifest) : undefined;
+        const embeddings = EmbeddingRows.forModel(m.dir, m.manifest);
         try {
           const { session, status } = await createSession((p) => path.join(m.dir, graphFileFor(m.manifest, p)), m.pref, m.threads, probeFeedsOf(m.manifest));
           try {

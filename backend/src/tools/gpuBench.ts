@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { ExecutionProvider } from '../../../common/protocol';
 import { machineName, writeAtomic } from './bench';
-import { EmbeddingRows } from '../engine/embeddingRows';
+import { EmbeddingRows, tokenInput } from '../engine/embeddingRows';
 import { Engine } from '../engine/engine';
 import { argmax } from '../engine/generator';
 import { KvCache } from '../engine/kvCache';
@@ -54,8 +54,7 @@ class RawRunner {
       }
       o.preferredOutputLocation = loc;
     }
-    const rows = m.graph.embeddings ? EmbeddingRows.open(path.join(dir, m.graph.embeddings.file), m) : undefined;
-    return new RawRunner(await InferenceSession.create(file, o), m, gpuKv, maxChunk, rows);
+    return new RawRunner(await InferenceSession.create(file, o), m, gpuKv, maxChunk, EmbeddingRows.forModel(dir, m));
   }
 
   reset(): void {
@@ -80,9 +79,7 @@ class RawRunner {
   private async run(ids: readonly number[]): Promise<Float32Array> {
     const g = this.m.graph;
     const feeds: Record<string, Tensor> = {
-      ...(this.embeddings
-        ? { [g.inputs.inputs_embeds!]: new Tensor('float32', this.embeddings.rows(ids), [1, ids.length, this.embeddings.dModel]) }
-        : { [g.inputs.input_ids!]: new Tensor('int64', BigInt64Array.from(ids, (x) => BigInt(x)), [1, ids.length]) }),
+      [(this.embeddings ? g.inputs.inputs_embeds : g.inputs.input_ids)!]: tokenInput(ids, this.embeddings),
       [g.inputs.num_logits]: new Tensor('int64', BigInt64Array.from([1n]), [1]),
     };
     for (let i = 0; i < this.m.architecture.n_layer; i++) {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { EmbeddingRows } from '../../../backend/src/engine/embeddingRows';
+import { EmbeddingRows, tokenInput } from '../../../backend/src/engine/embeddingRows';
 import type { Manifest } from '../../../backend/src/engine/modelFolder';
 import { tempDir } from './helpers';
 
@@ -46,6 +46,11 @@ test('rows are (q8 - 128) * the block scale, in the order of the ids', () => {
   for (const [t, r] of [[0, 2], [1, 0], [2, 2]]) {
     for (let j = 0; j < D; j++) assert.equal(rows[t * D + j], expect(r, j), `token ${t} column ${j}`);
   }
+  const fed = tokenInput([2, 0], e);
+  assert.deepEqual([fed.type, fed.dims], ['float32', [1, 2, D]]);
+  assert.deepEqual(fed.data, rows.subarray(0, 2 * D));
+  const ids = tokenInput([2, 0]);
+  assert.deepEqual([ids.type, ids.dims, [...(ids.data as BigInt64Array)]], ['int64', [1, 2], [2n, 0n]]);
   assert.throws(() => e.rows([VOCAB]), /token id 3 is outside the vocabulary of 3/);
   e.close();
   assert.throws(() => e.rows([0]), /after the model was closed/);

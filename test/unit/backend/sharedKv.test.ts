@@ -50,9 +50,9 @@ test('the default model uses a shared cache of context_length positions, bound i
   // A GraphRunner in this thread (the engine's runs in the session thread) to look at its buffers.
   const session = await InferenceSession.create(path.join(DIR, m.manifest.graph.file), sessionOptions('cpu', 0));
   // The default model's graph takes embedding rows, read from its file (embeddingRows.ts).
-  const table = m.manifest.graph.embeddings;
-  assert.ok(table, 'the default model reads its embedding rows from a file');
-  const runner = new GraphRunner(session, m.manifest, EmbeddingRows.open(path.join(DIR, table.file), m.manifest));
+  const rows = EmbeddingRows.forModel(DIR, m.manifest);
+  assert.ok(rows, 'the default model reads its embedding rows from a file');
+  const runner = new GraphRunner(session, m.manifest, rows);
   try {
     const ids = m.tokenizer.encode(TEXT);
     await runner.run({ ids: ids.slice(0, -1), numLogits: 1, cacheId: 1, keep: 0 });
