@@ -27,13 +27,25 @@ export function isProviderPreference(v: unknown): v is (typeof PROVIDER_PREFEREN
  * queueMs (waiting for the engine), tokenizeMs (prompt assembly), prefillMs, firstTokenMs (from
  * arrival to the first generated token), firstLineMs (from arrival to the first line sent ahead of a
  * multi-line completion, CompletePartial; 0 when none was), decodeMs, postprocessMs, totalMs; promptTokens,
- * reusedTokens (prompt tokens served from the KV cache), generatedTokens.
+ * reusedTokens (prompt tokens served from the KV cache), generatedTokens, replayedTokens (generated
+ * tokens the request before had already picked after the same tokens, handed out with no model run:
+ * engine/replay.ts).
  */
 export const TIMING_KEYS = [
   'queueMs', 'tokenizeMs', 'prefillMs', 'firstTokenMs', 'firstLineMs', 'decodeMs', 'postprocessMs', 'totalMs',
-  'promptTokens', 'reusedTokens', 'generatedTokens',
+  'promptTokens', 'reusedTokens', 'generatedTokens', 'replayedTokens',
 ] as const;
 export type TimingKey = (typeof TIMING_KEYS)[number];
+
+/**
+ * Decode speed of one request: the tokens the model picked after the first, per second of decoding.
+ * Tokens handed out from the request before (replayedTokens) took no decoding, so they do not count;
+ * null when nothing was decoded.
+ */
+export function decodeTokensPerSecond(t: Pick<Timings, 'decodeMs' | 'generatedTokens' | 'replayedTokens'>): number | null {
+  const decoded = t.generatedTokens - (t.replayedTokens ?? 0) - 1;
+  return t.decodeMs > 0 && decoded > 0 ? (decoded * 1000) / t.decodeMs : null;
+}
 
 export function emptyTimings(): Timings {
   const t = {} as Timings;

@@ -12,6 +12,7 @@ import {
   type BackendInitOptions,
   type CompleteResult,
 } from '../../common/protocol';
+import { decodeTokensPerSecond } from '../../common/vocabulary';
 import type { BackendModelStats, WebviewCommand } from '../../common/webview';
 import { Backend, errorText, type BackendStatus } from './backend';
 import { CompletionCache } from './completion/cache';
@@ -210,8 +211,7 @@ export class Ctx implements vscode.Disposable {
     if (!this.feed.completed(result)) return;
     const t = result.timings;
     if (t) {
-      const tokensPerSecond = t.decodeMs > 0 && t.generatedTokens > 1 ? ((t.generatedTokens - 1) * 1000) / t.decodeMs : null;
-      this.statusBar.setLastRun({ totalMs: roundTripMs ?? t.totalMs, tokensPerSecond });
+      this.statusBar.setLastRun({ totalMs: roundTripMs ?? t.totalMs, tokensPerSecond: decodeTokensPerSecond(t) });
     }
     this.usage.schedule();
   }

@@ -3,6 +3,7 @@
 // Stable data-testid attributes are part of the e2e tests' contract.
 import type { TokenInfo } from '../../common/protocol';
 import { difficultyBucket, meanFfnShare, meanLoops } from '../../common/difficulty';
+import { decodeTokensPerSecond } from '../../common/vocabulary';
 import type { BackendModelStats, InspectedRun, UsageSummary } from '../../common/webview';
 import { el, ms, pct, roving, visible } from './dom';
 
@@ -224,8 +225,9 @@ function renderTimeline(run: InspectedRun): HTMLElement {
   // A multi-line completion's first line, shown as ghost text before the rest came.
   if (t.firstLineMs > 0) list.append(el('li', { 'data-stage': 'firstLine' }, `first line shown at ${ms(t.firstLineMs)}`));
   box.append(list);
-  const speed = t.decodeMs > 0 && t.generatedTokens > 1 ? `${Math.round(((t.generatedTokens - 1) * 1000) / t.decodeMs)} tok/s` : '—';
-  box.append(el('p', { class: 'muted' }, `${ms(total)} in all · backend ${ms(t.totalMs)} · prompt ${t.promptTokens} tokens (${t.reusedTokens} reused from cache) · generated ${t.generatedTokens} · ${speed}`));
+  const tps = decodeTokensPerSecond(t);
+  const speed = tps === null ? '—' : `${Math.round(tps)} tok/s`;
+  box.append(el('p', { class: 'muted' }, `${ms(total)} in all · backend ${ms(t.totalMs)} · prompt ${t.promptTokens} tokens (${t.reusedTokens} reused from cache) · generated ${t.generatedTokens}${t.replayedTokens ? ` (${t.replayedTokens} already picked by the request before)` : ''} · ${speed}`));
   return box;
 }
 

@@ -10,6 +10,7 @@ import type { LoadedModel } from './loadedModel';
 import { postprocess } from './postprocess';
 import { buildPrompt, defaultBudget } from './prompt';
 import { observePrefill } from './promptBudget';
+import { pickRecords, reusePicks, usablePicks } from './replay';
 import type { JobControl } from './scheduler';
 import { type StopDecision, StopRules } from './stops';
 import { healingProcessor, promptToRun } from './tokenHealing';
@@ -123,9 +124,12 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
   const maxDraft = Math.max(draftTokens(), historyDraftTokens());
   const draft = draftSource(m.tokenizer, promptIds, heal, draftHistory(cache, promptIds));
   const draftRoom = (used: number) => Math.max(0, Math.min(maxDraft, tokenLimit - used - 1));
+  // What the previous request picked after this prompt (replay.ts): the same picks come back without runs.
+  const greedy = temperature <= 0 && !params.includePromptTokens;
+  const known = greedy && reusePicks() ? usablePicks(m.tokenizer, cache.picksAfter(promptIds), heal) : [];
   const prefill = await generator.appendTokens(promptIds, {
     fromScratch: params.includePromptTokens, allLogits: params.includePromptTokens, shouldStop: () => ctl.stopReason() !== null,
-    draft: draft([]).slice(0, draftRoom(0)),
+    draft: draft([]).slice(0, draftRoom(0)), known,
   });
   const t2 = performance.now();
   if (!prefill.cancelled) observePrefill(m, prefill.processed + prefill.drafted, t2 - t1);
@@ -194,6 +198,7 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
   const t3 = performance.now();
   const early = ended();
   if (early) return early;
+  if (greedy) cache.recordPicks(promptIds.length, pickRecords(m.tokenizer, tokens, heal));
 
   const post = finish(text.slice(0, keepChars));
   if (trim && keepChars < text.length) post.trimmed.unshift({ rule: trim, removedText: text.slice(keepChars) });
@@ -219,6 +224,7 @@ export async function runComplete(m: LoadedModel, params: CompleteParams, ctl: J
       promptTokens: promptIds.length,
       reusedTokens: prefill.reused,
       generatedTokens: generated.length,
+      replayedTokens: generated.filter((t) => t.replayed).length,
     },
     compute: summarizeCompute(shape, generated.map((t) => t.routing)),
     model: m.name,

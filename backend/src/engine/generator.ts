@@ -1,7 +1,7 @@
 // Token generation on one ModelSession + KvCache: prompt prefill reusing the cached prefix, then one
 // token per step through composable logits processors and a greedy or seeded sampler.
 import type { TokenRouting } from '../../../common/protocol';
-import type { KvCache } from './kvCache';
+import type { KvCache, PickRecord } from './kvCache';
 import type { ModelSession, StepResult } from './session';
 import { probAndEntropy } from './telemetry';
 
@@ -81,6 +81,8 @@ export interface GeneratedToken {
   /** Time of the model step that fed this token (0 for a stop token). */
   stepMs: number;
   isStop: boolean;
+  /** Handed out from the previous request's picks (appendTokens' `known`) rather than picked from logits. */
+  replayed?: boolean;
 }
 
 export interface PrefillResult {
@@ -108,6 +110,10 @@ export class Generator {
   private readonly generated: number[] = [];
   /** Tokens already picked and fed by appendTokens' draft check, handed out by the next nextTokens. */
   private pending: GeneratedToken[] = [];
+  /** The previous request's picks after this prompt (appendTokens' `known`), for the first nextTokens. */
+  private known: readonly PickRecord[] = [];
+  /** A pick handed out from `known` whose run was left for later: the next nextTokens feeds it (with a draft). */
+  private unfed: number | null = null;
   private finished = false;
 
   constructor(private readonly session: ModelSession, private readonly cache: KvCache, private readonly opts: GeneratorOptions) {
@@ -128,16 +134,30 @@ export class Generator {
    * `draft` (greedy only, not with `allLogits`): tokens guessed to follow the prompt, fed in its last
    * run; the ones greedy decoding picks anyway come out of the next nextTokens without another run
    * (after a typed character the whole warm completion can take one or two runs).
+   * `known` (greedy only, a shared cache): what the previous request picked after this same prompt
+   * (KvCache.picksAfter, cut to the picks this request would make the same way); when the first pick
+   * is known[0] again, the rest come back without running the model (nextTokens). No draft is fed then.
    */
   async appendTokens(
-    ids: readonly number[], opts: { fromScratch?: boolean; allLogits?: boolean; shouldStop?: () => boolean; draft?: readonly number[] } = {},
+    ids: readonly number[],
+    opts: { fromScratch?: boolean; allLogits?: boolean; shouldStop?: () => boolean; draft?: readonly number[]; known?: readonly PickRecord[] } = {},
   ): Promise<PrefillResult> {
     if (ids.length === 0) throw new Error('empty prompt');
     let reused = opts.fromScratch ? 0 : this.cache.commonPrefixLength(ids);
+    this.pending = [];
+    this.unfed = null;
+    const greedy = this.opts.temperature <= 0 && !opts.allLogits;
+    this.known = greedy && this.cache.shared ? opts.known ?? [] : [];
+    // The whole prompt is cached and so are the logits its last run gave: nothing to run.
+    const kept = !opts.allLogits && reused === ids.length ? this.cache.promptLogits(ids.length) : null;
+    if (kept) {
+      this.cache.rewind(ids.length);
+      this.logits = kept;
+      return { reused, processed: 0, routing: [], cancelled: false, drafted: 0, accepted: 0 };
+    }
     if (reused === ids.length) reused--; // the last token must run again to give its logits
     this.cache.rewind(reused);
-    this.pending = [];
-    const guess = this.opts.temperature <= 0 && !opts.allLogits && opts.draft ? this.usableDraft(opts.draft, opts.draft.length) : [];
+    const guess = greedy && !this.known.length && opts.draft ? this.usableDraft(opts.draft, opts.draft.length) : [];
     const routing: TokenRouting[] = [];
     const allLogits: Float32Array[] = [];
     for (let start = reused; start < ids.length; start += PREFILL_CHUNK) {
@@ -153,6 +173,8 @@ export class Generator {
         this.logits = allLogits[allLogits.length - 1];
         continue;
       }
+      // The logits that predict the prompt's next token: a request for the same prompt picks from them without a run.
+      if (last) this.cache.keepPromptLogits(ids.length, r.logits.subarray(0, r.vocab));
       this.pending = this.keepGuessed(r, tail, chunk.length, ids.length);
       // The run fed the prompt's last chunk and the guess; the kept guesses are charged its time per token fed.
       for (const t of this.pending) t.stepMs = (performance.now() - t0) / (chunk.length + tail.length);
@@ -179,8 +201,12 @@ export class Generator {
     if (!this.logits) throw new Error('nextToken before appendTokens');
     if (this.finished) throw new Error('generator is done');
     if (this.pending.length) return this.pending.splice(0);
+    if (this.unfed !== null) return this.feedUnfed(draft, maxDraft);
     const first = this.pick(this.logits)!;
     if (first.isStop) return [{ ...first, routing: { loops: [], lambdas: [], experts: [], weights: [] }, stepMs: 0 }];
+    const known = this.known;
+    this.known = [];
+    if (known.length && known[0].id === first.id) return this.followKnown(first, known);
     const guess = this.opts.temperature <= 0 && draft && maxDraft > 0 ? this.usableDraft(draft(this.generated), maxDraft) : [];
     const before = this.cache.length;
     const r = await this.session.step([first.id, ...guess], this.cache, guess.length + 1);
@@ -189,6 +215,47 @@ export class Generator {
     // One run fed them all: each token is charged an equal share of its time.
     for (const t of out) t.stepMs = stepMs / out.length;
     return out;
+  }
+
+  /**
+   * `first` was picked where the previous request picked known[0], from the same cached tokens: the
+   * picks that followed it are what greedy decoding picks again, and their keys and values are still
+   * in the shared buffer, so they come back without a run. All but the last fed one are taken back
+   * into the cache; the last is fed by the next nextTokens, whose run gives the logits after it.
+   */
+  private followKnown(first: Omit<GeneratedToken, 'routing' | 'stepMs'>, known: readonly PickRecord[]): GeneratedToken[] {
+    const out: GeneratedToken[] = [{ ...first, routing: known[0].routing, stepMs: 0 }];
+    for (const k of known.slice(1)) {
+      this.generated.push(k.id);
+      out.push({
+        id: k.id, prob: k.prob, entropy: k.entropy, routing: k.routing, pickedAt: performance.now(), stepMs: 0, isStop: k.isStop, replayed: true,
+      });
+      if (k.isStop) {
+        this.finished = true;
+        break;
+      }
+    }
+    const fed = out.filter((t) => !t.isStop).map((t) => t.id);
+    if (this.finished) {
+      this.cache.reclaim(fed);
+    } else {
+      this.cache.reclaim(fed.slice(0, -1));
+      this.unfed = fed[fed.length - 1];
+    }
+    return out;
+  }
+
+  /** Feeds the pick followKnown left unfed, with a draft after it: the guessed tokens greedy decoding keeps. */
+  private async feedUnfed(draft: ((generated: readonly number[]) => readonly number[]) | undefined, maxDraft: number): Promise<GeneratedToken[]> {
+    const id = this.unfed!;
+    this.unfed = null;
+    const guess = this.opts.temperature <= 0 && draft && maxDraft > 0 ? this.usableDraft(draft(this.generated), maxDraft) : [];
+    const before = this.cache.length;
+    const t0 = performance.now();
+    const r = await this.session.step([id, ...guess], this.cache, guess.length + 1);
+    const kept = this.keepGuessed(r, guess, 1, before + 1);
+    for (const t of kept) t.stepMs = (performance.now() - t0) / (1 + guess.length);
+    return kept;
   }
 
   /**

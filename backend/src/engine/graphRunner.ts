@@ -110,7 +110,7 @@ export class GraphRunner implements SessionRunner {
     const n = this.names;
     let store = this.stores.get(req.cacheId);
     if (!store) this.stores.set(req.cacheId, store = new KvStore(this.kv));
-    if (store.length < req.keep) throw new Error(`KV cache ${req.cacheId}: ${req.keep} positions expected, ${store.length} stored`);
+    if (store.length < req.keep && !store.regrow(req.keep)) throw new Error(`KV cache ${req.cacheId}: ${req.keep} positions expected, ${store.length} stored`);
     store.rewind(req.keep);
     const feeds: Record<string, Tensor> = {
       [n.first]: tokenInput(req.ids, this.embeddings),

@@ -11,6 +11,8 @@ export class KvStore {
   private keys: Tensor[];
   private values: Tensor[];
   private stored = 0;
+  /** Shared: positions the graph has written since the buffers were made (a rewind does not erase them). */
+  private written = 0;
 
   constructor(readonly shape: KvShape) {
     this.keys = this.emptyLayers();
@@ -37,6 +39,17 @@ export class KvStore {
   appendInPlace(n: number): void {
     if (!this.shared) throw new Error('appendInPlace on a store that is not shared');
     this.stored += n;
+    this.written = Math.max(this.written, this.stored);
+  }
+
+  /**
+   * Shared: takes back positions a rewind gave up, which still hold what the graph wrote there (the
+   * engine's KvCache.reclaim knows which tokens those were). False when the store cannot.
+   */
+  regrow(n: number): boolean {
+    if (!this.shared || n > this.written) return false;
+    this.stored = Math.max(this.stored, n);
+    return true;
   }
 
   /** Takes over the graph's present tensors after `n` new tokens ran on top of the store. */
@@ -83,6 +96,7 @@ export class KvStore {
 
   dispose(): void {
     this.stored = 0;
+    this.written = 0;
     this.disposeLayers();
     this.keys = [];
     this.values = [];

@@ -103,15 +103,22 @@ export function promptToRun(tok: HealingTokenizer | null, prompt: { ids: number[
   return healed && prefix.endsWith(healed.text) ? { ids: healed.ids, heal: healed.text } : { ids: prompt.ids, heal: null };
 }
 
+/** The part of the healed `text` that the pick after `generated` must still spell; null when none is left (or nothing was healed). */
+export function healRest(tok: Pick<HealingTokenizer, 'tokenText'>, text: string | null, generated: readonly number[]): string | null {
+  let rest = text ?? '';
+  for (const id of generated) {
+    if (rest === '') break;
+    const t = tok.tokenText(id);
+    rest = t.length >= rest.length ? '' : rest.slice(t.length);
+  }
+  return rest === '' ? null : rest;
+}
+
 /** Holds the first picks to tokens that spell `text` again (see the top of this file). */
 export function healingProcessor(index: VocabIndex, tok: HealingTokenizer, text: string): LogitsProcessor {
   return (logits, generated) => {
-    let rest = text;
-    for (const id of generated) {
-      const t = tok.tokenText(id);
-      rest = t.length >= rest.length ? '' : rest.slice(t.length);
-      if (rest === '') return;
-    }
+    const rest = healRest(tok, text, generated);
+    if (rest === null) return;
     const allowed = index.candidates(rest);
     const kept = allowed.map((id) => logits[id]);
     logits.fill(-Infinity);

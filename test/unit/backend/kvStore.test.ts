@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Tensor } from 'onnxruntime-node';
-import { KvCache } from '../../../backend/src/engine/kvCache';
+import { KvCache, type PickRecord } from '../../../backend/src/engine/kvCache';
 import { KvStore } from '../../../backend/src/engine/kvStore';
 
 const shape = { nLayer: 2, nHead: 2, headDim: 3 };
@@ -80,4 +80,80 @@ test('cache: every cache has its own id, and dispose frees what the session regi
   a.dispose();
   assert.equal(freed, 1);
   assert.equal(a.length, 0);
+});
+
+test('a shared store takes back positions a rewind gave up, only as far as the graph wrote them', () => {
+  const s = new KvStore({ ...shape, capacity: 8 });
+  s.appendInPlace(6);
+  s.rewind(3);
+  assert.equal(s.regrow(5), true);
+  assert.equal(s.length, 5);
+  assert.equal(s.regrow(7), false, 'position 6 was never written');
+  assert.equal(s.length, 5);
+  const concat = new KvStore(shape);
+  concat.update(3, [present(3), present(3)], [present(3), present(3)]);
+  concat.rewind(2);
+  assert.equal(concat.regrow(3), false, 'a concat store copied its tail away at the rewind');
+});
+
+// What a request picked, kept for the next keystroke's request (engine/replay.ts).
+const sharedShape = { ...shape, capacity: 64 };
+const pick = (id: number, over: Partial<PickRecord> = {}): PickRecord => ({
+  id, prob: 0.5, entropy: 1, routing: { loops: [], lambdas: [], experts: [], weights: [] }, heal: null, isStop: false, ...over,
+});
+
+test('cache: the picks after a prompt come back for that prompt and for it plus some of them', () => {
+  const c = new KvCache(sharedShape);
+  c.append([1, 2, 3, 10, 11, 12]);           // prompt 1 2 3, then the picks 10 11 (fed) 12 (fed)
+  c.recordPicks(3, [pick(10, { heal: 'x' }), pick(11), pick(12), pick(0, { isStop: true })]);
+  assert.deepEqual(c.picksAfter([1, 2, 3]).map((p) => p.id), [10, 11, 12, 0]);
+  assert.equal(c.picksAfter([1, 2, 3])[0].heal, 'x');
+  assert.deepEqual(c.picksAfter([1, 2, 3, 10, 11]).map((p) => p.id), [12, 0]);
+  assert.deepEqual(c.picksAfter([1, 2]), [], 'a prompt that ends before the picks began');
+  assert.deepEqual(c.picksAfter([1, 2, 4]), [], 'a prompt the cache does not hold');
+  assert.deepEqual(new KvCache(shape).picksAfter([]), [], 'only a shared cache can take positions back');
+});
+
+test('cache: a record keeps only picks the cache holds, and one unfed pick at its end', () => {
+  const c = new KvCache(sharedShape);
+  c.append([1, 2, 3, 10]);
+  c.recordPicks(3, [pick(10), pick(11), pick(12)]);      // 11 was picked and not fed: the request ended there
+  assert.deepEqual(c.picksAfter([1, 2, 3]).map((p) => p.id), [10, 11]);
+  c.recordPicks(3, [pick(99), pick(11)]);                 // not what the cache holds: nothing kept
+  assert.deepEqual(c.picksAfter([1, 2, 3]), []);
+});
+
+test('cache: a rewind drops the picks after it; a run over the end drops an unfed one; clear drops all', () => {
+  const c = new KvCache(sharedShape);
+  c.append([1, 2, 3, 10, 11]);
+  c.recordPicks(3, [pick(10), pick(11), pick(0, { isStop: true })]);
+  c.append([7]);                                           // a run wrote where the stop pick was
+  assert.deepEqual(c.picksAfter([1, 2, 3]).map((p) => p.id), [10, 11]);
+  c.rewind(4);
+  assert.deepEqual(c.picksAfter([1, 2, 3]).map((p) => p.id), [10]);
+  c.clear();
+  assert.deepEqual(c.picksAfter([]), []);
+});
+
+test('cache: the logits after a prompt are kept while the cache holds that prompt', () => {
+  const c = new KvCache(shape);
+  c.append([1, 2, 3, 4]);
+  const row = Float32Array.from([0.5, 2]);
+  c.keepPromptLogits(3, row);
+  row[0] = 9;                                              // a copy is kept, not the run's buffer
+  assert.deepEqual(Array.from(c.promptLogits(3)!), [0.5, 2]);
+  assert.equal(c.promptLogits(4), null, 'they predict position 3 only');
+  c.rewind(3);
+  assert.ok(c.promptLogits(3), 'the tokens before position 3 are still there');
+  c.rewind(2);
+  assert.equal(c.promptLogits(3), null);
+});
+
+test('cache: reclaim takes positions back in a shared cache only', () => {
+  const c = new KvCache(sharedShape);
+  c.append([1, 2, 3]);
+  c.rewind(1);
+  c.reclaim([2, 3]);
+  assert.deepEqual([...c.tokens], [1, 2, 3]);
+  assert.throws(() => new KvCache(shape).reclaim([1]), /not shared/);
 });

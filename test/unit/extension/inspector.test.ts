@@ -23,7 +23,7 @@ function token(text: string, loops: number[]): TokenInfo {
   };
 }
 
-const timings = { queueMs: 1, tokenizeMs: 1, prefillMs: 10, firstTokenMs: 14, firstLineMs: 0, decodeMs: 20, postprocessMs: 1, totalMs: 33, promptTokens: 100, reusedTokens: 90, generatedTokens: 5 };
+const timings = { queueMs: 1, tokenizeMs: 1, prefillMs: 10, firstTokenMs: 14, firstLineMs: 0, decodeMs: 20, postprocessMs: 1, totalMs: 33, promptTokens: 100, reusedTokens: 90, generatedTokens: 5, replayedTokens: 0 };
 const compute = { meanLoopsPerLayer: [2, 3], loopShare: [0.25, 0.25, 0.25, 0.25], vsDense: 1.6, vsMax: 0.55 };
 
 export function completeResult(): CompleteResult {
