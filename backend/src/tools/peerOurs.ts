@@ -57,6 +57,7 @@ function timing(r: CompleteResult): RunTiming {
     promptTokens: t.promptTokens, reusedTokens: t.reusedTokens, generatedTokens: t.generatedTokens,
     // Every generated (non-stop) token is fed to the model after it is picked: decodeMs covers that many steps.
     decodeMsPerToken: t.generatedTokens > 0 && t.decodeMs > 0 ? t.decodeMs / t.generatedTokens : null,
+    replayedTokens: t.replayedTokens,
   };
 }
 
@@ -141,7 +142,8 @@ async function main(): Promise<void> {
     const t = typed(s, 1);
     const warm = await complete(`w${i}`, t.prefix, t.suffix, COMPLETION_MAX_TOKENS);
     const file = path.relative(root, s.file);
-    completions.push({ file, cold: timing(cold), warm: timing(warm) });
+    const continues = cold.completion.length > 0 && s.unwritten[0] === cold.completion[0];
+    completions.push({ file, cold: timing(cold), warm: timing(warm), continues });
     planCompletions.push({
       file,
       cold: request(s.prefix, s.suffix, COMPLETION_MAX_TOKENS, cold),

@@ -16,6 +16,8 @@ export interface RunTiming {
   generatedTokens: number;
   /** Per model step after the first token; null with fewer than two tokens. */
   decodeMsPerToken: number | null;
+  /** Ours: generated tokens handed out from the previous request's picks with no model run (replay.ts). */
+  replayedTokens?: number;
 }
 
 /** What one child process writes (same shape for both engines). */
@@ -30,7 +32,11 @@ export interface SideResult {
   /** VmHWM of the child at its end. */
   peakRssBytes: number;
   prefill: { promptTokens: number; runs: RunTiming[] }[];
-  completions: { file: string; cold: RunTiming; warm: RunTiming }[];
+  /**
+   * `continues` (ours writes it; the report reads ours' for both sides, whose samples are the same):
+   * the typed character was the cold completion's first one, i.e. the user typed through the ghost text.
+   */
+  completions: { file: string; cold: RunTiming; warm: RunTiming; continues?: boolean }[];
   notes: string[];
 }
 
@@ -101,7 +107,8 @@ export function goalText(goal: Goal | undefined, unit: string): string {
 
 interface MetricDef { key: string; label: string; unit: string; of: (s: SideResult) => number | null }
 
-function metricDefs(prefillSizes: readonly number[]): MetricDef[] {
+/** `continues[i]`: sample i's typed character was its cold completion's first one (SideResult.completions). */
+function metricDefs(prefillSizes: readonly number[], continues: readonly boolean[]): MetricDef[] {
   const defs: MetricDef[] = [];
   const runsOf = (s: SideResult, n: number) => s.prefill.find((p) => p.promptTokens === n)?.runs ?? [];
   const nums = (xs: (number | null)[]) => xs.filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
@@ -125,7 +132,23 @@ function metricDefs(prefillSizes: readonly number[]): MetricDef[] {
       defs.push({ key: `${which}_ttft_p${p}`, label: `${which} time to first token, p${p}`, unit: 'ms', of: (s) => pct(c(s, which, (r) => r.firstTokenMs), p) });
     }
   }
+  // The warm requests split by what was typed. In the editor a character that continues the ghost text
+  // is answered by the extension's own cache before any request (so is llama.vscode's): the requests
+  // that reach an engine there are the ones whose character departs from it.
+  const warmWhere = (s: SideResult, cont: boolean) => s.completions.filter((_, i) => (continues[i] ?? false) === cont).map((x) => x.warm.totalMs);
+  const nCont = continues.filter(Boolean).length;
+  for (const [cont, name] of [[true, `typed through the previous completion (${nCont} of ${continues.length})`],
+    [false, `typed something else (${continues.length - nCont} of ${continues.length})`]] as const) {
+    for (const p of [50, 95]) {
+      defs.push({ key: `warm_${cont ? 'through' : 'other'}_p${p}`, label: `warm, ${name}, p${p}`, unit: 'ms', of: (s) => pct(warmWhere(s, cont), p) });
+    }
+  }
   defs.push(
+    { key: 'warm_replayed', label: 'warm: generated tokens handed out from the previous picks, in all', unit: 'tokens', of: (s) => {
+      const xs = s.completions.map((x) => x.warm.replayedTokens);
+      return xs.every((x) => x === undefined) ? null : xs.reduce<number>((a, x) => a + (x ?? 0), 0);
+    } },
+    { key: 'warm_generated', label: 'warm: generated tokens, in all', unit: 'tokens', of: (s) => s.completions.reduce((a, x) => a + x.warm.generatedTokens, 0) },
     { key: 'warm_tokens_run_p50', label: 'warm: prompt tokens run (not reused), p50', unit: 'tokens', of: (s) => pct(c(s, 'warm', (r) => r.promptTokens - r.reusedTokens), 50) },
     { key: 'rss_load', label: 'RSS after load', unit: 'MB', of: (s) => s.rssAfterLoadBytes / 2 ** 20 },
     { key: 'rss_peak', label: 'peak RSS (VmHWM)', unit: 'MB', of: (s) => s.peakRssBytes / 2 ** 20 },
@@ -136,7 +159,7 @@ function metricDefs(prefillSizes: readonly number[]): MetricDef[] {
 /** One row per metric: ours, llama.cpp, the ratio, the goal and whether it is met. */
 export function compareSides(ours: SideResult, peer: SideResult, prefillSizes: readonly number[]): Row[] {
   const goals = goalsFor(prefillSizes);
-  return metricDefs(prefillSizes).map((d) => {
+  return metricDefs(prefillSizes, ours.completions.map((c) => c.continues ?? false)).map((d) => {
     const o = d.of(ours);
     const p = d.of(peer);
     const r = ratio(o, p);
@@ -200,7 +223,8 @@ export function toMarkdown(r: PeerReport): string {
     `- prompts: cold prefill of exactly ${r.prompts.prefill.map((p) => p.promptTokens).join(' and ')} tokens `
       + `(FIM at ${r.prompts.prefill[0] ? `${r.prompts.prefill[0].file}:${r.prompts.prefill[0].line}` : '–'}, the same ids on both sides, `
       + `${r.settings.prefillRuns} runs each, KV cache cleared before each); ${r.prompts.completions} single-line completions in real source files `
-      + '(cold with the cursor mid-line and the rest of that line not written yet, then its next character typed: warm, KV cache reused)',
+      + '(cold with the cursor mid-line and the rest of that line not written yet, then its next character typed: warm, KV cache reused; '
+      + 'split below by whether that character continued the cold completion)',
     '',
     '| metric | ours | llama.cpp | ours / llama.cpp | goal | |',
     '|---|---|---|---|---|---|',

@@ -170,6 +170,26 @@ test('compareSides: one row per metric with ours, llama.cpp, the ratio and the g
   assert.equal(row('cold_p50').goal, '');
   assert.equal(row('cold_p50').met, null);
   assert.deepEqual(goalCounts(rows), { met: 7, missed: 0, unknown: 0 });
+  // No sample marked as typed through: all four are "something else", on both sides.
+  assert.equal(row('warm_other_p50').ours, 120);
+  assert.equal(row('warm_through_p50').ours, null);
+  assert.equal(row('warm_replayed').ours, null, 'no side reported replayed tokens');
+
+  // Ours marks samples 0 and 1 as typed through (and replayed their picks): the split reads ours' marks for both sides.
+  const marked: SideResult = {
+    ...ours,
+    completions: ours.completions.map((c, i) => ({ ...c, continues: i < 2, warm: { ...c.warm, replayedTokens: i < 2 ? 15 : 0 } })),
+  };
+  const split = compareSides(marked, peer, [250, 1000]);
+  const at = (k: string) => split.find((r) => r.key === k)!;
+  assert.equal(at('warm_through_p50').ours, 100);
+  assert.equal(at('warm_through_p50').peer, 400);
+  assert.equal(at('warm_other_p95').ours, 300);
+  assert.equal(at('warm_other_p95').peer, 900);
+  assert.match(at('warm_through_p50').label, /typed through the previous completion \(2 of 4\)/);
+  assert.equal(at('warm_replayed').ours, 30);
+  assert.equal(at('warm_replayed').peer, null);
+  assert.equal(at('warm_generated').ours, 64);
 
   const slow = side('ours', 2, [200, 250, 300, 500], 900);
   const rows2 = compareSides(slow, peer, [250, 1000]);
