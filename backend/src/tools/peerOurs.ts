@@ -9,6 +9,7 @@ import type { CompleteResult } from '../../../common/protocol';
 import { MIN_FILE_CHARS, SOURCE_DIRS } from './bench';
 import { Engine } from '../engine/engine';
 import { DEFAULT_MAX_PROMPT_TOKENS } from '../engine/prompt';
+import { reusePicks } from '../engine/replay';
 import { pickSamples, sourceFiles, typed } from './samples';
 import { engineIds, exactPrompts, Plan, PlanRequest, PREFILL_SIZES, SUFFIX_TOKENS } from './peerPrompts';
 import type { RunTiming, SideResult } from './peerReport';
@@ -153,6 +154,9 @@ async function main(): Promise<void> {
   notes.push(`FIM prompt order ${m.manifest.fim.order.toUpperCase()} (the model's manifest), the same ids on both sides`);
   notes.push(`prompt cap fixed at ${DEFAULT_MAX_PROMPT_TOKENS} tokens (VFFN_MAX_PROMPT_TOKENS), whatever budget the engine would choose`);
   notes.push('decode per token = the request\'s decode time / tokens fed after the first was picked (stop token excluded)');
+  notes.push(reusePicks()
+    ? 'warm requests may hand out the previous request\'s picks with no model run (engine/replay.ts; exact): "generated tokens handed out" counts them'
+    : 'picks replay off (VFFN_REUSE_PICKS=0): every warm token was picked by a model run');
 
   let ortVersion = 'unknown';
   try {
