@@ -5,6 +5,7 @@
 //   vffn bench-drafts [--model DIR] [--samples N] [--out FILE]   warm completions with and without drafts from the previous completion
 //   vffn bench-lines [--model DIR] [--lines N] [--window N] [--out FILE]   new lines deep in a long file: the prompt's cut anchored or not
 //   vffn bench-places [--model DIR] [--samples N] [--out FILE]   the first completion at a place moved to: prefill on rest, KV slots
+//   vffn bench-typing [--model DIR] [--samples N] [--ab NAME=VALUE] [--out FILE]   real lines typed keystroke by keystroke, the editor's cache first; as shipped vs one setting changed
 //   vffn soak [--model DIR] [--requests N]    many completions; RSS along the way (leak check)
 //   vffn models                               the model folders the backend sees
 import { readFileSync } from 'node:fs';
@@ -15,6 +16,7 @@ import { runBench, runSoak } from './tools/bench';
 import { runDraftBench } from './tools/draftBench';
 import { runLinesBench } from './tools/linesBench';
 import { runPlacesBench } from './tools/placesBench';
+import { runTypingBench } from './tools/typingBench';
 import { Engine } from './engine/engine';
 import { listModelFolders, resolveModelDirs } from './engine/modelFolder';
 
@@ -25,6 +27,7 @@ const USAGE = `usage:
   vffn bench-drafts [--model DIR] [--samples N] [--out FILE]
   vffn bench-lines [--model DIR] [--lines N] [--window N] [--out FILE]
   vffn bench-places [--model DIR] [--samples N] [--out FILE]
+  vffn bench-typing [--model DIR] [--samples N] [--ab NAME=VALUE] [--out FILE]
   vffn soak [--model DIR] [--requests N]
   vffn models`;
 
@@ -174,6 +177,7 @@ async function main(): Promise<void> {
     'bench-drafts': (e) => runDraftBench(e, { samples: num('samples'), out: flag(args, 'out') }),
     'bench-lines': (e) => runLinesBench(e, { lines: num('lines'), window: num('window'), out: flag(args, 'out') }),
     'bench-places': (e) => runPlacesBench(e, { samples: num('samples'), out: flag(args, 'out') }),
+    'bench-typing': (e) => runTypingBench(e, { samples: num('samples'), out: flag(args, 'out'), ab: flag(args, 'ab') }),
   };
   if (cmd in engineBenches) {
     const engine = await engineFor(flag(args, 'model'));
