@@ -105,7 +105,9 @@ const completions = [];
 for (const c of plan.completions) {
   const cold = await request(c.cold, { cold: true });
   const warm = await request(c.warm, { cold: false });
-  completions.push({ file: c.file, cold, warm });
+  // The first keystroke the editor's cache could not answer, when it is not the warm one (our side decides).
+  const editor = c.editor ? await request(c.editor, { cold: false }) : undefined;
+  completions.push({ file: c.file, cold, warm, ...(editor ? { editor } : {}) });
 }
 
 const release = llama.llamaCppRelease;

@@ -11,7 +11,7 @@ import { Engine } from '../engine/engine';
 import { DEFAULT_MAX_PROMPT_TOKENS } from '../engine/prompt';
 import { reusePicks } from '../engine/replay';
 import { pickSamples, sourceFiles, typed } from './samples';
-import { engineIds, exactPrompts, Plan, PlanRequest, PREFILL_SIZES, SUFFIX_TOKENS } from './peerPrompts';
+import { engineIds, exactPrompts, firstUnanswered, Plan, PlanRequest, PREFILL_SIZES, SUFFIX_TOKENS } from './peerPrompts';
 import type { RunTiming, SideResult } from './peerReport';
 
 /** Single-line completions generate at most this many tokens, as in `npm run bench`. */
@@ -144,12 +144,22 @@ async function main(): Promise<void> {
     const warm = await complete(`w${i}`, t.prefix, t.suffix, COMPLETION_MAX_TOKENS);
     const file = path.relative(root, s.file);
     const continues = cold.completion.length > 0 && s.unwritten[0] === cold.completion[0];
-    completions.push({ file, cold: timing(cold), warm: timing(warm), continues });
-    planCompletions.push({
+    const plan: Plan['completions'][number] = {
       file,
       cold: request(s.prefix, s.suffix, COMPLETION_MAX_TOKENS, cold),
       warm: request(t.prefix, t.suffix, COMPLETION_MAX_TOKENS, warm),
-    });
+    };
+    // What an editor sends: the line typed on with the extension's completion cache in front.
+    const editorKeystroke = firstUnanswered(s, cold.completion);
+    let editor: RunTiming | undefined;
+    if (editorKeystroke !== null && editorKeystroke > 1) {
+      const e = typed(s, editorKeystroke);
+      const r = await complete(`e${i}`, e.prefix, e.suffix, COMPLETION_MAX_TOKENS);
+      editor = timing(r);
+      plan.editor = request(e.prefix, e.suffix, COMPLETION_MAX_TOKENS, r);
+    }
+    completions.push({ file, cold: timing(cold), warm: timing(warm), continues, editorKeystroke, ...(editor ? { editor } : {}) });
+    planCompletions.push(plan);
   }
   notes.push(`FIM prompt order ${m.manifest.fim.order.toUpperCase()} (the model's manifest), the same ids on both sides`);
   notes.push(`prompt cap fixed at ${DEFAULT_MAX_PROMPT_TOKENS} tokens (VFFN_MAX_PROMPT_TOKENS), whatever budget the engine would choose`);

@@ -1,9 +1,11 @@
 // Prompts for `npm run bench:peer`: real source text cut at exact token counts, built with the
 // engine's own prompt code (buildPrompt) so that the ids handed to llama.cpp are the ids our engine
 // runs. Pure given a tokenizer: no model, no timing.
+import { CompletionCache } from '../../../extension/src/completion/cache';
 import type { FimOrder, SpecialIds } from '../engine/modelFolder';
 import { buildPrompt, defaultBudget } from '../engine/prompt';
 import { HealingTokenizer, promptToRun } from '../engine/tokenHealing';
+import { type Sample, typed } from './samples';
 
 export interface Tok {
   encode(text: string): number[];
@@ -171,5 +173,27 @@ export interface Plan {
   order: FimOrder;
   warmup: PlanRequest;
   prefill: { promptTokens: number; file: string; line: number; runs: PlanRequest[] }[];
-  completions: { file: string; cold: PlanRequest; warm: PlanRequest }[];
+  /**
+   * `editor`: the first keystroke (typing on through the line after `warm`'s) that the extension's
+   * completion cache could not answer, when it is not `warm` itself (peerOurs.ts); run after `warm`.
+   */
+  completions: { file: string; cold: PlanRequest; warm: PlanRequest; editor?: PlanRequest }[];
+}
+
+/** Keystrokes typed on through a sample's line when looking for one the editor's cache cannot answer. */
+const EDITOR_KEYSTROKES = 12;
+
+/**
+ * The first of the next EDITOR_KEYSTROKES characters of the line whose keystroke the extension's
+ * completion cache (extension/src/completion/cache.ts) could not answer, holding only the cold
+ * completion: it answers every keystroke that types through it. null when it answers them all.
+ */
+export function firstUnanswered(s: Sample, coldCompletion: string): number | null {
+  const cache = new CompletionCache(4);
+  cache.set('', s.prefix, s.suffix, { completion: coldCompletion, requestId: 'cold', model: '' });
+  for (let k = 1; k <= Math.min(EDITOR_KEYSTROKES, s.unwritten.length); k++) {
+    const t = typed(s, k);
+    if (!cache.get('', t.prefix, t.suffix)) return k;
+  }
+  return null;
 }

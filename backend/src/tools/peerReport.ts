@@ -35,8 +35,11 @@ export interface SideResult {
   /**
    * `continues` (ours writes it; the report reads ours' for both sides, whose samples are the same):
    * the typed character was the cold completion's first one, i.e. the user typed through the ghost text.
+   * `editorKeystroke` (ours writes it; read for both sides): the first keystroke of the line typed on that
+   * the extension's completion cache could not answer; 1 is the warm request itself, null: it answered
+   * all it was asked. `editor`: that request's timing when it is not the warm one.
    */
-  completions: { file: string; cold: RunTiming; warm: RunTiming; continues?: boolean }[];
+  completions: { file: string; cold: RunTiming; warm: RunTiming; continues?: boolean; editorKeystroke?: number | null; editor?: RunTiming }[];
   notes: string[];
 }
 
@@ -107,8 +110,11 @@ export function goalText(goal: Goal | undefined, unit: string): string {
 
 interface MetricDef { key: string; label: string; unit: string; of: (s: SideResult) => number | null }
 
-/** `continues[i]`: sample i's typed character was its cold completion's first one (SideResult.completions). */
-function metricDefs(prefillSizes: readonly number[], continues: readonly boolean[]): MetricDef[] {
+/**
+ * `continues[i]`: sample i's typed character was its cold completion's first one; `editorKeys[i]`: its
+ * first keystroke the editor's cache could not answer (SideResult.completions; both from ours).
+ */
+function metricDefs(prefillSizes: readonly number[], continues: readonly boolean[], editorKeys: readonly (number | null)[]): MetricDef[] {
   const defs: MetricDef[] = [];
   const runsOf = (s: SideResult, n: number) => s.prefill.find((p) => p.promptTokens === n)?.runs ?? [];
   const nums = (xs: (number | null)[]) => xs.filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
@@ -143,6 +149,14 @@ function metricDefs(prefillSizes: readonly number[], continues: readonly boolean
       defs.push({ key: `warm_${cont ? 'through' : 'other'}_p${p}`, label: `warm, ${name}, p${p}`, unit: 'ms', of: (s) => pct(warmWhere(s, cont), p) });
     }
   }
+  // The request an editor sends: typing the line on, the first keystroke its completion cache cannot answer.
+  const editor = (s: SideResult) => s.completions
+    .map((x, i) => (editorKeys[i] === 1 ? x.warm : editorKeys[i] ? x.editor : undefined)?.totalMs)
+    .filter((x): x is number => typeof x === 'number');
+  const nEditor = editorKeys.filter((k) => k !== null).length;
+  for (const p of [50, 95]) {
+    defs.push({ key: `editor_p${p}`, label: `warm, the first keystroke the editor's cache cannot answer (${nEditor} of ${editorKeys.length}), p${p}`, unit: 'ms', of: (s) => pct(editor(s), p) });
+  }
   defs.push(
     { key: 'warm_replayed', label: 'warm: generated tokens handed out from the previous picks, in all', unit: 'tokens', of: (s) => {
       const xs = s.completions.map((x) => x.warm.replayedTokens);
@@ -159,7 +173,8 @@ function metricDefs(prefillSizes: readonly number[], continues: readonly boolean
 /** One row per metric: ours, llama.cpp, the ratio, the goal and whether it is met. */
 export function compareSides(ours: SideResult, peer: SideResult, prefillSizes: readonly number[]): Row[] {
   const goals = goalsFor(prefillSizes);
-  return metricDefs(prefillSizes, ours.completions.map((c) => c.continues ?? false)).map((d) => {
+  const defs = metricDefs(prefillSizes, ours.completions.map((c) => c.continues ?? false), ours.completions.map((c) => c.editorKeystroke ?? null));
+  return defs.map((d) => {
     const o = d.of(ours);
     const p = d.of(peer);
     const r = ratio(o, p);
@@ -224,7 +239,8 @@ export function toMarkdown(r: PeerReport): string {
       + `(FIM at ${r.prompts.prefill[0] ? `${r.prompts.prefill[0].file}:${r.prompts.prefill[0].line}` : '–'}, the same ids on both sides, `
       + `${r.settings.prefillRuns} runs each, KV cache cleared before each); ${r.prompts.completions} single-line completions in real source files `
       + '(cold with the cursor mid-line and the rest of that line not written yet, then its next character typed: warm, KV cache reused; '
-      + 'split below by whether that character continued the cold completion)',
+      + 'split below by whether that character continued the cold completion; then the line typed on, the extension\'s completion cache '
+      + 'asked first, to the first keystroke it cannot answer, whose request both sides run after the warm one)',
     '',
     '| metric | ours | llama.cpp | ours / llama.cpp | goal | |',
     '|---|---|---|---|---|---|',

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { buildPrompt, defaultBudget } from '../../../backend/src/engine/prompt';
 import { parseArgs, peerDir } from '../../../backend/src/tools/peerBench';
-import { blockAnchors, engineIds, exactPrompts, firstTokens, lastTokens, PromptTok, Tok } from '../../../backend/src/tools/peerPrompts';
+import { blockAnchors, engineIds, exactPrompts, firstTokens, firstUnanswered, lastTokens, PromptTok, Tok } from '../../../backend/src/tools/peerPrompts';
 import {
   checkGoal, compareSides, fmt, fmtRatio, goalCounts, goalText, median, pct, PeerReport, RunTiming, SideResult, toMarkdown,
 } from '../../../backend/src/tools/peerReport';
@@ -131,6 +131,14 @@ test('goals: ratio bounds and absolute bounds, unknown when a value is missing',
   assert.equal(fmtRatio(0.4567), '0.46×');
 });
 
+test('the editor\'s first unanswered keystroke: its cache answers every one that types through the cold completion', () => {
+  const s = { file: 'f.ts', prefix: 'const total = ', unwritten: 'items.length;', suffix: '\n}\n' };
+  assert.equal(firstUnanswered(s, 'items.count;'), 7);      // "items." is typed through; "l" departs
+  assert.equal(firstUnanswered(s, 'values;'), 1);           // the first character departs
+  assert.equal(firstUnanswered(s, 'items.length; // n'), null, 'all 12 typed through');
+  assert.equal(firstUnanswered({ ...s, unwritten: 'ab' }, 'ab'), 2, 'typing all of it leaves nothing to show: a request');
+});
+
 function run(prefillMs: number, decode: number | null, totalMs = prefillMs + 100): RunTiming {
   return { firstTokenMs: prefillMs + 5, totalMs, prefillMs, promptTokens: 900, reusedTokens: 0, generatedTokens: 16, decodeMsPerToken: decode };
 }
@@ -190,6 +198,22 @@ test('compareSides: one row per metric with ours, llama.cpp, the ratio and the g
   assert.equal(at('warm_replayed').ours, 30);
   assert.equal(at('warm_replayed').peer, null);
   assert.equal(at('warm_generated').ours, 64);
+
+  // The editor's request: sample 0 had its first unanswered keystroke at 1 (the warm request), sample 1 at 5
+  // (a request of its own on both sides), samples 2 and 3 none (the cache answered all it was asked).
+  const editorRun = (ms: number): RunTiming => ({ ...run(ms / 2, 25, ms), reusedTokens: 850 });
+  const withEditor = (x: SideResult, ms: number, mark: boolean): SideResult => ({
+    ...x,
+    completions: x.completions.map((c, i) => ({
+      ...c, ...(mark ? { editorKeystroke: [1, 5, null, null][i] } : {}), ...(i === 1 ? { editor: editorRun(ms) } : {}),
+    })),
+  });
+  const ed = compareSides(withEditor(ours, 200, true), withEditor(peer, 700, false), [250, 1000]);
+  const e50 = ed.find((r) => r.key === 'editor_p50')!;
+  assert.equal(e50.ours, 100);                 // ours' warm of sample 0 (100 ms) and its editor request (200 ms)
+  assert.equal(e50.peer, 400);                 // the peer's warm of sample 0 and its editor request (700 ms)
+  assert.match(e50.label, /the first keystroke the editor's cache cannot answer \(2 of 4\)/);
+  assert.equal(ed.find((r) => r.key === 'editor_p95')!.ours, 200);
 
   const slow = side('ours', 2, [200, 250, 300, 500], 900);
   const rows2 = compareSides(slow, peer, [250, 1000]);
