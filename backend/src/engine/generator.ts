@@ -207,11 +207,9 @@ export class Generator {
     const known = this.known;
     this.known = [];
     if (known.length && known[0].id === first.id) return this.followKnown(first, known);
-    const guess = this.opts.temperature <= 0 && draft && maxDraft > 0 ? this.usableDraft(draft(this.generated), maxDraft) : [];
-    const before = this.cache.length;
-    const r = await this.session.step([first.id, ...guess], this.cache, guess.length + 1);
+    const { routing, kept } = await this.feed(first.id, draft, maxDraft);
     const stepMs = performance.now() - first.pickedAt;
-    const out: GeneratedToken[] = [{ ...first, routing: r.routing[0], stepMs: 0 }, ...this.keepGuessed(r, guess, 1, before + 1)];
+    const out: GeneratedToken[] = [{ ...first, routing, stepMs: 0 }, ...kept];
     // One run fed them all: each token is charged an equal share of its time.
     for (const t of out) t.stepMs = stepMs / out.length;
     return out;
@@ -249,13 +247,22 @@ export class Generator {
   private async feedUnfed(draft: ((generated: readonly number[]) => readonly number[]) | undefined, maxDraft: number): Promise<GeneratedToken[]> {
     const id = this.unfed!;
     this.unfed = null;
+    const t0 = performance.now();
+    const { kept, fed } = await this.feed(id, draft, maxDraft);
+    for (const t of kept) t.stepMs = (performance.now() - t0) / fed;
+    return kept;
+  }
+
+  /**
+   * One run: the picked token `id` (already handed out) and, when greedy, a draft of what follows it;
+   * the routing of `id`'s position, the guessed tokens greedy decoding keeps, and how many tokens ran.
+   */
+  private async feed(id: number, draft: ((generated: readonly number[]) => readonly number[]) | undefined, maxDraft: number)
+    : Promise<{ routing: TokenRouting; kept: GeneratedToken[]; fed: number }> {
     const guess = this.opts.temperature <= 0 && draft && maxDraft > 0 ? this.usableDraft(draft(this.generated), maxDraft) : [];
     const before = this.cache.length;
-    const t0 = performance.now();
     const r = await this.session.step([id, ...guess], this.cache, guess.length + 1);
-    const kept = this.keepGuessed(r, guess, 1, before + 1);
-    for (const t of kept) t.stepMs = (performance.now() - t0) / (1 + guess.length);
-    return kept;
+    return { routing: r.routing[0], kept: this.keepGuessed(r, guess, 1, before + 1), fed: 1 + guess.length };
   }
 
   /**
