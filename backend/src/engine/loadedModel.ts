@@ -2,6 +2,7 @@
 import * as path from 'node:path';
 import type { LoadStep, ModelInfo, ProviderPreference } from '../../../common/protocol';
 import { createMeasuredSession } from './calibrate';
+import { collectGarbage } from './collectGarbage';
 import { KvSlots } from './kvSlots';
 import { Manifest, ModelFolderEntry, readManifest, verifyFiles } from './modelFolder';
 import { maxPromptTokens } from './prompt';
@@ -56,8 +57,10 @@ export async function loadModel(
       throw new Error(`${path.join(dir, manifest.graph.file)} failed its first runs: ${(e as Error).message}`);
     }
   }
+  const kv = new KvSlots(session.kv);
+  collectGarbage();   // the load's garbage would otherwise stay resident until the heap next fills
   return {
-    name, dir, manifest, tokenizer, session, kv: new KvSlots(session.kv), vocabIndex, loadMs: performance.now() - t0,
+    name, dir, manifest, tokenizer, session, kv, vocabIndex, loadMs: performance.now() - t0,
     // Most prompt tokens: what prefills in promptBudget.ts's COLD_PROMPT_MS here.
     promptTokens: budget.tokens, prefillTokensPerSecond: budget.prefillTokensPerSecond, promptCap: cap,
     budgetKey: budget.prefillTokensPerSecond > 0 ? prefillSpeedKey(session, manifest, threads) : undefined,
