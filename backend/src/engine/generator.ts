@@ -105,6 +105,12 @@ export interface PrefillResult {
  */
 export const PREFILL_CHUNK = 128;
 
+/** The prefill chunk in use: PREFILL_CHUNK, or VFFN_PREFILL_CHUNK (16–1,024) so the benchmark can compare sizes. */
+export function prefillChunk(): number {
+  const v = Number(process.env.VFFN_PREFILL_CHUNK);
+  return Number.isInteger(v) && v >= 16 && v <= 1024 ? v : PREFILL_CHUNK;
+}
+
 export class Generator {
   private logits: Float32Array | null = null;
   private readonly generated: number[] = [];
@@ -160,10 +166,11 @@ export class Generator {
     const guess = greedy && !this.known.length && opts.draft ? this.usableDraft(opts.draft, opts.draft.length) : [];
     const routing: TokenRouting[] = [];
     const allLogits: Float32Array[] = [];
-    for (let start = reused; start < ids.length; start += PREFILL_CHUNK) {
+    const size = prefillChunk();
+    for (let start = reused; start < ids.length; start += size) {
       if (start > reused && opts.shouldStop?.()) return { reused, processed: start - reused, routing, cancelled: true, drafted: 0, accepted: 0 };
-      const chunk = ids.slice(start, start + PREFILL_CHUNK);
-      const last = start + PREFILL_CHUNK >= ids.length;
+      const chunk = ids.slice(start, start + size);
+      const last = start + size >= ids.length;
       const tail = last ? guess : [];
       const t0 = performance.now();
       const r = await this.session.step([...chunk, ...tail], this.cache, opts.allLogits ? chunk.length : 1 + tail.length);

@@ -3,7 +3,7 @@
 // model and the CPU. Measured once per model file, machine and thread count, then cached.
 import type { Manifest } from './modelFolder';
 import { calibrationCacheFile, calibrationKey, timingIds, writeCalibrationCache } from './calibrate';
-import { PREFILL_CHUNK } from './generator';
+import { prefillChunk } from './generator';
 import { KvCache } from './kvCache';
 import { DEFAULT_MAX_PROMPT_TOKENS } from './prompt';
 import type { ModelSession } from './session';
@@ -51,7 +51,7 @@ export function prefillSpeedKey(session: ModelSession, manifest: Manifest, threa
  * serving). Returns true when the budget changed.
  */
 export function observePrefill(m: PromptBudgetState, tokens: number, ms: number, cacheFile = calibrationCacheFile()): boolean {
-  if (m.prefillTokensPerSecond <= 0 || tokens < PREFILL_CHUNK || ms <= 0) return false;
+  if (m.prefillTokensPerSecond <= 0 || tokens < prefillChunk() || ms <= 0) return false;
   const rate = (tokens * 1000) / ms;
   if (rate <= m.prefillTokensPerSecond * 1.1) return false;
   m.prefillTokensPerSecond = rate;
@@ -74,7 +74,8 @@ export function budgetFor(tokensPerSecond: number, cap = DEFAULT_MAX_PROMPT_TOKE
  * budget measured then would stay too small for as long as it is cached.
  */
 export async function measurePrefillSpeed(session: ModelSession, manifest: Manifest): Promise<number> {
-  const n = Math.min(PROBE_CHUNKS * PREFILL_CHUNK, manifest.architecture.context_length - 1);
+  const size = prefillChunk();
+  const n = Math.min(PROBE_CHUNKS * size, manifest.architecture.context_length - 1);
   const special = [...Object.values(manifest.tokenizer.special_ids ?? {}), ...(manifest.generation?.stop_ids ?? [])];
   const ids = timingIds(n, manifest.architecture.vocab_size, special);
   const rates: number[] = [];
@@ -82,7 +83,7 @@ export async function measurePrefillSpeed(session: ModelSession, manifest: Manif
     const cache = new KvCache(session.kv);
     try {
       const t0 = performance.now();
-      for (let s = 0; s < n; s += PREFILL_CHUNK) await session.step(ids.slice(s, s + PREFILL_CHUNK), cache, 1);
+      for (let s = 0; s < n; s += size) await session.step(ids.slice(s, s + size), cache, 1);
       if (r > 0) rates.push((n * 1000) / Math.max(1e-3, performance.now() - t0));
     } finally {
       cache.dispose();
