@@ -18,7 +18,7 @@ from onnx import TensorProto, helper
 
 from model import ModelConfig
 from onnx_attention import gqa_attention, plain_attention
-from onnx_builder import (QBLOCK, QUANTIZED, WEIGHTS_DTYPES, GraphBuilder, QWeight,  # noqa: F401 (re-exported)
+from onnx_builder import (QBLOCK, QUANTIZED, WEIGHTS_DTYPES, GraphBuilder, Prequantized, QWeight,  # noqa: F401 (re-exported)
                           quantize_int4_blocks, quantize_int8_blocks, weight_bits)
 from onnx_ffn import UPCYCLED_EXPERT_SLOTS, ffn, upcycled_ffn
 
@@ -143,7 +143,7 @@ def build_graph(cfg: ModelConfig, sd: dict, weights_dtype: str = "float32", atte
         head_ids = np.asarray(head_ids, np.int64)
         if head_ids.ndim != 1 or len(head_ids) == 0 or np.any(np.diff(head_ids) <= 0) or head_ids[-1] >= cfg.vocab_size:
             raise ValueError("head_ids must be sorted, distinct ids below vocab_size")
-        head_w = head_w[torch.as_tensor(head_ids)]
+        head_w = head_w.rows(head_ids) if isinstance(head_w, Prequantized) else head_w[torch.as_tensor(head_ids)]
     if head_ids is None and cfg.tie_embeddings and not quantized:
         head = emb   # tied: the embedding matrix itself
     else:        # untied, trimmed or quantized: a matrix of its own (MatMulNBits when quantized)

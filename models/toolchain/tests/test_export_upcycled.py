@@ -204,6 +204,10 @@ def test_upcycled_int8(tmp_path, tok, thresholded):
     ops = [n.op_type for n in onnx.load(str(tmp_path / "q8" / "model.onnx")).graph.node]
     # per layer qkv, proj, w_in, w_out; 3 loops x (w_in, w_out) in layer 0; the untied head
     assert ops.count("MatMulNBits") == 2 * 4 + 3 * 2 + 1 and "Gemm" in ops and "If" not in ops
+    # Blocks of 128 where the input features allow (the FFN's down projection, K = d_ff = 128), else 32.
+    nbits = [n for n in onnx.load(str(tmp_path / "q8" / "model.onnx")).graph.node if n.op_type == "MatMulNBits"]
+    blocks = {(a["K"], a["block_size"]) for a in ({x.name: x.i for x in n.attribute} for n in nbits)}
+    assert blocks == {(64, 32), (128, 128)}
     rel, same_top1, steps = against_fp32(tmp_path / "q8", tmp_path / "f32", "upcycled int8")
     assert rel < 0.05 and same_top1 >= 0.8
     assert np.isfinite(routing_of(steps, "route_ffn_share")).all()
@@ -224,6 +228,19 @@ def test_upcycled_int4(tmp_path, tok, thresholded):
     rel, same_top1, steps = against_fp32(tmp_path / "q4", tmp_path / "f32", "upcycled int4")
     assert rel < 0.15 and same_top1 >= 0.7
     assert np.isfinite(routing_of(steps, "route_ffn_share")).all()
+
+
+@pytest.mark.parametrize("block", [32, 128])
+def test_quantize_int8_blocks_round_trip(block):
+    from onnx_graph import quantize_int8_blocks
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(5, 2 * block)).astype(np.float32)
+    w[2] = 0.0                            # an all-zero row stays exactly zero
+    q, scales = quantize_int8_blocks(w, rows=2, block=block)
+    assert q.shape == (5, 2, block) and scales.shape == (5, 2) and q.dtype == np.uint8
+    back = ((q.astype(np.float32) - 128.0) * scales[..., None]).reshape(w.shape)
+    assert np.abs(back - w).max() <= scales.max() / 2 + 1e-6
+    assert np.all(back[2] == 0.0) and q.min() >= 1   # symmetric: -127..127 around the zero point 128
 
 
 def test_quantize_int4_blocks_round_trip():

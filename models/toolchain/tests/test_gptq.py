@@ -1,10 +1,11 @@
-"""GPTQ 4-bit weights (upcycle/gptq.py): better layer outputs than rounding, the grid and
-layout MatMulNBits reads, and an exported graph that computes with exactly those weights.
-Tiny random models only."""
+"""GPTQ weights (upcycle/gptq.py), 4-bit and 8-bit: better layer outputs than rounding, the
+grid and layout MatMulNBits reads, and an exported graph that computes with exactly those
+weights. Tiny random models only."""
 import os
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 import export_fixtures  # noqa: F401  (puts the toolchain on sys.path)
@@ -43,6 +44,33 @@ def test_gptq_keeps_the_layer_output_closer_than_rounding():
     assert err_gptq < 0.85 * err_rtn     # 119 vs 159 here; without the error feedback it is rounding
 
 
+def test_gptq_8_bit_blocks_of_128_keep_the_layer_output_closer_than_rounding():
+    """The int8 matrices: GPTQ onto the symmetric grid quantize_int8_blocks uses (zero point 128)."""
+    from onnx_builder import quantize_int8_blocks
+    torch.manual_seed(0)
+    w = torch.randn(48, 256)
+    x = correlated_inputs(2048, 256, seed=3)
+    levels, scales, zeros = gptq.gptq(w, x.double().T @ x.double(), bits=8, block=128)
+    assert levels.dtype == np.uint8 and levels.min() >= 1 and scales.shape == (48, 2) and np.all(zeros == 128)
+    q = torch.from_numpy(gptq.dequantize(levels, scales, zeros))
+    rq, rs = quantize_int8_blocks(w.numpy(), block=128)
+    rounded = torch.from_numpy(((rq.astype(np.float32) - 128) * rs[..., None]).reshape(w.shape))
+    err_gptq = float(((x @ (w - q).T) ** 2).mean())
+    err_rtn = float(((x @ (w - rounded).T) ** 2).mean())
+    print(f"\n8-bit output error: GPTQ {err_gptq:.6f}, rounding {err_rtn:.6f}")
+    assert err_gptq < 0.85 * err_rtn
+
+
+def dequantized(p: Prequantized) -> np.ndarray:
+    """A Prequantized matrix back in fp32, from its MatMulNBits layout."""
+    n, k = p.shape
+    if p.bits == 8:
+        return ((p.q.astype(np.float32) - 128) * p.scales[..., None]).reshape(n, k)
+    levels = np.stack([p.q & 15, p.q >> 4], -1).reshape(n, k)
+    zps = np.stack([p.zero_points.reshape(n, -1) & 15, p.zero_points.reshape(n, -1) >> 4], -1).reshape(n, -1)
+    return gptq.dequantize(levels, p.scales, zps[:, :k // QBLOCK])
+
+
 def test_gptq_leaves_unused_features_at_zero():
     w = torch.randn(8, 64)
     x = correlated_inputs(256, 64, seed=2)
@@ -67,8 +95,12 @@ def test_exported_graph_computes_with_the_gptq_weights(tmp_path, tok):  # noqa: 
     model = qwen_model("dense")
     windows = np.random.default_rng(0).integers(0, 290, (4, 65))
     pre = gptq.quantize(model, windows, "int4-mixed", log=lambda m: None)
-    assert sorted(pre) == sorted(f"blocks.{i}.{m}.weight" for i in range(2) for m in ("attn.qkv", "attn.proj", "ffn.ffn.w_in"))
+    four = [f"blocks.{i}.{m}.weight" for i in range(2) for m in ("attn.qkv", "attn.proj", "ffn.ffn.w_in")]
+    eight = [f"blocks.{i}.ffn.ffn.w_out.weight" for i in range(2)] + ["lm_head.weight"]
+    assert sorted(pre) == sorted(four + eight)
     assert all(isinstance(p, Prequantized) for p in pre.values())
+    assert {n: p.bits for n, p in pre.items()} == {**{n: 4 for n in four}, **{n: 8 for n in eight}}
+    assert pre["blocks.0.ffn.ffn.w_out.weight"].block == 128 and pre["lm_head.weight"].block == 32   # K 128 / 64
     path = str(tmp_path / "gptq.safetensors")
     gptq.save(pre, path)
     pre = gptq.load(path)
@@ -77,10 +109,7 @@ def test_exported_graph_computes_with_the_gptq_weights(tmp_path, tok):  # noqa: 
     export_to(type("M", (), {"cfg": model.cfg, "state_dict": lambda self: sd})(), tmp_path / "gptq", tok)
     with torch.no_grad():
         for name, p in pre.items():
-            n, k = p.shape
-            levels = np.stack([p.q & 15, p.q >> 4], -1).reshape(n, k)
-            zps = np.stack([p.zero_points.reshape(n, -1) & 15, p.zero_points.reshape(n, -1) >> 4], -1).reshape(n, -1)
-            model.get_parameter(name).copy_(torch.from_numpy(gptq.dequantize(levels, p.scales, zps[:, :k // QBLOCK])))
+            model.get_parameter(name).copy_(torch.from_numpy(dequantized(p)))
         want = model(torch.tensor([PROMPT]))[0][0].numpy()
     got = run_ort(tmp_path / "gptq")[0][:len(PROMPT)]
     fp32 = run_ort(tmp_path / "fp32")[0][:len(PROMPT)]
@@ -101,7 +130,8 @@ def test_int4_ffn_in_deep_puts_only_the_later_blocks_gate_up_in_4_bits(tmp_path,
     model = qwen_model("dense", n_layer=n_layer)
     windows = np.random.default_rng(0).integers(0, 290, (2, 65))
     pre = gptq.quantize(model, windows, "int4-ffn-in-deep", log=lambda m: None)
-    assert sorted(pre) == sorted(f"blocks.{i}.ffn.ffn.w_in.weight" for i in range(INT8_FIRST_BLOCKS, n_layer))
+    assert sorted(n for n, p in pre.items() if p.bits == 4) == sorted(
+        f"blocks.{i}.ffn.ffn.w_in.weight" for i in range(INT8_FIRST_BLOCKS, n_layer))
     sd = {**model.state_dict(), **pre}
     m = export_to(type("M", (), {"cfg": model.cfg, "state_dict": lambda self: sd})(), tmp_path / "deep", tok,
                   weights_dtype="int4-ffn-in-deep")
@@ -145,3 +175,27 @@ def test_int4_sensitivity_reads_back_the_weights_gptq_saved(tmp_path):
     back = int4_sensitivity.int4_w_in(path)
     assert list(back) == [0]
     np.testing.assert_array_equal(back[0].numpy(), gptq.dequantize(levels, scales, zeros))
+
+
+def test_a_trimmed_head_keeps_the_gptq_rows(tmp_path, tok):  # noqa: F811
+    """The shipped head is GPTQ's 8-bit head cut to head.json's rows: the graph's head holds
+    exactly those rows' blocks and scales, and save/load keeps 8-bit matrices as they were."""
+    import onnx
+    from onnx import numpy_helper
+    model = qwen_model("dense")
+    windows = np.random.default_rng(1).integers(0, 290, (2, 65))
+    pre = gptq.quantize(model, windows, "int4-ffn-in-deep", log=lambda m: None)
+    path = str(tmp_path / "gptq.safetensors")
+    gptq.save(pre, path)
+    back = gptq.load(path)
+    assert sorted(back) == sorted(pre)
+    assert all(back[n].bits == pre[n].bits and np.array_equal(back[n].q, pre[n].q) for n in pre)
+    keep = np.array(sorted({0, 5, 17, 100, 250, 290, 293}))
+    sd = {**model.state_dict(), **back}
+    export_to(type("M", (), {"cfg": model.cfg, "state_dict": lambda self: sd})(), tmp_path / "trim", tok,
+              weights_dtype="int4-ffn-in-deep", head_ids=keep)
+    inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / "trim" / "model.onnx")).graph.initializer}
+    assert np.array_equal(inits["lm_head.q8"], pre["lm_head.weight"].q[keep])
+    assert np.array_equal(inits["lm_head.scales"], pre["lm_head.weight"].scales[keep])
+    with pytest.raises(ValueError):
+        Prequantized(4, np.zeros((2, 2, 16), np.uint8), np.ones((2, 2), np.float32), np.zeros(2, np.uint8)).rows([0])

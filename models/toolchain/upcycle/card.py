@@ -26,6 +26,11 @@ GPTQ_TEXT = {
                         "(and blocks 0-5's gate/up, the most sensitive to 4 bits) in 8",
 }
 
+# The shipped graph's recipe, as the card names it. measure.py records it with every FIM result of the
+# shipped folders, and the card shows a result only for the recipe it was measured on (build.py's).
+SHIPPED_GRAPH = ("GPTQ int4 gate/up in blocks 6-23, GPTQ int8 in blocks of 128 elsewhere, int8 embedding table, "
+                 "output head trimmed to head.json's tokens, in-place KV cache")
+
 FIM_ORDER_TEXT = {
     "psm": "- Prompts in PSM order: <|fim_prefix|> prefix <|fim_suffix|> suffix <|fim_middle|>.",
     "spm": "- Prompts in SPM order: <|fim_prefix|> <|fim_suffix|> suffix <|fim_middle|> prefix (manifest fim.order): "
@@ -37,6 +42,7 @@ def shipped_lines(kind: str, r: dict) -> list[str]:
     """What the graph in this folder scores (measure.py's "shipped" / "shipped_dense"), in its own
     prompt order, beside the table's reference rows (PSM)."""
     sh, sd = r.get("shipped"), r.get("shipped_dense")
+    sh, sd = [x if x and x.get("graph") == SHIPPED_GRAPH else None for x in (sh, sd)]   # another recipe's: not this folder's
     own = sh if kind == "upcycled" else sd
     if not own:
         return []
@@ -62,15 +68,21 @@ def _evaluated_here(r: dict, routing: dict) -> bool:
 
 
 def _shipped_here(r: dict, routing: dict, fresh: bool) -> bool:
-    """Whether the shipped graph's evaluate.py result is this routing's: by its own key where measure.py recorded
-    one (a shipped graph measured alone), else with the campaign it belongs to."""
-    key = (r.get("shipped") or {}).get("routing_sha256")
+    """Whether the shipped graph's evaluate.py result is this build's: measured on this graph recipe, and on this
+    routing by its own key where measure.py recorded one (a shipped graph measured alone), else with the campaign
+    it belongs to."""
+    sh = r.get("shipped") or {}
+    if sh.get("graph") != SHIPPED_GRAPH:
+        return False
+    key = sh.get("routing_sha256")
     return key == routing.get("sha256") if key else fresh
 
 
 def _engine(r: dict, routing: dict) -> dict | None:
+    """The engine's measurement, if it was taken with this routing file and this graph recipe (a record
+    without a recipe predates int8 in blocks of 128: another graph)."""
     e = r.get("engine")
-    return e if e and e.get("routing_sha256") == routing.get("sha256") else None
+    return e if e and e.get("routing_sha256") == routing.get("sha256") and e.get("graph") == SHIPPED_GRAPH else None
 
 
 def engine_lines(kind: str, r: dict, routing: dict) -> list[str]:
@@ -169,7 +181,11 @@ def model_info(kind: str, routing: dict, results: dict | None) -> dict:
     engine, point = _engine(r, routing), chosen_point(routing)
     # One FIM measure for both folders, so that the model picker compares like with like: the engine's
     # (as users get it) where it was measured with this routing, else evaluate.py's.
-    fim = engine[kind]["exact"] / engine["fim_n"] if engine else res.get("fim_exact") if fresh else None
+    # Else the folder's own graph as measure.py recorded it (evaluate.py, this recipe), else the campaign's.
+    own = (r.get("shipped") if kind == "upcycled" else r.get("shipped_dense")) or {}
+    own_fim = own.get("fim_exact") if own.get("graph") == SHIPPED_GRAPH and (kind == "dense" or _shipped_here(r, routing, fresh)) else None
+    fim = (engine[kind]["exact"] / engine["fim_n"] if engine else own_fim if own_fim is not None
+           else res.get("fim_exact") if fresh else None)
     compute = res.get("compute_vs_dense") if fresh else point and point["compute_vs_dense"]
     metrics = {"val_loss": res.get("val_loss") if fresh else None, "fim_exact": fim, "compute_vs_dense": compute}
     return {"display_name": display, "description": desc, "training": training, "metrics": metrics}
@@ -188,7 +204,7 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
              f"- Shape: d {a['d_model']}, {a['n_layer']} layers, FFN {a['d_ff']} (SwiGLU), "
              f"{a['n_head']} query / {a.get('n_kv_head', a['n_head'])} KV heads, vocabulary {a['vocab_size']:,}, "
              f"{a['parameters']:,} parameters; prompts up to {a['context_length']} tokens.",
-             f"- Weights: {manifest['graph']['weights_dtype']} (MatMulNBits, blocks of 32) in ONNX"
+             f"- Weights: {manifest['graph']['weights_dtype']} (MatMulNBits: 8-bit in blocks of 128, 4-bit in blocks of 32) in ONNX"
              + GPTQ_TEXT.get(manifest['graph']['weights_dtype'], "")
              + ("; the embedding table int8, in " + manifest["graph"]["embeddings"]["file"] + ", read a row per token"
                 if manifest["graph"].get("embeddings") else "; the embedding table int8")

@@ -46,7 +46,7 @@ def int4_w_in(path: str) -> dict:
     """{layer: dequantized fp32 w_in [2·d_ff, d]} from a gptq.save file."""
     out = {}
     for name, p in gptq.load(path).items():
-        if name.endswith("ffn.w_in.weight"):
+        if name.endswith("ffn.w_in.weight") and p.bits == 4:
             levels, zeros = unpack_int4(p.q, p.zero_points, p.scales.shape[1])
             out[int(name.split(".")[1])] = torch.from_numpy(gptq.dequantize(levels, p.scales, zeros))
     return out

@@ -198,7 +198,7 @@ def main():
     ap.add_argument("--machine", default=this_machine(), help="how the reports name the machine (default: read here)")
     args = ap.parse_args()
     results = json.load(open(RESULTS)) if os.path.exists(RESULTS) else {}
-    from build import ROUTING
+    from build import ROUTING, SHIPPED_GRAPH
     # Every measurement of the upcycled model is keyed to the routing file it was taken with: the card
     # shows it for that routing only (card.py).
     routing_sha256 = json.load(open(ROUTING))["sha256"]
@@ -208,6 +208,7 @@ def main():
         if args.engine_report:
             results["engine"] = engine_summary(args.engine_report, args.engine_dense_report, routing_sha256)
             results["engine"]["machine"] = args.machine
+            results["engine"]["graph"] = SHIPPED_GRAPH   # the card shows it for this graph recipe only
             print(json.dumps(results["engine"], indent=1))
         if args.examples:
             add_examples(results, routing_sha256)
