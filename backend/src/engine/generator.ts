@@ -100,10 +100,12 @@ export interface PrefillResult {
 
 /**
  * Prefill runs in chunks so that a cancellation can be taken between them and the activations of one
- * run stay small: a 1,000-token run of the 0.5B model peaks near 1.8 GB, chunks of 128 near 0.9 GB,
- * for ~4% more prefill time (measured with onnxruntime's arena off, 2 cores).
+ * run stay small: a 1,000-token run of the 0.5B model peaks near 1.8 GB, chunks of 128 near 0.9 GB
+ * (onnxruntime's arena off, 2 cores). Chunks of 64 took the bench's peak RSS from 797 / 841 to
+ * 784 / 777 MB (two runs each, interleaved) for 5-16% more prefill time, and a newer keystroke waits
+ * at most one 64-token run (~0.2 s) to take over (docs/SPEED.md, "Prefill in chunks of 64").
  */
-export const PREFILL_CHUNK = 128;
+export const PREFILL_CHUNK = 64;
 
 /** The prefill chunk in use: PREFILL_CHUNK, or VFFN_PREFILL_CHUNK (16–1,024) so the benchmark can compare sizes. */
 export function prefillChunk(): number {

@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
+import { PREFILL_CHUNK } from '../../../backend/src/engine/generator';
 import { loadModel, LoadedModel, releaseModel } from '../../../backend/src/engine/loadedModel';
 import { budgetFor, COLD_PROMPT_MS, MIN_PROMPT_TOKENS, observePrefill, promptBudget } from '../../../backend/src/engine/promptBudget';
 import { TINY } from './helpers';
@@ -48,7 +49,7 @@ test('a faster real prefill grows the budget (and the cache); slower or short on
   const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'vffn-budget-')), 'calibration.json');
   const m = { promptTokens: budgetFor(60, 1024), prefillTokensPerSecond: 60, promptCap: 1024, budgetKey: 'k' };
   assert.equal(m.promptTokens, MIN_PROMPT_TOKENS);
-  assert.equal(observePrefill(m, 64, 100, file), false);          // shorter than a chunk: not a measurement
+  assert.equal(observePrefill(m, PREFILL_CHUNK - 1, 100, file), false);   // shorter than a chunk: not a measurement
   assert.equal(observePrefill(m, 300, 6000, file), false);        // 50 tok/s: slower, kept
   assert.equal(observePrefill(m, 300, 2000, file), true);         // 150 tok/s: the budget grows to 576
   assert.equal(m.promptTokens, 576);
