@@ -274,8 +274,8 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
             lines += [f"The upcycled row was measured with an earlier routing file (FFN compute "
                       f"{res['upcycled'].get('compute_vs_dense', 0):.3f}× dense), not this folder's "
                       + ("(trained thresholds)" if "trained" in routing else f"({routing['gate_skip']} / {routing['down_skip']})")
-                      + "; this routing's own measurements are the "
-                      "curve above and, as users get it, the engine's below.", ""]
+                      + "; this routing's own measurements are the curve above"
+                      + (" and, as users get it, the engine's below." if _engine(r, routing) else "."), ""]
         lines += shipped_lines(kind, r) if kind == "dense" or _shipped_here(r, routing, fresh) else []
         lines += engine_lines(kind, r, routing)
     point = chosen_point(routing)
