@@ -162,7 +162,9 @@ def dequantize(levels: np.ndarray, scales: np.ndarray, zeros: np.ndarray) -> np.
 
 
 # ----------------------------------------------------------------------------- the model
-HEAD_ROWS = 16384      # the head's rows go through GPTQ this many at a time (rows are independent)
+# 8-bit matrices go through GPTQ this many output rows at a time: rows are rounded independently given
+# the Hessian, and the 151,936-row head would otherwise need a 1 GB float64 copy at once.
+ROWS_AT_ONCE = 16384
 
 
 def quantize(model, windows: np.ndarray, weights_dtype: str, log=print) -> dict:
@@ -185,7 +187,7 @@ def quantize(model, windows: np.ndarray, weights_dtype: str, log=print) -> dict:
             out[n + ".weight"] = pack(*gptq(w, h), *w.shape)
             continue
         block = int8_block(w.shape[1])
-        parts = [gptq(w[r:r + HEAD_ROWS], h, bits=8, block=block) for r in range(0, w.shape[0], HEAD_ROWS)]
+        parts = [gptq(w[r:r + ROWS_AT_ONCE], h, bits=8, block=block) for r in range(0, w.shape[0], ROWS_AT_ONCE)]
         levels, scales = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         out[n + ".weight"] = pack8(levels, scales, *w.shape)
     return out
