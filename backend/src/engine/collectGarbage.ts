@@ -3,7 +3,7 @@
 // checking the files leave ~90 MB of garbage in the isolate that loaded them; V8 collects it only
 // when the heap next fills, so until then it is resident, and the first long prompts build their
 // peak on top of it (0.5B model, one 848-token completion after load: heap used 128 -> 39 MB, RSS
-// after load 744 -> 618-690 MB, peak 833 -> 737-768 MB; docs/SPEED.md, "Garbage left by the load").
+// after load 744 -> 618-690 MB, peak 833 -> 737-768 MB; docs/SPEED.md, "Garbage left by the load; prefill in chunks of 64").
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 

@@ -103,7 +103,7 @@ export interface PrefillResult {
  * run stay small: a 1,000-token run of the 0.5B model peaks near 1.8 GB, chunks of 128 near 0.9 GB
  * (onnxruntime's arena off, 2 cores). Chunks of 64 took the bench's peak RSS from 797 / 841 to
  * 784 / 777 MB (two runs each, interleaved) for 5-16% more prefill time, and a newer keystroke waits
- * at most one 64-token run (~0.2 s) to take over (docs/SPEED.md, "Prefill in chunks of 64").
+ * at most one 64-token run (~0.2 s) to take over (docs/SPEED.md, "Garbage left by the load; prefill in chunks of 64").
  */
 export const PREFILL_CHUNK = 64;
 
