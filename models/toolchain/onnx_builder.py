@@ -10,7 +10,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-QBLOCK = 32         # 4-bit weights and the int8 embedding table: blocks of 32 input features, one fp32 scale each
+QBLOCK = 32         # 4-bit weights rounded to nearest and the int8 embedding table: blocks of 32 input features,
+                    # one fp32 scale each (GPTQ's 4-bit matrices take blocks of 128: upcycle/gptq.py, INT4_BLOCK)
 # 8-bit matrices: blocks of 128 where the input features allow. onnxruntime's CPU kernel (MatMulNBits,
 # accuracy level 4) keeps a packed copy of every block's scale and of its weight sum beside the weights,
 # 8 bytes a block: with blocks of 32 that is a quarter of an int8 matrix's bytes again. Blocks of 128 took
@@ -48,8 +49,8 @@ def weight_bits(weights_dtype: str, name: str) -> int:
 class QWeight:
     """A quantized weight for com.microsoft.MatMulNBits, in PyTorch's [out, in] order, in blocks
     of `block` input features: int8: B uint8 [N, K/block, block], symmetric (zero point 128);
-    int4: B uint8 [N, K/32, 16], two weights a byte (low nibble first), asymmetric with packed
-    4-bit zero points [N, K/64]. Scales fp32 [N, K/block]."""
+    int4: B uint8 [N, K/block, block/2], two weights a byte (low nibble first), asymmetric with
+    packed 4-bit zero points [N, ceil(K/block/2)]. Scales fp32 [N, K/block]."""
 
     def __init__(self, name: str, n: int, k: int, bits: int, block: int = QBLOCK):
         self.n, self.k, self.bits, self.block = n, k, bits, block
@@ -103,9 +104,9 @@ def quantize_int4_blocks(w: np.ndarray, rows: int = 4096):
 
 
 def pack_int4(levels: np.ndarray, zeros: np.ndarray):
-    """MatMulNBits' int4 layout: levels uint8 [N, K/32, 32] in 0..15, two a byte (low nibble
-    first) -> [N, K/32, 16]; zero points uint8 [N, K/32], two a byte per row, padded to whole
-    bytes -> [N, ceil(K/64)]."""
+    """MatMulNBits' int4 layout: levels uint8 [N, K/block, block] in 0..15, two a byte (low nibble
+    first) -> [N, K/block, block/2]; zero points uint8 [N, K/block], two a byte per row, padded to
+    whole bytes -> [N, ceil(K/block/2)]."""
     q = levels[..., 0::2] | (levels[..., 1::2] << 4)
     if zeros.shape[1] % 2:
         zeros = np.concatenate([zeros, np.zeros((len(zeros), 1), np.uint8)], axis=1)
@@ -113,8 +114,8 @@ def pack_int4(levels: np.ndarray, zeros: np.ndarray):
 
 
 def unpack_int4(q: np.ndarray, zero_points: np.ndarray, n_blocks: int):
-    """pack_int4 undone: q uint8 [N, K/32, 16] and packed zero points (any shape holding N rows)
-    -> levels uint8 [N, K] and zero points uint8 [N, K/32]."""
+    """pack_int4 undone: q uint8 [N, K/block, block/2] and packed zero points (any shape holding N rows)
+    -> levels uint8 [N, K] and zero points uint8 [N, K/block]."""
     n = q.shape[0]
     levels = np.stack([q & 0x0F, q >> 4], -1).reshape(n, -1)
     zps = zero_points.reshape(n, -1)

@@ -68,7 +68,7 @@ def dequantized(p: Prequantized) -> np.ndarray:
         return ((p.q.astype(np.float32) - 128) * p.scales[..., None]).reshape(n, k)
     levels = np.stack([p.q & 15, p.q >> 4], -1).reshape(n, k)
     zps = np.stack([p.zero_points.reshape(n, -1) & 15, p.zero_points.reshape(n, -1) >> 4], -1).reshape(n, -1)
-    return gptq.dequantize(levels, p.scales, zps[:, :k // QBLOCK])
+    return gptq.dequantize(levels, p.scales, zps[:, :k // p.block])
 
 
 def test_gptq_leaves_unused_features_at_zero():
@@ -86,6 +86,34 @@ def test_pack_is_matmulnbits_layout():
     assert p.q.shape == (2, 2, QBLOCK // 2) and p.shape == (2, 64)
     assert p.q[0, 0, 0] == levels[0, 0] | (levels[0, 1] << 4)
     assert p.zero_points.tolist() == [3 | 4 << 4, 5 | 6 << 4]
+
+
+def test_4_bit_blocks_of_128_are_what_matmulnbits_computes():
+    """The shipped 4-bit layout: GPTQ in blocks of gptq.INT4_BLOCK, packed, run by onnxruntime's
+    MatMulNBits (block_size 128), gives the product with the dequantized weights."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx_graph import IR_VERSION
+    n, k = 24, 2 * gptq.INT4_BLOCK
+    assert gptq.int4_block(k) == 128 and gptq.int4_block(64) == QBLOCK
+    w = torch.randn(n, k, generator=torch.Generator().manual_seed(4))
+    x = correlated_inputs(512, k, seed=5)
+    p = gptq.pack(*gptq.gptq(w, x.double().T @ x.double(), bits=4, block=gptq.int4_block(k)), n, k)
+    assert p.block == 128 and p.q.shape == (n, 2, 64) and p.scales.shape == (n, 2) and p.zero_points.shape == (n,)
+    node = helper.make_node("MatMulNBits", ["x", "q", "s", "z"], ["y"], domain="com.microsoft", K=k, N=n, bits=4,
+                            block_size=p.block, accuracy_level=4)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, n])],
+                              [numpy_helper.from_array(a, name) for a, name in
+                               ((p.q, "q"), (p.scales, "s"), (p.zero_points, "z"))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
+                              ir_version=IR_VERSION)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    xs = x[:8].numpy()
+    got = sess.run(None, {"x": xs})[0]
+    want = xs @ dequantized(p).T
+    assert np.abs(got - want).max() / np.abs(want).max() < 0.01
+    assert np.abs(want - xs @ w.numpy().T).max() / np.abs(want).max() > 0.01   # the 4 bits really are there
 
 
 def test_exported_graph_computes_with_the_gptq_weights(tmp_path, tok):  # noqa: F811

@@ -47,7 +47,7 @@ VFFN_NAME, DENSE_NAME = "qwen2.5-coder-0.5b-vffn", "qwen2.5-coder-0.5b-dense"
 # cold completion within seconds;
 # choosing it from measured prefill speed per machine is the speed work's (issue 10).
 CONTEXT = 1024
-# The CPU graph's weights (MatMulNBits: 4-bit in blocks of 32, 8-bit in blocks of 128, see
+# The CPU graph's weights (MatMulNBits, 4-bit and 8-bit both in blocks of 128: gptq.INT4_BLOCK,
 # onnx_builder.INT8_BLOCK): GPTQ int4 for the FFN's gate/up from block 6 on, int8 for everything
 # else. 4 bits read fewer bytes per token (~15% faster decode than all-int8); elsewhere they cost
 # FIM exact matches beyond the 1-point bound (docs/SPEED.md): rounded int4 3.0 points, GPTQ int4

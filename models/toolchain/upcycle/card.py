@@ -28,7 +28,7 @@ GPTQ_TEXT = {
 
 # The shipped graph's recipe, as the card names it. measure.py records it with every FIM result of the
 # shipped folders, and the card shows a result only for the recipe it was measured on (build.py's).
-SHIPPED_GRAPH = ("GPTQ int4 gate/up in blocks 6-23, GPTQ int8 in blocks of 128 elsewhere, int8 embedding table, "
+SHIPPED_GRAPH = ("GPTQ int4 gate/up of layers 6-23, GPTQ int8 elsewhere, both in blocks of 128 inputs, int8 embedding table, "
                  "output head trimmed to head.json's tokens, in-place KV cache")
 
 FIM_ORDER_TEXT = {
@@ -204,7 +204,7 @@ def render(manifest: dict, kind: str, routing: dict, results: dict | None) -> st
              f"- Shape: d {a['d_model']}, {a['n_layer']} layers, FFN {a['d_ff']} (SwiGLU), "
              f"{a['n_head']} query / {a.get('n_kv_head', a['n_head'])} KV heads, vocabulary {a['vocab_size']:,}, "
              f"{a['parameters']:,} parameters; prompts up to {a['context_length']} tokens.",
-             f"- Weights: {manifest['graph']['weights_dtype']} (MatMulNBits: 8-bit in blocks of 128, 4-bit in blocks of 32) in ONNX"
+             f"- Weights: {manifest['graph']['weights_dtype']} (MatMulNBits, 8-bit and 4-bit both in blocks of 128 inputs) in ONNX"
              + GPTQ_TEXT.get(manifest['graph']['weights_dtype'], "")
              + ("; the embedding table int8, in " + manifest["graph"]["embeddings"]["file"] + ", read a row per token"
                 if manifest["graph"].get("embeddings") else "; the embedding table int8")

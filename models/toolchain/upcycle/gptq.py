@@ -1,8 +1,8 @@
 """
 GPTQ weights for the CPU graph (Frantar et al. 2022, "GPTQ: Accurate Post-Training
 Quantization for Generative Pre-trained Transformers"), in MatMulNBits' layout: 4 bits in
-blocks of 32 where the recipe puts 4 bits, 8 bits in blocks of 128 (onnx_builder.INT8_BLOCK)
-for every other matrix, the output head included.
+blocks of 128 (INT4_BLOCK) where the recipe puts 4 bits, 8 bits in blocks of 128
+(onnx_builder.INT8_BLOCK) for every other matrix, the output head included.
 
 Rounding each 4-bit block to its nearest levels (RTN) cost this 0.5B model 0.052 nats on the
 validation windows and 3 points of FIM exact match (docs/SPEED.md). GPTQ rounds one input
@@ -12,7 +12,10 @@ layer's *output* on real inputs stays close. The result is in MatMulNBits' plain
 blocks of consecutive input features, one scale (and, in 4 bits, a zero point) each (no g_idx).
 The source is Q8_0 (8 bits in blocks of 32): rounding it again to 8 bits in blocks of 128 cost
 FIM exact matches (255 against 258 of 1,000, docs/SPEED.md); GPTQ rounds it with the error
-feedback instead.
+feedback instead. With that feedback 4-bit blocks of 128 stay close to blocks of 32 too (256 against
+261 of 1,000 FIM cases, 83 against fp32's 81 on the 300 measured in both) and save the kernel's
+per-block scales and sums: the session 45 MB, the decode step ~5% (docs/SPEED.md, "4-bit gate/up in
+blocks of 128").
 
 The calibration text comes from pinned train-split packages of the corpus manifest
 (gptq_calibration.json: registry URL and checksum of each), fetched at set-up like the
@@ -35,6 +38,12 @@ from onnx_builder import QBLOCK, Prequantized, int8_block, pack_int4  # noqa: E4
 CALIBRATION_FILE = os.path.join(HERE, "gptq_calibration.json")
 DAMP = 0.01            # share of the mean Hessian diagonal added to it (the paper's default)
 BLOCK = 128            # features per lazy batch update (speed only; the result is the same)
+INT4_BLOCK = 128       # 4-bit blocks (input features a scale and zero point cover) where K allows
+
+
+def int4_block(k: int) -> int:
+    """The block size of a 4-bit matrix with k input features: INT4_BLOCK where it divides k."""
+    return INT4_BLOCK if k % INT4_BLOCK == 0 else QBLOCK
 
 
 class QuantizeError(Exception):
@@ -88,7 +97,7 @@ def collect_hessians(model, windows: np.ndarray, names: list) -> dict:
 
 
 def block_grid(w: torch.Tensor):
-    """Asymmetric 4-bit grid of blocks [..., 32] as onnx_builder.quantize_int4_blocks makes it
+    """Asymmetric 4-bit grid of blocks [..., block] as onnx_builder.quantize_int4_blocks makes it
     (min..max onto 0..15, zero kept exact): scale and integer zero point, [..., 1] each."""
     lo, hi = w.amin(-1, keepdim=True).clamp(max=0), w.amax(-1, keepdim=True).clamp(min=0)
     scale = (hi - lo) / 15
@@ -143,8 +152,9 @@ def gptq(weight: torch.Tensor, H: torch.Tensor, bits: int = 4, block: int = QBLO
 
 
 def pack(levels: np.ndarray, scales: np.ndarray, zeros: np.ndarray, n: int, k: int) -> Prequantized:
-    """GPTQ's 4-bit result in MatMulNBits' int4 layout (onnx_builder.pack_int4)."""
-    q, zps = pack_int4(levels.reshape(n, k // QBLOCK, QBLOCK), zeros)
+    """GPTQ's 4-bit result in MatMulNBits' int4 layout (onnx_builder.pack_int4), in its blocks."""
+    block = k // scales.shape[1]
+    q, zps = pack_int4(levels.reshape(n, k // block, block), zeros)
     return Prequantized(bits=4, q=q, scales=scales.astype(np.float32), zero_points=zps.reshape(-1))
 
 
@@ -168,8 +178,8 @@ ROWS_AT_ONCE = 16384
 
 
 def quantize(model, windows: np.ndarray, weights_dtype: str, log=print) -> dict:
-    """{state-dict name: Prequantized} for every block matrix and the output head: 4 bits where
-    weights_dtype puts them, else 8 bits in blocks of int8_block(K), from the Hessians of the
+    """{state-dict name: Prequantized} for every block matrix and the output head: 4 bits in blocks
+    of int4_block(K) where weights_dtype puts them, else 8 bits in blocks of int8_block(K), from the Hessians of the
     model's own inputs on the calibration windows. Run on the dense function (thresholds 0):
     the vffn and dense exports share these weights."""
     from onnx_builder import weight_bits
@@ -184,7 +194,7 @@ def quantize(model, windows: np.ndarray, weights_dtype: str, log=print) -> dict:
     for n in names:
         w, h = mods[n].weight, H.pop(n)
         if weight_bits(weights_dtype, n + ".weight") == 4:
-            out[n + ".weight"] = pack(*gptq(w, h), *w.shape)
+            out[n + ".weight"] = pack(*gptq(w, h, bits=4, block=int4_block(w.shape[1])), *w.shape)
             continue
         block = int8_block(w.shape[1])
         parts = [gptq(w[r:r + ROWS_AT_ONCE], h, bits=8, block=block) for r in range(0, w.shape[0], ROWS_AT_ONCE)]
