@@ -134,6 +134,25 @@ async function main(): Promise<void> {
     planPrefill.push({ promptTokens: p.promptTokens, file: p.file, line: p.line, runs: planRuns });
   }
 
+  // 2b: decoding after the same prompts with drafting off: one model run per token, as llama.cpp decodes,
+  // so the speed of a step shows apart from how often the text at hand lets a draft guess right.
+  const plainDecode: NonNullable<SideResult['plainDecode']> = [];
+  const draftSetting = process.env.VFFN_DRAFT_TOKENS;
+  process.env.VFFN_DRAFT_TOKENS = '0';
+  try {
+    for (const p of prompts) {
+      const runs: RunTiming[] = [];
+      for (let i = 0; i < prefillRuns; i++) {
+        m.kv.clear();
+        runs.push(timing(await complete(`plain${p.promptTokens}-${i}`, p.prefix, p.suffix, decodeTokens, 60_000)));
+      }
+      plainDecode.push({ promptTokens: p.promptTokens, runs });
+    }
+  } finally {
+    if (draftSetting === undefined) delete process.env.VFFN_DRAFT_TOKENS;
+    else process.env.VFFN_DRAFT_TOKENS = draftSetting;
+  }
+
   // 3, 4: a single-line completion, then the same after one more character typed (KV cache reused).
   const completions: SideResult['completions'] = [];
   const planCompletions: Plan['completions'] = [];
@@ -164,6 +183,7 @@ async function main(): Promise<void> {
   notes.push(`FIM prompt order ${m.manifest.fim.order.toUpperCase()} (the model's manifest), the same ids on both sides`);
   notes.push(`prompt cap fixed at ${DEFAULT_MAX_PROMPT_TOKENS} tokens (VFFN_MAX_PROMPT_TOKENS), whatever budget the engine would choose`);
   notes.push('decode per token = the request\'s decode time / tokens fed after the first was picked (stop token excluded)');
+  notes.push('decode per token, one model run per token: the same cold prompts run again with drafting off (VFFN_DRAFT_TOKENS=0)');
   notes.push(reusePicks()
     ? 'warm requests may hand out the previous request\'s picks with no model run (engine/replay.ts; exact): "generated tokens handed out" counts them'
     : 'picks replay off (VFFN_REUSE_PICKS=0): every warm token was picked by a model run');
@@ -185,6 +205,7 @@ async function main(): Promise<void> {
     rssAfterLoadBytes,
     peakRssBytes: 0,
     prefill,
+    plainDecode,
     completions,
     notes,
   };

@@ -33,6 +33,11 @@ export interface SideResult {
   peakRssBytes: number;
   prefill: { promptTokens: number; runs: RunTiming[] }[];
   /**
+   * Ours: the same cold prompts run again with drafting off (VFFN_DRAFT_TOKENS=0), so one model run per
+   * generated token as llama.cpp does: decode speed apart from how well the text at hand lets drafts guess.
+   */
+  plainDecode?: { promptTokens: number; runs: RunTiming[] }[];
+  /**
    * `continues` (ours writes it; the report reads ours' for both sides, whose samples are the same):
    * the typed character was the cold completion's first one, i.e. the user typed through the ghost text.
    * `editorKeystroke` (ours writes it; read for both sides): the first keystroke of the line typed on that
@@ -127,6 +132,11 @@ function metricDefs(prefillSizes: readonly number[], continues: readonly boolean
       } },
       { key: `ttft_${n}`, label: `time to first token, cold ${n}-token prompt (median)`, unit: 'ms', of: (s) => median(runsOf(s, n).map((r) => r.firstTokenMs)) },
       { key: `decode_ms_${n}`, label: `decode per token after ${n} tokens (median)`, unit: 'ms', of: (s) => median(nums(runsOf(s, n).map((r) => r.decodeMsPerToken))) },
+      // llama.cpp drafts nothing: its own decode rows are already one run per token.
+      { key: `decode_plain_ms_${n}`, label: `decode per token after ${n} tokens, one model run per token (ours: drafts off) (median)`, unit: 'ms', of: (s) => {
+        const runs = s.engine === 'ours' ? s.plainDecode?.find((p) => p.promptTokens === n)?.runs ?? [] : runsOf(s, n);
+        return median(nums(runs.map((r) => r.decodeMsPerToken)));
+      } },
     );
   }
   const c = (s: SideResult, which: 'cold' | 'warm', f: (r: RunTiming) => number) => s.completions.map((x) => f(x[which]));

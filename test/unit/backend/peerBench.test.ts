@@ -168,6 +168,14 @@ test('compareSides: one row per metric with ours, llama.cpp, the ratio and the g
   assert.equal(row('prefill_tps_250').met, true);              // ≥ 1.5×
   assert.equal(row('decode_ms_250').ratio, 0.5);
   assert.equal(row('decode_ms_250').met, true);                // ≤ 0.5×
+  // Drafts off: ours' plainDecode runs against llama.cpp's own decode (it drafts nothing); no goal on it.
+  assert.equal(row('decode_plain_ms_250').ours, null, 'ours reported no run with drafts off');
+  assert.equal(row('decode_plain_ms_250').peer, 20);
+  const plain = compareSides({ ...ours, plainDecode: [{ promptTokens: 250, runs: [run(500, 14), run(500, 16)] }] }, peer, [250, 1000]);
+  const p250 = plain.find((r) => r.key === 'decode_plain_ms_250')!;
+  assert.deepEqual([p250.ours, p250.peer, p250.ratio, p250.goal, p250.met], [15, 20, 0.75, '', null]);
+  assert.equal(plain.find((r) => r.key === 'decode_ms_250')!.ours, 10, 'the drafted row still reads the prefill runs');
+  assert.equal(plain.find((r) => r.key === 'decode_plain_ms_1000')!.ours, null);
   assert.equal(row('warm_p50').ours, 120);
   assert.equal(row('warm_p50').met, true);                     // 120 ≤ 150 ms and 0.24×
   assert.equal(row('warm_p95').ours, 300);
