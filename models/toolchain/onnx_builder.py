@@ -19,8 +19,8 @@ QBLOCK = 32         # 4-bit weights rounded to nearest and the int8 embedding ta
 # "int8 in blocks of 128, rounded by GPTQ"). Rounded to nearest, as quantize_int8_blocks does for recipes
 # without GPTQ, they cost the default model 3 of 1,000 FIM cases; its set-up rounds them by GPTQ instead.
 INT8_BLOCK = 128
-WEIGHTS_DTYPES = ("float32", "float16", "int8", "int4", "int4-ffn-in", "int4-ffn-in-deep", "int4-mixed")
-QUANTIZED = ("int8", "int4", "int4-ffn-in", "int4-ffn-in-deep", "int4-mixed")
+WEIGHTS_DTYPES = ("float32", "float16", "int8", "int4", "int4-ffn-in", "int4-ffn-in-deep", "int4-ffn-deep", "int4-mixed")
+QUANTIZED = ("int8", "int4", "int4-ffn-in", "int4-ffn-in-deep", "int4-ffn-deep", "int4-mixed")
 # "int4-mixed": 4 bits for the attention projections and the FFN's gate/up, 8 for the FFN's down
 # projection (its inputs are the sparse, heavy-tailed SwiGLU activations: 4 bits there cost the
 # most) and for the output head.
@@ -28,17 +28,21 @@ INT4_MIXED = ("attn.qkv.weight", "attn.proj.weight", "ffn.w_in.weight")
 # "int4-ffn-in-deep" keeps the gate/up of the first blocks in 8 bits: 4 bits cost the first
 # layers the most (upcycle/int4_sensitivity.py on Qwen2.5-Coder-0.5B: layers 0-3 2-4x the
 # median layer), and keeping 0-5 brought the FIM loss of GPTQ int4 from 1.4 points to none
-# measurable (docs/SPEED.md).
+# measurable (docs/SPEED.md). "int4-ffn-deep" puts those blocks' down projection in 4 bits too: by
+# GPTQ in blocks of 128 it cost no FIM exact match on the default model (docs/SPEED.md, "The down
+# projection in 4 bits too").
 INT8_FIRST_BLOCKS = 6
 
 
 def weight_bits(weights_dtype: str, name: str) -> int:
     """Bits of a quantized matrix: "int4-ffn-in" keeps int8 everywhere but the FFN's gate/up
     projection (w_in, over half of the weights), the part least sensitive to 4 bits;
-    "int4-ffn-in-deep" does so from block INT8_FIRST_BLOCKS on."""
-    if weights_dtype == "int4-ffn-in-deep":
+    "int4-ffn-in-deep" does so from block INT8_FIRST_BLOCKS on; "int4-ffn-deep" puts both FFN
+    projections (gate/up and down) of those blocks in 4 bits."""
+    if weights_dtype in ("int4-ffn-in-deep", "int4-ffn-deep"):
         deep = name.startswith("blocks.") and int(name.split(".")[1]) >= INT8_FIRST_BLOCKS
-        return 4 if deep and name.endswith("ffn.w_in.weight") else 8
+        ffn = ("ffn.w_in.weight",) if weights_dtype == "int4-ffn-in-deep" else ("ffn.w_in.weight", "ffn.w_out.weight")
+        return 4 if deep and name.endswith(ffn) else 8
     if weights_dtype == "int4-ffn-in":
         return 4 if name.endswith("ffn.w_in.weight") else 8
     if weights_dtype == "int4-mixed":

@@ -62,7 +62,7 @@ export interface Manifest {
       ffn_share?: string;
     };
     head_dim: number;
-    weights_dtype: 'float32' | 'float16' | 'int8' | 'int4' | 'int4-ffn-in' | 'int4-ffn-in-deep' | 'int4-mixed';
+    weights_dtype: 'float32' | 'float16' | 'int8' | 'int4' | 'int4-ffn-in' | 'int4-ffn-in-deep' | 'int4-ffn-deep' | 'int4-mixed';
     /** Which variant graph.file is. */
     variant?: 'cpu-sparse' | 'masked';
     /** "gqa" (com.microsoft.GroupQueryAttention) or "plain" (standard ops). */

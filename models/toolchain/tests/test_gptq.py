@@ -148,33 +148,34 @@ def test_exported_graph_computes_with_the_gptq_weights(tmp_path, tok):  # noqa: 
     assert np.abs(fp32 - want).max() / scale > 3 * np.abs(got - want).max() / scale
 
 
-def test_int4_ffn_in_deep_puts_only_the_later_blocks_gate_up_in_4_bits(tmp_path, tok):  # noqa: F811
-    """The shipped weights: GPTQ quantizes the gate/up of blocks INT8_FIRST_BLOCKS.. only, and
-    the exported graph has 4-bit MatMulNBits exactly there (every other product 8-bit)."""
+@pytest.mark.parametrize("dtype,four_bit", [("int4-ffn-in-deep", ("w_in",)), ("int4-ffn-deep", ("w_in", "w_out"))])
+def test_deep_recipes_put_only_the_later_blocks_ffn_in_4_bits(tmp_path, tok, dtype, four_bit):  # noqa: F811
+    """The shipped weights ("int4-ffn-deep") and the recipe before them: GPTQ quantizes the FFN's
+    gate/up (and down) of blocks INT8_FIRST_BLOCKS.. only, and the exported graph has 4-bit
+    MatMulNBits exactly there (every other product 8-bit)."""
     import onnx
     from onnx import numpy_helper
     from onnx_builder import INT8_FIRST_BLOCKS
     n_layer = INT8_FIRST_BLOCKS + 2
     model = qwen_model("dense", n_layer=n_layer)
     windows = np.random.default_rng(0).integers(0, 290, (2, 65))
-    pre = gptq.quantize(model, windows, "int4-ffn-in-deep", log=lambda m: None)
-    assert sorted(n for n, p in pre.items() if p.bits == 4) == sorted(
-        f"blocks.{i}.ffn.ffn.w_in.weight" for i in range(INT8_FIRST_BLOCKS, n_layer))
+    pre = gptq.quantize(model, windows, dtype, log=lambda m: None)
+    want = sorted(f"blocks.{i}.ffn.ffn.{m}.weight" for i in range(INT8_FIRST_BLOCKS, n_layer) for m in four_bit)
+    assert sorted(n for n, p in pre.items() if p.bits == 4) == want
     sd = {**model.state_dict(), **pre}
     m = export_to(type("M", (), {"cfg": model.cfg, "state_dict": lambda self: sd})(), tmp_path / "deep", tok,
-                  weights_dtype="int4-ffn-in-deep")
-    assert m["graph"]["weights_dtype"] == "int4-ffn-in-deep"
+                  weights_dtype=dtype)
+    assert m["graph"]["weights_dtype"] == dtype
     graph = onnx.load(str(tmp_path / "deep" / "model.onnx")).graph
     bits = {n.input[1]: next(a.i for a in n.attribute if a.name == "bits") for n in graph.node
             if n.op_type == "MatMulNBits"}
     four = sorted(k for k, b in bits.items() if b == 4)
-    assert len(four) == n_layer - INT8_FIRST_BLOCKS and all(
-        any(f"blocks.{i}." in k and "w_in" in k for k in four) for i in range(INT8_FIRST_BLOCKS, n_layer))
+    assert four == sorted(w + ".q4" for w in want)
     assert sum(b == 8 for b in bits.values()) == len(bits) - len(four) > 2 * n_layer
     # The 4-bit weights in the graph are GPTQ's, not a rounding at export.
     inits = {t.name: t for t in graph.initializer}
-    k = next(k for k in four if f"blocks.{n_layer - 1}." in k)
-    assert np.array_equal(numpy_helper.to_array(inits[k]), pre[f"blocks.{n_layer - 1}.ffn.ffn.w_in.weight"].q)
+    for w in want[-len(four_bit):]:
+        assert np.array_equal(numpy_helper.to_array(inits[w + ".q4"]), pre[w].q)
 
 
 def test_calibration_packages_are_pinned_train_split_packages():

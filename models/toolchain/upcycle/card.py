@@ -24,11 +24,13 @@ GPTQ_TEXT = {
     "int4-ffn-in": f": the FFN's gate/up projection in 4 bits, {_GPTQ}, the other matrices in 8",
     "int4-ffn-in-deep": f": the FFN's gate/up projection of blocks 6-23 in 4 bits, {_GPTQ}, the other matrices "
                         "(and blocks 0-5's gate/up, the most sensitive to 4 bits) in 8",
+    "int4-ffn-deep": f": both FFN projections (gate/up and down) of blocks 6-23 in 4 bits, {_GPTQ}, the other "
+                     "matrices (blocks 0-5's FFN, the most sensitive to 4 bits, attention and the output head) in 8",
 }
 
 # The shipped graph's recipe, as the card names it. measure.py records it with every FIM result of the
 # shipped folders, and the card shows a result only for the recipe it was measured on (build.py's).
-SHIPPED_GRAPH = ("GPTQ int4 gate/up of layers 6-23, GPTQ int8 elsewhere, both in blocks of 128 inputs, int8 embedding table, "
+SHIPPED_GRAPH = ("GPTQ int4 FFN (gate/up and down) of layers 6-23, GPTQ int8 elsewhere, both in blocks of 128 inputs, int8 embedding table, "
                  "output head trimmed to head.json's tokens, in-place KV cache")
 
 FIM_ORDER_TEXT = {
