@@ -101,11 +101,13 @@ export interface PrefillResult {
 /**
  * Prefill runs in chunks so that a cancellation can be taken between them and the activations of one
  * run stay small: a 1,000-token run of the 0.5B model peaks near 1.8 GB, chunks of 128 near 0.9 GB
- * (onnxruntime's arena off, 2 cores). Chunks of 64 took the bench's peak RSS from 797 / 841 to
- * 784 / 777 MB (two runs each, interleaved) for 5-16% more prefill time, and a newer keystroke waits
- * at most one 64-token run (~0.2 s) to take over (docs/SPEED.md, "Garbage left by the load; prefill in chunks of 64").
+ * (onnxruntime's arena off, 2 cores). With the weights of 2026-12-02 evening (4-bit FFN in layers
+ * 6-23) chunks of 128 against 64: prefill 7-10% faster, the bench's peak RSS 713 / 726 against
+ * 693 / 703 MB (0.75-0.77x of llama.cpp's, the goal 0.8x), and typing real lines no slower (ghost
+ * text p50 / p95 276 / 498 against 282 / 466 ms); a newer keystroke waits at most one 128-token run
+ * (~0.4 s) to take over (docs/SPEED.md, "Prefill in chunks of 128 again").
  */
-export const PREFILL_CHUNK = 64;
+export const PREFILL_CHUNK = 128;
 
 /** The prefill chunk in use: PREFILL_CHUNK, or VFFN_PREFILL_CHUNK (16–1,024) so the benchmark can compare sizes. */
 export function prefillChunk(): number {

@@ -9,6 +9,7 @@ import type { CompleteResult } from '../../../common/protocol';
 import { MIN_FILE_CHARS, SOURCE_DIRS } from './bench';
 import { Engine } from '../engine/engine';
 import { DEFAULT_MAX_PROMPT_TOKENS } from '../engine/prompt';
+import { prefillChunk } from '../engine/generator';
 import { reusePicks } from '../engine/replay';
 import { pickSamples, sourceFiles, typed } from './samples';
 import { engineIds, exactPrompts, firstUnanswered, Plan, PlanRequest, PREFILL_SIZES, SUFFIX_TOKENS } from './peerPrompts';
@@ -181,6 +182,7 @@ async function main(): Promise<void> {
     planCompletions.push(plan);
   }
   notes.push(`FIM prompt order ${m.manifest.fim.order.toUpperCase()} (the model's manifest), the same ids on both sides`);
+  notes.push(`prefill in chunks of ${prefillChunk()} tokens${process.env.VFFN_PREFILL_CHUNK ? ' (set by VFFN_PREFILL_CHUNK, not the default)' : ''}`);
   notes.push(`prompt cap fixed at ${DEFAULT_MAX_PROMPT_TOKENS} tokens (VFFN_MAX_PROMPT_TOKENS), whatever budget the engine would choose`);
   notes.push('decode per token = the request\'s decode time / tokens fed after the first was picked (stop token excluded)');
   notes.push('decode per token, one model run per token: the same cold prompts run again with drafting off (VFFN_DRAFT_TOKENS=0)');
