@@ -13,7 +13,7 @@ from test_export_upcycled import PROMPT, export_to, qwen_model, run_ort, tok  # 
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "upcycle"))
 import gptq  # noqa: E402
-from onnx_builder import QBLOCK, Prequantized  # noqa: E402
+from onnx_builder import QBLOCK, Prequantized, unpack_int4  # noqa: E402
 
 
 def correlated_inputs(n: int, k: int, seed: int) -> torch.Tensor:
@@ -66,9 +66,8 @@ def dequantized(p: Prequantized) -> np.ndarray:
     n, k = p.shape
     if p.bits == 8:
         return ((p.q.astype(np.float32) - 128) * p.scales[..., None]).reshape(n, k)
-    levels = np.stack([p.q & 15, p.q >> 4], -1).reshape(n, k)
-    zps = np.stack([p.zero_points.reshape(n, -1) & 15, p.zero_points.reshape(n, -1) >> 4], -1).reshape(n, -1)
-    return gptq.dequantize(levels, p.scales, zps[:, :k // p.block])
+    levels, zps = unpack_int4(p.q, p.zero_points, p.scales.shape[1])
+    return gptq.dequantize(levels, p.scales, zps)
 
 
 def test_gptq_leaves_unused_features_at_zero():
