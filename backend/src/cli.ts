@@ -2,7 +2,7 @@
 //   vffn complete FILE --line N --col M [--model DIR] [--max-tokens N] [--max-time-ms N]   one completion (line/col 1-based)
 //   vffn complete --jsonl [--model DIR]       JSON lines {prefix, suffix, language, maxTokens, maxTimeMs} in, one result line out each
 //   vffn bench [--model DIR]... [--out FILE] [--samples N]   the benchmark; report under bench/results/
-//   vffn bench-drafts [--model DIR] [--samples N] [--out FILE]   warm completions with and without drafts from the previous completion
+//   vffn bench-drafts [--model DIR] [--samples N] [--ab NAME=VALUE] [--out FILE]   completions as shipped vs one drafting setting changed
 //   vffn bench-lines [--model DIR] [--lines N] [--window N] [--out FILE]   new lines deep in a long file: the prompt's cut anchored or not
 //   vffn bench-places [--model DIR] [--samples N] [--out FILE]   the first completion at a place moved to: prefill on rest, KV slots
 //   vffn bench-typing [--model DIR] [--samples N] [--ab NAME=VALUE] [--out FILE]   real lines typed keystroke by keystroke, the editor's cache first; as shipped vs one setting changed
@@ -24,7 +24,7 @@ const USAGE = `usage:
   vffn complete FILE --line N --col M [--model DIR] [--max-tokens N] [--max-time-ms N]
   vffn complete --jsonl [--model DIR]
   vffn bench [--model DIR]... [--out FILE] [--samples N]
-  vffn bench-drafts [--model DIR] [--samples N] [--out FILE]
+  vffn bench-drafts [--model DIR] [--samples N] [--ab NAME=VALUE] [--out FILE]
   vffn bench-lines [--model DIR] [--lines N] [--window N] [--out FILE]
   vffn bench-places [--model DIR] [--samples N] [--out FILE]
   vffn bench-typing [--model DIR] [--samples N] [--ab NAME=VALUE] [--out FILE]
@@ -174,7 +174,7 @@ async function main(): Promise<void> {
   // The benches that run one model in process: each writes its report and returns its markdown.
   const num = (name: string) => (flag(args, name) ? Number(flag(args, name)) : undefined);
   const engineBenches: Record<string, (e: Engine) => Promise<{ markdown: string }>> = {
-    'bench-drafts': (e) => runDraftBench(e, { samples: num('samples'), out: flag(args, 'out') }),
+    'bench-drafts': (e) => runDraftBench(e, { samples: num('samples'), out: flag(args, 'out'), ab: flag(args, 'ab') }),
     'bench-lines': (e) => runLinesBench(e, { lines: num('lines'), window: num('window'), out: flag(args, 'out') }),
     'bench-places': (e) => runPlacesBench(e, { samples: num('samples'), out: flag(args, 'out') }),
     'bench-typing': (e) => runTypingBench(e, { samples: num('samples'), out: flag(args, 'out'), ab: flag(args, 'ab') }),

@@ -28,6 +28,37 @@ export function historyDraftTokens(): number {
 export const DEFAULT_HISTORY_DRAFT_TOKENS = 16;
 
 /**
+ * How many tokens prompt lookup guesses next, from how its last guess fared. A run over more tokens
+ * costs more: 2 tokens ~1.05× one token, 3 ~1.15×, 5 ~1.35× (MatMulNBits at M = 1…5, the default
+ * model's shapes, 2-core Intel VM), so a long guess that misses at its first token wastes a third of a
+ * step, and where the text does not repeat the next guesses miss too. The schedule is the heuristic of
+ * Hugging Face's assisted generation: start at 2, a guess kept whole adds 2 (up to `max`), any miss
+ * takes 1 off (down to 1, which costs ~5%). VFFN_DRAFT_ADAPT=0 keeps it at `max` (the benchmark's A/B).
+ */
+export class LookupLength {
+  value: number;
+  private readonly adapt = process.env.VFFN_DRAFT_ADAPT !== '0';
+
+  constructor(private readonly max: number) {
+    this.value = this.adapt ? Math.min(LOOKUP_START, max) : max;
+  }
+
+  /** The last guess had `guessed` tokens, of which the first `kept` were what greedy decoding picked. */
+  record(guessed: number, kept: number): void {
+    if (!this.adapt || guessed === 0) return;
+    this.value = kept >= guessed ? Math.min(this.max, this.value + 2) : Math.max(1, this.value - 1);
+  }
+}
+export const LOOKUP_START = 2;
+
+/** How many of `guess`, made when `at` tokens had been generated, are what was generated after them. */
+export function keptOf(guess: readonly number[], generated: readonly number[], at: number): number {
+  let k = 0;
+  while (k < guess.length && generated[at + k] === guess[k]) k++;
+  return k;
+}
+
+/**
  * Prompt lookup (a draft for Generator.nextTokens): when the last `n` tokens (n = 3, then 2) occurred
  * earlier in `context`, the tokens that followed their latest earlier occurrence. Code repeats itself
  * (names, argument lists, the suffix after the cursor), so the guess is often right, and checking it
@@ -87,19 +118,26 @@ export function draftHistory(cache: Pick<KvCache, 'tokens' | 'commonPrefixLength
 
 /**
  * The draft for each step of one request: from `history` (draftHistory) when its n-gram matches, else
- * prompt lookup. Before the first pick a draft must spell the healed text (`heal`, token healing): one
+ * prompt lookup, as many tokens as LookupLength allows after the previous guesses. Before the first pick a draft must spell the healed text (`heal`, token healing): one
  * that cannot (a typed character the previous completion did not have) would fail at its first token.
  */
 export function draftSource(tok: { tokenText(id: number): string }, promptIds: readonly number[], heal: string | null,
   history: readonly number[]): (generated: readonly number[]) => number[] {
   const maxHistory = historyDraftTokens();
-  const maxLookup = draftTokens();
+  const lookupLength = new LookupLength(draftTokens());
+  // The last prompt-lookup guess and how many tokens had been generated when it was made: the next
+  // call sees what greedy decoding picked after it (a rejected guess token is never generated).
+  let last: { guess: number[]; at: number } | null = null;
   return (generated) => {
+    if (last) lookupLength.record(last.guess.length, keptOf(last.guess, generated, last.at));
+    last = null;
     const context = [...promptIds, ...generated];
     const fits = (d: number[]) => generated.length > 0 || !heal || draftSpellsHeal(tok, d, heal);
     const fromHistory = maxHistory > 0 ? historyLookup(history, context, maxHistory) : [];
     if (fromHistory.length && fits(fromHistory)) return fromHistory;
-    const lookup = promptLookup(context, maxLookup);
-    return fits(lookup) ? lookup : [];
+    const lookup = lookupLength.value > 0 ? promptLookup(context, lookupLength.value) : [];
+    if (!lookup.length || !fits(lookup)) return [];
+    last = { guess: lookup, at: generated.length };
+    return lookup;
   };
 }

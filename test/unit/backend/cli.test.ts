@@ -56,18 +56,25 @@ test('bench runs on a couple of samples and writes its JSON and markdown reports
   assert.ok(existsSync(out.replace(/\.json$/, '.md')));
 });
 
-test('bench-drafts compares warm completions with and without history drafts and writes its reports', () => {
+test('bench-drafts compares completions as shipped and with one drafting setting changed, and writes its reports', () => {
   const out = path.join(tempDir(), 'drafts.json');
   const r = run(['bench-drafts', '--model', TINY, '--samples', '2', '--out', out]);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /\| next character of the file \| 2 \|/);
   const j = JSON.parse(readFileSync(out, 'utf8'));
   assert.equal(j.model, 'tiny-test');
-  const [next] = j.summary;
+  assert.equal(j.setting, 'VFFN_HISTORY_DRAFT_TOKENS=0');
+  const [cold, next] = j.summary;
+  assert.equal(cold.scenario, 'nothing typed (cold, empty KV cache)');
   assert.equal(next.requests, 2);
-  assert.equal(next.on.tokens, next.off.tokens);
+  assert.equal(next.shipped.tokens, next.changed.tokens);
   // The fp32 test model: drafts give exactly greedy decoding's output, in no more runs.
+  assert.equal(cold.sameCompletion, 2);
   assert.equal(next.sameCompletion, 2);
-  assert.ok(next.on.runs <= next.off.runs, JSON.stringify(next));
+  assert.ok(next.shipped.runs <= next.changed.runs, JSON.stringify(next));
+  assert.ok(cold.shipped.decodeMsPerToken > 0, JSON.stringify(cold));
+  const bad = run(['bench-drafts', '--model', TINY, '--ab', 'DRAFTS', '--out', out]);
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /--ab must be NAME=VALUE/);
   assert.ok(existsSync(out.replace(/\.json$/, '.md')));
 });

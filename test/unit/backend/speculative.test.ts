@@ -3,7 +3,7 @@
 // the checked-in tiny model.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { draftHistory, historyLookup, promptLookup } from '../../../backend/src/engine/drafts';
+import { draftHistory, draftSource, historyLookup, keptOf, LOOKUP_START, LookupLength, promptLookup } from '../../../backend/src/engine/drafts';
 import { Generator } from '../../../backend/src/engine/generator';
 import { KvCache } from '../../../backend/src/engine/kvCache';
 import { loadModel, LoadedModel, releaseModel } from '../../../backend/src/engine/loadedModel';
@@ -65,6 +65,45 @@ test('drafts never change greedy output; right drafts save runs, wrong ones are 
   const half = await decode(prompt, (g) => [plain.ids[g.length] ?? 0, 7, 7], 3);
   assert.deepEqual(half.ids, plain.ids);
   assert.deepEqual(half.cached, [...prompt, ...half.all]);
+});
+
+test('prompt lookup guesses 2 tokens first, 2 more after a guess kept whole (up to the most), 1 fewer after a miss (down to 1)', () => {
+  const len = new LookupLength(4);
+  assert.equal(len.value, LOOKUP_START);
+  len.record(2, 2);
+  assert.equal(len.value, 4);
+  len.record(4, 4);
+  assert.equal(len.value, 4);                 // never above the most
+  len.record(4, 3);
+  assert.equal(len.value, 3);
+  len.record(3, 0);
+  len.record(2, 0);
+  len.record(1, 0);
+  assert.equal(len.value, 1);                 // never below 1: a 2-token run costs ~5% more than 1
+  len.record(0, 0);                           // nothing guessed: nothing learned
+  assert.equal(len.value, 1);
+  assert.equal(keptOf([7, 8, 9], [1, 7, 8, 5], 1), 2);
+  assert.equal(keptOf([7, 8], [1, 7, 8, 9], 1), 2);
+  assert.equal(keptOf([7], [1, 2], 1), 0);
+
+  // Through draftSource: the text repeats "1 2 3 4 5 6 7 8" and generation follows it, so guesses grow.
+  const tok = { tokenText: (id: number) => String(id) };
+  const prompt = [9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2];
+  const draft = draftSource(tok, prompt, null, []);
+  assert.deepEqual(draft([]), [3, 4]);
+  assert.deepEqual(draft([3, 4, 5]), [6, 7, 8, 9]);        // the 2-token guess kept whole: 4 now
+  assert.deepEqual(draft([3, 4, 5, 0]), []);               // a miss (5 was guessed… 0 picked): no match for "5 0"
+  assert.deepEqual(draft([3, 4, 5, 0, 1, 2]), [3, 4, 5]);  // the miss took one off: 3 tokens
+
+  // Off (VFFN_DRAFT_ADAPT=0): always the most.
+  process.env.VFFN_DRAFT_ADAPT = '0';
+  try {
+    const fixed = new LookupLength(4);
+    fixed.record(4, 0);
+    assert.equal(fixed.value, 4);
+  } finally {
+    delete process.env.VFFN_DRAFT_ADAPT;
+  }
 });
 
 test('history lookup: what followed the first occurrence of the last 4 (down to 2) tokens in the previous prompt and completion', () => {
