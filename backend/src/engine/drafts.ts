@@ -51,6 +51,11 @@ export class LookupLength {
 }
 export const LOOKUP_START = 2;
 
+/** Whether prompt lookup falls back to a one-token guess from the last token alone (VFFN_DRAFT_UNIGRAM=0: not; the benchmark's A/B). */
+function unigramDrafts(): boolean {
+  return process.env.VFFN_DRAFT_UNIGRAM !== '0';
+}
+
 /** How many of `guess`, made when `at` tokens had been generated, are what was generated after them. */
 export function keptOf(guess: readonly number[], generated: readonly number[], at: number): number {
   let k = 0;
@@ -136,6 +141,8 @@ export function draftSource(tok: { tokenText(id: number): string }, promptIds: r
     const fromHistory = maxHistory > 0 ? historyLookup(history, context, maxHistory) : [];
     if (fromHistory.length && fits(fromHistory)) return fromHistory;
     const lookup = lookupLength.value > 0 ? promptLookup(context, lookupLength.value) : [];
+    // No 2-gram repeats: one token guessed from the last token alone (a run of 2 costs ~5% more than 1).
+    if (!lookup.length && lookupLength.value > 0 && unigramDrafts()) lookup.push(...promptLookup(context, 1, 1, 1));
     if (!lookup.length || !fits(lookup)) return [];
     last = { guess: lookup, at: generated.length };
     return lookup;

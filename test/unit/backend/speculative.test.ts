@@ -67,7 +67,7 @@ test('drafts never change greedy output; right drafts save runs, wrong ones are 
   assert.deepEqual(half.cached, [...prompt, ...half.all]);
 });
 
-test('prompt lookup guesses 2 tokens first, 2 more after a guess kept whole (up to the most), 1 fewer after a miss (down to 1)', () => {
+test('prompt lookup guesses 2 tokens first, 2 more after a guess kept whole (up to the most), 1 fewer after a miss (down to 1); 1 from the last token alone when no 2-gram repeats', () => {
   const len = new LookupLength(4);
   assert.equal(len.value, LOOKUP_START);
   len.record(2, 2);
@@ -94,6 +94,15 @@ test('prompt lookup guesses 2 tokens first, 2 more after a guess kept whole (up 
   assert.deepEqual(draft([3, 4, 5]), [6, 7, 8, 9]);        // the 2-token guess kept whole: 4 now
   assert.deepEqual(draft([3, 4, 5, 0]), []);               // a miss (5 was guessed… 0 picked): no match for "5 0"
   assert.deepEqual(draft([3, 4, 5, 0, 1, 2]), [3, 4, 5]);  // the miss took one off: 3 tokens
+
+  // No 2-gram repeats: one token guessed from the last token alone (7 was followed by 8), unless VFFN_DRAFT_UNIGRAM=0.
+  assert.deepEqual(draftSource(tok, prompt, null, [])([0, 7]), [8]);
+  process.env.VFFN_DRAFT_UNIGRAM = '0';
+  try {
+    assert.deepEqual(draftSource(tok, prompt, null, [])([0, 7]), []);
+  } finally {
+    delete process.env.VFFN_DRAFT_UNIGRAM;
+  }
 
   // Off (VFFN_DRAFT_ADAPT=0): always the most.
   process.env.VFFN_DRAFT_ADAPT = '0';
