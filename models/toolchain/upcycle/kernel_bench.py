@@ -16,7 +16,6 @@ JSON + Markdown.
 """
 import argparse
 import datetime
-import json
 import os
 import statistics
 import sys
@@ -25,6 +24,8 @@ import time
 import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+
+from skip_bench import write_report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LAYERS = 24
@@ -107,11 +108,7 @@ def main():
           "| shape | token rows | kernel | ms (24 matrices) | vs 1 row | weights read, GB/s | GOP/s |", "|---|---|---|---|---|---|---|"]
     md += [f"| {s['shape']} | {s['rows']} | {s['kernel']} | {s['ms']:.2f} | {s['vs_one_row']}× | {s['weight_gb_per_s']} | {s['gop_per_s']} |"
            for s in summary]
-    out = os.path.abspath(args.out)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    json.dump(report, open(out, "w"), indent=1)
-    open(out[:-5] + ".md", "w").write("\n".join(md) + "\n")
-    print("\n".join(md))
+    write_report(args.out, report, md)
 
 
 if __name__ == "__main__":

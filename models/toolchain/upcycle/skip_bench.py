@@ -159,7 +159,12 @@ def main():
           "| graph form | units kept | ms per token (FFN only) |", "|---|---|---|"]
     md += [f"| {s['form']} | {s['units_kept']:.0%} | {s['ms']:.2f} |" for s in summary]
     md += ["", "int4 gathered: not expressible (MatMulNBits' K is a fixed attribute; inside If its weights are not pre-packed)."]
-    out = os.path.abspath(args.out)
+    write_report(args.out, report, md)
+
+
+def write_report(out: str, report: dict, md: list) -> None:
+    """The JSON report at `out` (….json), its Markdown beside it (….md), the Markdown printed."""
+    out = os.path.abspath(out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     json.dump(report, open(out, "w"), indent=1)
     open(out[:-5] + ".md", "w").write("\n".join(md) + "\n")
