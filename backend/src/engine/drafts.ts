@@ -29,9 +29,10 @@ export const DEFAULT_HISTORY_DRAFT_TOKENS = 16;
 
 /**
  * How many tokens prompt lookup guesses next, from how its last guess fared. A run over more tokens
- * costs more: 2 tokens ~1.05× one token, 3 ~1.15×, 5 ~1.35× (MatMulNBits at M = 1…5, the default
- * model's shapes, 2-core Intel VM), so a long guess that misses at its first token wastes a third of a
- * step, and where the text does not repeat the next guesses miss too. The schedule is the heuristic of
+ * costs more: 2 tokens ~1.05× one token, 3 1.1–1.4×, 5 1.3–2.3× (MatMulNBits at the default model's
+ * shapes, models/toolchain/upcycle/kernel_bench.py; ~1.3× for 5 through the whole graph; 2-core Intel
+ * VM), so a 4-token guess that misses at its first token wastes about a third of a step, and where the
+ * text does not repeat the next guesses miss too. The schedule is the heuristic of
  * Hugging Face's assisted generation: start at 2, a guess kept whole adds 2 (up to `max`), any miss
  * takes 1 off (down to 1, which costs ~5%). VFFN_DRAFT_ADAPT=0 keeps it at `max` (the benchmark's A/B).
  */
@@ -123,8 +124,9 @@ export function draftHistory(cache: Pick<KvCache, 'tokens' | 'commonPrefixLength
 
 /**
  * The draft for each step of one request: from `history` (draftHistory) when its n-gram matches, else
- * prompt lookup, as many tokens as LookupLength allows after the previous guesses. Before the first pick a draft must spell the healed text (`heal`, token healing): one
- * that cannot (a typed character the previous completion did not have) would fail at its first token.
+ * prompt lookup, as many tokens as LookupLength allows after the previous guesses. Before the first
+ * pick a draft must spell the healed text (`heal`, token healing): one that cannot (a typed character
+ * the previous completion did not have) would fail at its first token.
  */
 export function draftSource(tok: { tokenText(id: number): string }, promptIds: readonly number[], heal: string | null,
   history: readonly number[]): (generated: readonly number[]) => number[] {
