@@ -12,7 +12,7 @@ import type { CompleteResult } from '../../../common/protocol';
 import type { Engine } from '../engine/engine';
 import { defaultReportPath, MIN_FILE_CHARS, repoRoot, roundedPercentile, runStart, SOURCE_DIRS, writeReports } from './bench';
 import { pickSamples, Sample, sourceFiles, typed } from './samples';
-import { parseAb } from './typingBench';
+import { parseAb, withSetting } from './typingBench';
 
 const MAX_TOKENS = 32;
 export const DEFAULT_DRAFT_AB = 'VFFN_HISTORY_DRAFT_TOKENS=0';
@@ -28,7 +28,8 @@ type Next = ((s: Sample, cold: CompleteResult) => Text | null) | null;
 export async function runDraftBench(engine: Engine, opts: { samples?: number; out?: string; ab?: string }): Promise<{ markdown: string; json: unknown }> {
   const run = runStart();
   const root = repoRoot();
-  const [name, value] = parseAb(opts.ab ?? DEFAULT_DRAFT_AB);
+  const ab = parseAb(opts.ab ?? DEFAULT_DRAFT_AB);
+  const [name, value] = ab;
   const samples = pickSamples(sourceFiles(root, SOURCE_DIRS, MIN_FILE_CHARS), opts.samples ?? 20, 42);
   const m = engine.activeModel!;
   const complete = async (id: string, text: Text) => {
@@ -38,23 +39,14 @@ export async function runDraftBench(engine: Engine, opts: { samples?: number; ou
   };
   /** The scenario's request on a fresh cache, with the setting changed or not. */
   const measure = async (id: string, s: Sample, next: Next, changed: boolean): Promise<Measured | null> => {
-    const withSetting = async <T>(f: () => Promise<T>) => {
-      const before = process.env[name];
-      if (changed) process.env[name] = value;
-      try {
-        return await f();
-      } finally {
-        if (before === undefined) delete process.env[name];
-        else process.env[name] = before;
-      }
-    };
+    const setting = changed ? ab : null;
     m.kv.clear();
     const runsBefore = m.session.runs;
-    if (!next) return measured(await withSetting(() => complete(`${id}-cold`, s)), m.session.runs - runsBefore);
+    if (!next) return measured(await withSetting(setting, () => complete(`${id}-cold`, s)), m.session.runs - runsBefore);
     const text = next(s, await complete(`${id}-cold`, s));
     if (!text) return null;
     const warmBefore = m.session.runs;
-    return measured(await withSetting(() => complete(`${id}-warm`, text)), m.session.runs - warmBefore);
+    return measured(await withSetting(setting, () => complete(`${id}-warm`, text)), m.session.runs - warmBefore);
   };
   const scenarios: [Scenario, Next][] = [
     ['nothing typed (cold, empty KV cache)', null],

@@ -28,6 +28,20 @@ interface Keystroke { k: number; source: Source; totalMs: number; shownMs: numbe
 /** `changed`: the pass ran with the A/B setting (else as shipped). */
 interface Pass { changed: boolean; file: string; coldMs: number; keys: Keystroke[] }
 
+/** Runs `f` with the environment setting `setting` ([NAME, VALUE]; null: as shipped), then restores what was there. */
+export async function withSetting<T>(setting: [string, string] | null, f: () => Promise<T>): Promise<T> {
+  if (!setting) return f();
+  const [name, value] = setting;
+  const saved = process.env[name];
+  process.env[name] = value;
+  try {
+    return await f();
+  } finally {
+    if (saved === undefined) delete process.env[name];
+    else process.env[name] = saved;
+  }
+}
+
 /** `NAME=VALUE` → [NAME, VALUE]; throws on anything else. */
 export function parseAb(ab: string): [string, string] {
   const m = /^(VFFN_[A-Z0-9_]+)=(.*)$/.exec(ab);
@@ -49,9 +63,7 @@ async function typePlace(engine: Engine, s: Sample, id: string, setting: [string
     if (r.completion) cache.set('', params.prefix, params.suffix, { completion: r.completion, requestId: rid, model: m.name });
     return { r, shownMs: firstLineMs ?? r.timings.totalMs };
   };
-  const saved = setting ? process.env[setting[0]] : undefined;
-  if (setting) process.env[setting[0]] = setting[1];
-  try {
+  return withSetting(setting, async () => {
     m.kv.clear();
     const cold = await ask(`${id}-cold`, s);
     const keys: Keystroke[] = [];
@@ -70,12 +82,7 @@ async function typePlace(engine: Engine, s: Sample, id: string, setting: [string
       });
     }
     return { changed: setting !== null, file: '', coldMs: cold.r.timings.totalMs, keys };
-  } finally {
-    if (setting) {
-      if (saved === undefined) delete process.env[setting[0]];
-      else process.env[setting[0]] = saved;
-    }
-  }
+  });
 }
 
 export async function runTypingBench(engine: Engine, opts: { samples?: number; out?: string; ab?: string }): Promise<{ markdown: string; json: unknown }> {
