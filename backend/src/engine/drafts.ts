@@ -142,9 +142,10 @@ export function draftSource(tok: { tokenText(id: number): string }, promptIds: r
     const fits = (d: number[]) => generated.length > 0 || !heal || draftSpellsHeal(tok, d, heal);
     const fromHistory = maxHistory > 0 ? historyLookup(history, context, maxHistory) : [];
     if (fromHistory.length && fits(fromHistory)) return fromHistory;
-    const lookup = lookupLength.value > 0 ? promptLookup(context, lookupLength.value) : [];
+    if (lookupLength.value === 0) return [];   // prompt lookup off (VFFN_DRAFT_TOKENS=0)
+    const lookup = promptLookup(context, lookupLength.value);
     // No 2-gram repeats: one token guessed from the last token alone (a run of 2 costs ~5% more than 1).
-    if (!lookup.length && lookupLength.value > 0 && unigramDrafts()) lookup.push(...promptLookup(context, 1, 1, 1));
+    if (!lookup.length && unigramDrafts()) lookup.push(...promptLookup(context, 1, 1, 1));
     if (!lookup.length || !fits(lookup)) return [];
     last = { guess: lookup, at: generated.length };
     return lookup;
