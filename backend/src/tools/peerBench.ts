@@ -10,7 +10,8 @@
 // registry cannot be reached. Each engine runs alone in its own child process (its peak RSS is its own),
 // ours first: it writes the exact prompt ids of every request and how many tokens it picked, and the
 // llama.cpp child replays them. Measured on both sides: cold prefill of exactly 250 and 1,000 prompt
-// tokens (KV cache cleared), decoding after them, single-line completions cold and warm (one more
+// tokens (KV cache cleared; each of the --prefill-runs runs cuts its prompts from another file),
+// decoding after them, single-line completions cold and warm (one more
 // character typed, KV cache reused), time to first token, RSS after load and peak RSS. The report
 // (JSON + Markdown, bench/results/peer-<date>.{json,md}) puts ours, llama.cpp and ours/llama.cpp side
 // by side and marks issue 10's goals met or missed. Takes ~5 minutes with the default 20 samples on a
@@ -20,7 +21,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } 
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { defaultReportPath, machineName, writeReports } from './bench';
-import { PREFILL_SIZES, SUFFIX_TOKENS } from './peerPrompts';
+import { type Plan, PREFILL_SIZES, SUFFIX_TOKENS } from './peerPrompts';
 import { compareSides, goalCounts, PeerReport, SideResult, toMarkdown } from './peerReport';
 
 export const PEER_PACKAGE = 'node-llama-cpp';
@@ -39,11 +40,11 @@ interface Args {
   out?: string;
 }
 
-const USAGE = 'usage: npm run bench:peer -- [--threads N (2)] [--samples N (20)] [--decode-tokens N (16)] [--prefill-runs N (3)] '
+const USAGE = 'usage: npm run bench:peer -- [--threads N (2)] [--samples N (20)] [--decode-tokens N (16)] [--prefill-runs N (5)] '
   + '[--model DIR (models/qwen2.5-coder-0.5b-vffn)] [--gguf FILE (the source GGUF)] [--out FILE.json]';
 
 export function parseArgs(argv: readonly string[]): Args {
-  const a: Args = { threads: 2, samples: 20, decodeTokens: 16, prefillRuns: 3, model: 'models/qwen2.5-coder-0.5b-vffn' };
+  const a: Args = { threads: 2, samples: 20, decodeTokens: 16, prefillRuns: 5, model: 'models/qwen2.5-coder-0.5b-vffn' };
   for (let i = 0; i < argv.length; i++) {
     const name = argv[i].replace(/^--/, '');
     const value = argv[++i];
@@ -199,7 +200,7 @@ async function main(): Promise<void> {
       '--lib', lib, '--gguf', gguf, '--plan', plan, '--out', peerOut]);
     const ours = JSON.parse(readFileSync(oursOut, 'utf8')) as SideResult;
     const peer = JSON.parse(readFileSync(peerOut, 'utf8')) as SideResult;
-    const planJson = JSON.parse(readFileSync(plan, 'utf8')) as { prefill: { promptTokens: number; file: string; line: number }[] };
+    const planJson = JSON.parse(readFileSync(plan, 'utf8')) as Plan;
     const rows = compareSides(ours, peer, PREFILL_SIZES);
     const report: PeerReport = {
       date,
@@ -209,7 +210,7 @@ async function main(): Promise<void> {
       command: `npm run bench:peer${argv.length ? ` -- ${argv.join(' ')}` : ''}`,
       settings: { threads: a.threads, samples: a.samples, decodeTokens: a.decodeTokens, prefillRuns: a.prefillRuns, suffixTokens: SUFFIX_TOKENS, gguf },
       prompts: {
-        prefill: planJson.prefill.map((p) => ({ promptTokens: p.promptTokens, file: p.file, line: p.line })),
+        prefill: planJson.prefill.map((p) => ({ promptTokens: p.promptTokens, sources: p.sources })),
         completions: ours.completions.length,
         sampleFiles: [...new Set(ours.completions.map((c) => c.file))],
       },

@@ -12,7 +12,7 @@ import { DEFAULT_MAX_PROMPT_TOKENS } from '../engine/prompt';
 import { prefillChunk } from '../engine/generator';
 import { reusePicks } from '../engine/replay';
 import { pickSamples, sourceFiles, typed } from './samples';
-import { engineIds, exactPrompts, firstUnanswered, Plan, PlanRequest, PREFILL_SIZES, SUFFIX_TOKENS } from './peerPrompts';
+import { engineIds, exactPromptSets, firstUnanswered, Plan, PlanRequest, PREFILL_SIZES, PromptSource, SUFFIX_TOKENS } from './peerPrompts';
 import type { RunTiming, SideResult } from './peerReport';
 
 /** Single-line completions generate at most this many tokens, as in `npm run bench`. */
@@ -69,7 +69,7 @@ async function main(): Promise<void> {
   const threads = Number(flag(argv, 'threads') ?? 2);
   const nSamples = Number(flag(argv, 'samples') ?? 20);
   const decodeTokens = Number(flag(argv, 'decode-tokens') ?? 16);
-  const prefillRuns = Number(flag(argv, 'prefill-runs') ?? 3);
+  const prefillRuns = Number(flag(argv, 'prefill-runs') ?? 5);
   const planFile = flag(argv, 'plan');
   const outFile = flag(argv, 'out');
   if (!planFile || !outFile) throw new Error('--plan FILE and --out FILE are required');
@@ -114,25 +114,33 @@ async function main(): Promise<void> {
   const maxN = Math.max(...PREFILL_SIZES);
   if (maxN + decodeTokens + 1 > ctx) throw new Error(`--decode-tokens ${decodeTokens} does not fit after ${maxN} prompt tokens in ${m.name}'s ${ctx}-token context`);
   const files = sourceFiles(root, SOURCE_DIRS, MIN_FILE_CHARS).map((f) => ({ path: path.relative(root, f), text: readFileSync(f, 'utf8') }));
-  const prompts = exactPrompts(m.tokenizer, special, files, PREFILL_SIZES, { contextLength: ctx, maxTokens: decodeTokens, suffixTokens: SUFFIX_TOKENS, order: m.manifest.fim.order });
+  // Each run of a size cuts its prompt from another file (up to prefillRuns files, cycled when fewer fit):
+  // a median over several texts, where one text's drafts or stop decided a row before.
+  const promptSets = exactPromptSets(m.tokenizer, special, files, PREFILL_SIZES,
+    { contextLength: ctx, maxTokens: decodeTokens, suffixTokens: SUFFIX_TOKENS, order: m.manifest.fim.order }, prefillRuns);
+  const promptFor = (sizeIndex: number, run: number) => promptSets[run % promptSets.length][sizeIndex];
+  notes.push(`cold prompts from ${promptSets.length} file${promptSets.length === 1 ? '' : 's'}, one per run (cycled over ${prefillRuns} runs)`);
   const prefill: SideResult['prefill'] = [];
   const planPrefill: Plan['prefill'] = [];
-  for (const p of prompts) {
+  for (const [k, n] of PREFILL_SIZES.entries()) {
     const runs: RunTiming[] = [];
     const planRuns: PlanRequest[] = [];
+    const sources: PromptSource[] = [];
     for (let i = 0; i < prefillRuns; i++) {
+      const p = promptFor(k, i);
       m.kv.clear();
       // No time limit that could cut decoding short; the stop rules stay on (there is no switch for them).
-      const r = await complete(`prefill${p.promptTokens}-${i}`, p.prefix, p.suffix, decodeTokens, 60_000);
-      if (r.timings.promptTokens !== p.promptTokens || r.timings.reusedTokens !== 0) {
-        throw new Error(`prefill ${p.promptTokens}: the engine ran ${r.timings.promptTokens} prompt tokens (${r.timings.reusedTokens} reused)`);
+      const r = await complete(`prefill${n}-${i}`, p.prefix, p.suffix, decodeTokens, 60_000);
+      if (r.timings.promptTokens !== n || r.timings.reusedTokens !== 0) {
+        throw new Error(`prefill ${n}: the engine ran ${r.timings.promptTokens} prompt tokens (${r.timings.reusedTokens} reused)`);
       }
       runs.push(timing(r));
       planRuns.push({ ids: p.ids, prefixText: p.prefix, suffixText: p.suffix, picks: picks(r) });
-      if (i === 0) notes.push(`${p.promptTokens}-token prompt: ${r.timings.generatedTokens} of at most ${decodeTokens} tokens generated (stop: ${r.stopReason})`);
+      sources.push({ file: p.file, line: p.line });
+      notes.push(`${n}-token prompt at ${p.file}:${p.line}: ${r.timings.generatedTokens} of at most ${decodeTokens} tokens generated (stop: ${r.stopReason})`);
     }
-    prefill.push({ promptTokens: p.promptTokens, runs });
-    planPrefill.push({ promptTokens: p.promptTokens, file: p.file, line: p.line, runs: planRuns });
+    prefill.push({ promptTokens: n, runs });
+    planPrefill.push({ promptTokens: n, sources, runs: planRuns });
   }
 
   // 2b: decoding after the same prompts with drafting off: one model run per token, as llama.cpp decodes,
@@ -141,13 +149,14 @@ async function main(): Promise<void> {
   const draftSetting = process.env.VFFN_DRAFT_TOKENS;
   process.env.VFFN_DRAFT_TOKENS = '0';
   try {
-    for (const p of prompts) {
+    for (const [k, n] of PREFILL_SIZES.entries()) {
       const runs: RunTiming[] = [];
       for (let i = 0; i < prefillRuns; i++) {
+        const p = promptFor(k, i);
         m.kv.clear();
-        runs.push(timing(await complete(`plain${p.promptTokens}-${i}`, p.prefix, p.suffix, decodeTokens, 60_000)));
+        runs.push(timing(await complete(`plain${n}-${i}`, p.prefix, p.suffix, decodeTokens, 60_000)));
       }
-      plainDecode.push({ promptTokens: p.promptTokens, runs });
+      plainDecode.push({ promptTokens: n, runs });
     }
   } finally {
     if (draftSetting === undefined) delete process.env.VFFN_DRAFT_TOKENS;

@@ -3,7 +3,7 @@
 // runs. Pure given a tokenizer: no model, no timing.
 import { CompletionCache } from '../../../extension/src/completion/cache';
 import type { FimOrder, SpecialIds } from '../engine/modelFolder';
-import { buildPrompt, defaultBudget } from '../engine/prompt';
+import { buildPrompt, defaultBudget, type PromptBudget } from '../engine/prompt';
 import { HealingTokenizer, promptToRun } from '../engine/tokenHealing';
 import { type Sample, typed } from './samples';
 
@@ -120,30 +120,52 @@ export interface ExactPromptOptions {
  */
 export function exactPrompts(tok: PromptTok, special: SpecialIds, files: readonly { path: string; text: string }[],
   sizes: readonly number[], opts: ExactPromptOptions): ExactPrompt[] {
+  return exactPromptSets(tok, special, files, sizes, opts, 1)[0];
+}
+
+/**
+ * Up to `count` sets of exactPrompts, each from another file (its first block anchor that fits), so
+ * that a row measured over several runs is not one text's luck: how often a draft guesses right, or
+ * where a completion stops, follows the text. Throws when no file gives a set.
+ */
+export function exactPromptSets(tok: PromptTok, special: SpecialIds, files: readonly { path: string; text: string }[],
+  sizes: readonly number[], opts: ExactPromptOptions, count: number): ExactPrompt[][] {
   const budget = defaultBudget(opts.contextLength, opts.maxTokens, undefined, opts.order);
+  const sets: ExactPrompt[][] = [];
   for (const f of files) {
-    for (const a of blockAnchors(f.text)) {
-      const suffix = firstTokens(tok, f.text.slice(a.holeEnd), opts.suffixTokens);
-      if (suffix === null) continue;
-      const out: ExactPrompt[] = [];
-      for (const n of sizes) {
-        let fits: ExactPrompt | null = null;
-        // One token more of text only when the engine heals the prompt's last one away.
-        for (let extra = 0; extra <= 1 && !fits; extra++) {
-          const prefix = lastTokens(tok, f.text.slice(0, a.cursor), n - 3 - opts.suffixTokens + extra);
-          if (prefix === null) break;
-          const p = buildPrompt(tok, special, { prefix, suffix }, budget, opts.order);
-          const ids = idsToRun(tok, p, prefix, opts.order ?? 'psm');
-          if (ids.length === n && !p.truncated) fits = { promptTokens: n, prefix, suffix, ids, file: f.path, line: a.line + 1 };
-        }
-        if (!fits) break;
-        out.push(fits);
-      }
-      if (out.length === sizes.length) return out;
-    }
+    if (sets.length >= count) break;
+    const set = firstFittingAnchor(tok, special, f, sizes, opts, budget);
+    if (set) sets.push(set);
   }
-  throw new Error(`no block in ${files.map((f) => f.path).join(', ')} gives FIM prompts of exactly ${sizes.join(' and ')} tokens `
-    + `within the budget of a ${opts.contextLength}-token context with ${opts.maxTokens} tokens to generate`);
+  if (sets.length === 0) {
+    throw new Error(`no block in ${files.map((f) => f.path).join(', ')} gives FIM prompts of exactly ${sizes.join(' and ')} tokens `
+      + `within the budget of a ${opts.contextLength}-token context with ${opts.maxTokens} tokens to generate`);
+  }
+  return sets;
+}
+
+function firstFittingAnchor(tok: PromptTok, special: SpecialIds, f: { path: string; text: string }, sizes: readonly number[],
+  opts: ExactPromptOptions, budget: PromptBudget): ExactPrompt[] | null {
+  for (const a of blockAnchors(f.text)) {
+    const suffix = firstTokens(tok, f.text.slice(a.holeEnd), opts.suffixTokens);
+    if (suffix === null) continue;
+    const out: ExactPrompt[] = [];
+    for (const n of sizes) {
+      let fits: ExactPrompt | null = null;
+      // One token more of text only when the engine heals the prompt's last one away.
+      for (let extra = 0; extra <= 1 && !fits; extra++) {
+        const prefix = lastTokens(tok, f.text.slice(0, a.cursor), n - 3 - opts.suffixTokens + extra);
+        if (prefix === null) break;
+        const p = buildPrompt(tok, special, { prefix, suffix }, budget, opts.order);
+        const ids = idsToRun(tok, p, prefix, opts.order ?? 'psm');
+        if (ids.length === n && !p.truncated) fits = { promptTokens: n, prefix, suffix, ids, file: f.path, line: a.line + 1 };
+      }
+      if (!fits) break;
+      out.push(fits);
+    }
+    if (out.length === sizes.length) return out;
+  }
+  return null;
 }
 
 /** The ids the engine builds for one completion request (as runComplete does, no context chunks), and the text they hold. */
@@ -167,12 +189,18 @@ export interface PlanRequest {
   picks: number;
 }
 
+export interface PromptSource {
+  file: string;
+  line: number;
+}
+
 /** What our child hands the llama.cpp child (bench/peer/llama.mjs reads it). */
 export interface Plan {
   /** The prompts' FIM order, for the llama.cpp child's own tokenization check. */
   order: FimOrder;
   warmup: PlanRequest;
-  prefill: { promptTokens: number; file: string; line: number; runs: PlanRequest[] }[];
+  /** `sources[i]`: where run i's prompt was cut (runs cycle through several files' prompts). */
+  prefill: { promptTokens: number; sources: PromptSource[]; runs: PlanRequest[] }[];
   /**
    * `editor`: the first keystroke (typing on through the line after `warm`'s) that the extension's
    * completion cache could not answer, when it is not `warm` itself (peerOurs.ts); run after `warm`.

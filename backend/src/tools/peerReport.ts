@@ -2,6 +2,7 @@
 // row per metric (ours, llama.cpp, ours/llama.cpp) and checked against issue 10's goals. Pure: no
 // I/O, no timing, so it is unit-tested without either engine.
 import { percentile } from '../engine/telemetry';
+import type { PromptSource } from './peerPrompts';
 
 /** One request as either child measured it. */
 export interface RunTiming {
@@ -214,7 +215,7 @@ export interface PeerReport {
   cpuBusyAtStart: number | null;
   command: string;
   settings: Record<string, unknown>;
-  prompts: { prefill: { promptTokens: number; file: string; line: number }[]; completions: number; sampleFiles: string[] };
+  prompts: { prefill: { promptTokens: number; sources: PromptSource[] }[]; completions: number; sampleFiles: string[] };
   versions: Record<string, string>;
   ours: SideResult;
   peer: SideResult;
@@ -229,6 +230,12 @@ export function goalCounts(rows: readonly Row[]): PeerReport['goals'] {
     missed: withGoal.filter((r) => r.met === false).length,
     unknown: withGoal.filter((r) => r.met === null).length,
   };
+}
+
+/** Where the cold prompts were cut, each place once (every size's run i is at the same place). */
+function promptPlaces(prefill: PeerReport['prompts']['prefill']): string {
+  const places = [...new Set((prefill[0]?.sources ?? []).map((s) => `${s.file}:${s.line}`))];
+  return places.length ? places.join(', ') : '–';
 }
 
 export function toMarkdown(r: PeerReport): string {
@@ -246,7 +253,7 @@ export function toMarkdown(r: PeerReport): string {
     `- versions: ${Object.entries(r.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`,
     `- command: \`${r.command}\``,
     `- prompts: cold prefill of exactly ${r.prompts.prefill.map((p) => p.promptTokens).join(' and ')} tokens `
-      + `(FIM at ${r.prompts.prefill[0] ? `${r.prompts.prefill[0].file}:${r.prompts.prefill[0].line}` : '–'}, the same ids on both sides, `
+      + `(FIM at ${promptPlaces(r.prompts.prefill)}, the same ids on both sides, `
       + `${r.settings.prefillRuns} runs each, KV cache cleared before each); ${r.prompts.completions} single-line completions in real source files `
       + '(cold with the cursor mid-line and the rest of that line not written yet, then its next character typed: warm, KV cache reused; '
       + 'split below by whether that character continued the cold completion; then the line typed on, the extension\'s completion cache '

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { buildPrompt, defaultBudget } from '../../../backend/src/engine/prompt';
 import { parseArgs, peerDir } from '../../../backend/src/tools/peerBench';
-import { blockAnchors, engineIds, exactPrompts, firstTokens, firstUnanswered, lastTokens, PromptTok, Tok } from '../../../backend/src/tools/peerPrompts';
+import { blockAnchors, engineIds, exactPrompts, exactPromptSets, firstTokens, firstUnanswered, lastTokens, PromptTok, Tok } from '../../../backend/src/tools/peerPrompts';
 import {
   checkGoal, compareSides, fmt, fmtRatio, goalCounts, goalText, median, pct, PeerReport, RunTiming, SideResult, toMarkdown,
 } from '../../../backend/src/tools/peerReport';
@@ -89,6 +89,21 @@ test('exactPrompts: the engine\'s buildPrompt keeps every token and the prompt h
   assert.ok(prompts[1].prefix.endsWith(prompts[0].prefix));
   assert.equal(prompts[0].suffix, prompts[1].suffix);
   assert.throws(() => exactPrompts(mergingTok, SPECIAL, files, [5000], opts), /no block in a\.ts gives FIM prompts of exactly 5000/);
+});
+
+test('exactPromptSets: one set per file, each file\'s prompts at one cursor, files without room skipped', () => {
+  const long = (name: string) => ({ path: name, text: `${`// filler of ${name}\n`.repeat(20)}${SOURCE}\n` });
+  const files = [long('a.ts'), { path: 'short.ts', text: SOURCE }, long('b.ts'), long('c.ts')];
+  const opts = { contextLength: 1024, maxTokens: 16, suffixTokens: 12 };
+  const sets = exactPromptSets(mergingTok, SPECIAL, files, [60, 200], opts, 2);
+  assert.deepEqual(sets.map((s) => s.map((p) => p.file)), [['a.ts', 'a.ts'], ['b.ts', 'b.ts']]);
+  for (const set of sets) {
+    assert.deepEqual(set.map((p) => p.ids.length), [60, 200]);
+    assert.ok(set[1].prefix.endsWith(set[0].prefix));
+  }
+  assert.notEqual(sets[0][1].prefix, sets[1][1].prefix, 'another file, another text');
+  assert.equal(exactPromptSets(mergingTok, SPECIAL, files, [60, 200], opts, 10).length, 3, 'as many as fit when fewer than asked');
+  assert.throws(() => exactPromptSets(mergingTok, SPECIAL, [files[1]], [200], opts, 3), /no block in short\.ts/);
 });
 
 test('exactPrompts in SPM order: the ids are what the engine runs, its healed last token left out', () => {
@@ -231,7 +246,7 @@ test('compareSides: one row per metric with ours, llama.cpp, the ratio and the g
 
   const report: PeerReport = {
     date: '2026-12-01T00:00:00.000Z', machine: '2× Test CPU', loadAverageAtStart: [0.5, 0.4, 0.3], cpuBusyAtStart: 3, command: 'npm run bench:peer',
-    settings: { prefillRuns: 3 }, prompts: { prefill: [{ promptTokens: 250, file: 'a.ts', line: 3 }, { promptTokens: 1000, file: 'a.ts', line: 3 }], completions: 4, sampleFiles: ['f.ts'] },
+    settings: { prefillRuns: 3 }, prompts: { prefill: [{ promptTokens: 250, sources: [{ file: 'a.ts', line: 3 }, { file: 'b.ts', line: 7 }, { file: 'a.ts', line: 3 }] }, { promptTokens: 1000, sources: [{ file: 'a.ts', line: 3 }, { file: 'b.ts', line: 7 }, { file: 'a.ts', line: 3 }] }], completions: 4, sampleFiles: ['f.ts'] },
     versions: { node: 'v20' }, ours: slow, peer, rows: rows2, goals: goalCounts(rows2),
   };
   const md = toMarkdown(report);
@@ -239,11 +254,12 @@ test('compareSides: one row per metric with ours, llama.cpp, the ratio and the g
   assert.match(md, /\| cold prefill speed, 250 tokens \(tok\/s\) \| 125 \| 250 \| 0\.50× \| ≥ 1\.5× \| \*\*missed\*\* \|/);
   assert.match(md, /\| warm single-line completion \(one more character typed\), p50 \(ms\) \| 250 \| 500 \| 0\.50× \| ≤ 150 ms and ≤ 0\.5× \| \*\*missed\*\* \|/);
   assert.match(md, /Goals: 0 met, 7 missed\./);
+  assert.match(md, /FIM at a\.ts:3, b\.ts:7, the same ids on both sides/, 'each place where a cold prompt was cut, once');
   assert.match(md, /- ours: ours note/);
 });
 
 test('parseArgs: defaults, flags, and errors that say what is wrong', () => {
-  assert.deepEqual(parseArgs([]), { threads: 2, samples: 20, decodeTokens: 16, prefillRuns: 3, model: 'models/qwen2.5-coder-0.5b-vffn' });
+  assert.deepEqual(parseArgs([]), { threads: 2, samples: 20, decodeTokens: 16, prefillRuns: 5, model: 'models/qwen2.5-coder-0.5b-vffn' });
   const a = parseArgs(['--threads', '4', '--samples', '5', '--gguf', 'x.gguf']);
   assert.equal(a.threads, 4);
   assert.equal(a.samples, 5);
