@@ -65,9 +65,15 @@ class QWeight:
         return [x, self.q, self.scales] + ([self.zero_points] if self.zero_points else [])
 
 
+def fitting_block(k: int, preferred: int) -> int:
+    """The block size of a quantized matrix with k input features: `preferred` where it divides k,
+    else QBLOCK (which every model dimension here is a multiple of)."""
+    return preferred if k % preferred == 0 else QBLOCK
+
+
 def int8_block(k: int) -> int:
-    """The block size of an 8-bit matrix with k input features: INT8_BLOCK where it divides k."""
-    return INT8_BLOCK if k % INT8_BLOCK == 0 else QBLOCK
+    """The block size of an 8-bit matrix with k input features."""
+    return fitting_block(k, INT8_BLOCK)
 
 
 def quantize_int8_blocks(w: np.ndarray, rows: int = 4096, block: int = QBLOCK):

@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOOLCHAIN = os.path.dirname(HERE)
 sys.path.insert(0, TOOLCHAIN)
 sys.path.insert(0, os.path.join(TOOLCHAIN, "corpus"))
-from onnx_builder import QBLOCK, Prequantized, int8_block, pack_int4  # noqa: E402
+from onnx_builder import QBLOCK, Prequantized, fitting_block, int8_block, pack_int4  # noqa: E402
 
 CALIBRATION_FILE = os.path.join(HERE, "gptq_calibration.json")
 DAMP = 0.01            # share of the mean Hessian diagonal added to it (the paper's default)
@@ -42,8 +42,8 @@ INT4_BLOCK = 128       # 4-bit blocks (input features a scale and zero point cov
 
 
 def int4_block(k: int) -> int:
-    """The block size of a 4-bit matrix with k input features: INT4_BLOCK where it divides k."""
-    return INT4_BLOCK if k % INT4_BLOCK == 0 else QBLOCK
+    """The block size of a 4-bit matrix with k input features."""
+    return fitting_block(k, INT4_BLOCK)
 
 
 class QuantizeError(Exception):
