@@ -12,7 +12,7 @@ import { DEFAULT_MAX_PROMPT_TOKENS } from '../engine/prompt';
 import { prefillChunk } from '../engine/generator';
 import { reusePicks } from '../engine/replay';
 import { pickSamples, sourceFiles, typed } from './samples';
-import { engineIds, exactPromptSets, firstUnanswered, Plan, PlanRequest, PREFILL_SIZES, PromptSource, SUFFIX_TOKENS } from './peerPrompts';
+import { byFolderInTurn, engineIds, exactPromptSets, firstUnanswered, Plan, PlanRequest, PREFILL_SIZES, PromptSource, SUFFIX_TOKENS } from './peerPrompts';
 import type { RunTiming, SideResult } from './peerReport';
 
 /** Single-line completions generate at most this many tokens, as in `npm run bench`. */
@@ -116,7 +116,7 @@ async function main(): Promise<void> {
   const files = sourceFiles(root, SOURCE_DIRS, MIN_FILE_CHARS).map((f) => ({ path: path.relative(root, f), text: readFileSync(f, 'utf8') }));
   // Each run of a size cuts its prompt from another file (up to prefillRuns files, cycled when fewer fit):
   // a median over several texts, where one text's drafts or stop decided a row before.
-  const promptSets = exactPromptSets(m.tokenizer, special, files, PREFILL_SIZES,
+  const promptSets = exactPromptSets(m.tokenizer, special, byFolderInTurn(files), PREFILL_SIZES,
     { contextLength: ctx, maxTokens: decodeTokens, suffixTokens: SUFFIX_TOKENS, order: m.manifest.fim.order }, prefillRuns);
   const promptFor = (sizeIndex: number, run: number) => promptSets[run % promptSets.length][sizeIndex];
   notes.push(`cold prompts from ${promptSets.length} file${promptSets.length === 1 ? '' : 's'}, one per run (cycled over ${prefillRuns} runs)`);

@@ -168,6 +168,24 @@ function firstFittingAnchor(tok: PromptTok, special: SpecialIds, f: { path: stri
   return null;
 }
 
+/**
+ * The files in turns by folder (the first of each folder, then the second of each, …), keeping each
+ * folder's order: several prompt sets then come from several folders, and languages, not one folder's
+ * first files.
+ */
+export function byFolderInTurn<T extends { path: string }>(files: readonly T[]): T[] {
+  const folders = new Map<string, T[]>();
+  for (const f of files) {
+    const d = f.path.slice(0, Math.max(0, f.path.lastIndexOf('/'), f.path.lastIndexOf('\\')));
+    folders.set(d, [...(folders.get(d) ?? []), f]);
+  }
+  const out: T[] = [];
+  for (let i = 0; out.length < files.length; i++) {
+    for (const list of folders.values()) if (i < list.length) out.push(list[i]);
+  }
+  return out;
+}
+
 /** The ids the engine builds for one completion request (as runComplete does, no context chunks), and the text they hold. */
 export function engineIds(tok: PromptTok, special: SpecialIds, prefix: string, suffix: string, contextLength: number, maxTokens: number,
   order: FimOrder = 'psm'): { ids: number[]; prefixText: string; suffixText: string } {

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { buildPrompt, defaultBudget } from '../../../backend/src/engine/prompt';
 import { parseArgs, peerDir } from '../../../backend/src/tools/peerBench';
-import { blockAnchors, engineIds, exactPrompts, exactPromptSets, firstTokens, firstUnanswered, lastTokens, PromptTok, Tok } from '../../../backend/src/tools/peerPrompts';
+import { blockAnchors, byFolderInTurn, engineIds, exactPrompts, exactPromptSets, firstTokens, firstUnanswered, lastTokens, PromptTok, Tok } from '../../../backend/src/tools/peerPrompts';
 import {
   checkGoal, compareSides, fmt, fmtRatio, goalCounts, goalText, median, pct, PeerReport, RunTiming, SideResult, toMarkdown,
 } from '../../../backend/src/tools/peerReport';
@@ -104,6 +104,12 @@ test('exactPromptSets: one set per file, each file\'s prompts at one cursor, fil
   assert.notEqual(sets[0][1].prefix, sets[1][1].prefix, 'another file, another text');
   assert.equal(exactPromptSets(mergingTok, SPECIAL, files, [60, 200], opts, 10).length, 3, 'as many as fit when fewer than asked');
   assert.throws(() => exactPromptSets(mergingTok, SPECIAL, [files[1]], [200], opts, 3), /no block in short\.ts/);
+});
+
+test('byFolderInTurn: one file of each folder in turn, each folder in its own order', () => {
+  const files = ['a/1.ts', 'a/2.ts', 'a/3.ts', 'b/1.py', 'c/d/1.js', 'c/d/2.js', 'top.ts'].map((p) => ({ path: p }));
+  assert.deepEqual(byFolderInTurn(files).map((f) => f.path), ['a/1.ts', 'b/1.py', 'c/d/1.js', 'top.ts', 'a/2.ts', 'c/d/2.js', 'a/3.ts']);
+  assert.deepEqual(byFolderInTurn([]), []);
 });
 
 test('exactPrompts in SPM order: the ids are what the engine runs, its healed last token left out', () => {
