@@ -21,7 +21,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } 
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { defaultReportPath, machineName, writeReports } from './bench';
-import { type Plan, PREFILL_SIZES, SUFFIX_TOKENS } from './peerPrompts';
+import { type Plan, PREFILL_RUNS, PREFILL_SIZES, SUFFIX_TOKENS } from './peerPrompts';
 import { compareSides, goalCounts, PeerReport, SideResult, toMarkdown } from './peerReport';
 
 export const PEER_PACKAGE = 'node-llama-cpp';
@@ -40,11 +40,11 @@ interface Args {
   out?: string;
 }
 
-const USAGE = 'usage: npm run bench:peer -- [--threads N (2)] [--samples N (20)] [--decode-tokens N (16)] [--prefill-runs N (5)] '
+const USAGE = `usage: npm run bench:peer -- [--threads N (2)] [--samples N (20)] [--decode-tokens N (16)] [--prefill-runs N (${PREFILL_RUNS})] `
   + '[--model DIR (models/qwen2.5-coder-0.5b-vffn)] [--gguf FILE (the source GGUF)] [--out FILE.json]';
 
 export function parseArgs(argv: readonly string[]): Args {
-  const a: Args = { threads: 2, samples: 20, decodeTokens: 16, prefillRuns: 5, model: 'models/qwen2.5-coder-0.5b-vffn' };
+  const a: Args = { threads: 2, samples: 20, decodeTokens: 16, prefillRuns: PREFILL_RUNS, model: 'models/qwen2.5-coder-0.5b-vffn' };
   for (let i = 0; i < argv.length; i++) {
     const name = argv[i].replace(/^--/, '');
     const value = argv[++i];

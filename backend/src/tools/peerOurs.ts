@@ -12,7 +12,7 @@ import { DEFAULT_MAX_PROMPT_TOKENS } from '../engine/prompt';
 import { prefillChunk } from '../engine/generator';
 import { reusePicks } from '../engine/replay';
 import { pickSamples, sourceFiles, typed } from './samples';
-import { byFolderInTurn, engineIds, exactPromptSets, firstUnanswered, Plan, PlanRequest, PREFILL_SIZES, PromptSource, SUFFIX_TOKENS } from './peerPrompts';
+import { byFolderInTurn, engineIds, exactPromptSets, firstUnanswered, Plan, PlanRequest, PREFILL_RUNS, PREFILL_SIZES, PromptSource, SUFFIX_TOKENS } from './peerPrompts';
 import type { RunTiming, SideResult } from './peerReport';
 
 /** Single-line completions generate at most this many tokens, as in `npm run bench`. */
@@ -69,7 +69,7 @@ async function main(): Promise<void> {
   const threads = Number(flag(argv, 'threads') ?? 2);
   const nSamples = Number(flag(argv, 'samples') ?? 20);
   const decodeTokens = Number(flag(argv, 'decode-tokens') ?? 16);
-  const prefillRuns = Number(flag(argv, 'prefill-runs') ?? 5);
+  const prefillRuns = Number(flag(argv, 'prefill-runs') ?? PREFILL_RUNS);
   const planFile = flag(argv, 'plan');
   const outFile = flag(argv, 'out');
   if (!planFile || !outFile) throw new Error('--plan FILE and --out FILE are required');

@@ -1,6 +1,7 @@
 // Prompts for `npm run bench:peer`: real source text cut at exact token counts, built with the
 // engine's own prompt code (buildPrompt) so that the ids handed to llama.cpp are the ids our engine
 // runs. Pure given a tokenizer: no model, no timing.
+import * as path from 'node:path';
 import { CompletionCache } from '../../../extension/src/completion/cache';
 import type { FimOrder, SpecialIds } from '../engine/modelFolder';
 import { buildPrompt, defaultBudget, type PromptBudget } from '../engine/prompt';
@@ -114,19 +115,11 @@ export interface ExactPromptOptions {
 }
 
 /**
- * One FIM prompt of exactly each of `sizes` tokens, all at the same cursor (they differ only in how
- * much text before it they keep), from the first file and block anchor where the engine's
- * buildPrompt keeps every token given (no cut of its own). Throws when none fits.
- */
-export function exactPrompts(tok: PromptTok, special: SpecialIds, files: readonly { path: string; text: string }[],
-  sizes: readonly number[], opts: ExactPromptOptions): ExactPrompt[] {
-  return exactPromptSets(tok, special, files, sizes, opts, 1)[0];
-}
-
-/**
- * Up to `count` sets of exactPrompts, each from another file (its first block anchor that fits), so
- * that a row measured over several runs is not one text's luck: how often a draft guesses right, or
- * where a completion stops, follows the text. Throws when no file gives a set.
+ * Up to `count` sets of FIM prompts, each from another file (its first block anchor where the engine's
+ * buildPrompt keeps every token given, no cut of its own). A set holds one prompt of exactly each of
+ * `sizes` tokens, all at the same cursor (they differ only in how much text before it they keep).
+ * Several sets make a row measured over several runs more than one text's luck: how often a draft
+ * guesses right, or where a completion stops, follows the text. Throws when no file gives a set.
  */
 export function exactPromptSets(tok: PromptTok, special: SpecialIds, files: readonly { path: string; text: string }[],
   sizes: readonly number[], opts: ExactPromptOptions, count: number): ExactPrompt[][] {
@@ -176,8 +169,9 @@ function firstFittingAnchor(tok: PromptTok, special: SpecialIds, f: { path: stri
 export function byFolderInTurn<T extends { path: string }>(files: readonly T[]): T[] {
   const folders = new Map<string, T[]>();
   for (const f of files) {
-    const d = f.path.slice(0, Math.max(0, f.path.lastIndexOf('/'), f.path.lastIndexOf('\\')));
-    folders.set(d, [...(folders.get(d) ?? []), f]);
+    const d = path.dirname(f.path);
+    if (!folders.has(d)) folders.set(d, []);
+    folders.get(d)!.push(f);
   }
   const out: T[] = [];
   for (let i = 0; out.length < files.length; i++) {
@@ -195,6 +189,8 @@ export function engineIds(tok: PromptTok, special: SpecialIds, prefix: string, s
 
 /** Prompt sizes of the cold prefill measurement (issue 10). */
 export const PREFILL_SIZES = [250, 1000];
+/** Cold runs per prompt size, each from another file where enough fit (bench:peer's --prefill-runs). */
+export const PREFILL_RUNS = 5;
 /** Tokens of the suffix in the exact-size prompts (the engine lets a suffix use up to 64). */
 export const SUFFIX_TOKENS = 60;
 

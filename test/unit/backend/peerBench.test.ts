@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { buildPrompt, defaultBudget } from '../../../backend/src/engine/prompt';
 import { parseArgs, peerDir } from '../../../backend/src/tools/peerBench';
-import { blockAnchors, byFolderInTurn, engineIds, exactPrompts, exactPromptSets, firstTokens, firstUnanswered, lastTokens, PromptTok, Tok } from '../../../backend/src/tools/peerPrompts';
+import { blockAnchors, byFolderInTurn, engineIds, ExactPromptOptions, exactPromptSets, firstTokens, firstUnanswered, lastTokens, PromptTok, Tok } from '../../../backend/src/tools/peerPrompts';
 import {
   checkGoal, compareSides, fmt, fmtRatio, goalCounts, goalText, median, pct, PeerReport, RunTiming, SideResult, toMarkdown,
 } from '../../../backend/src/tools/peerReport';
@@ -73,7 +73,11 @@ test('blockAnchors: the cursor ends a block-opening line, the suffix starts at t
   assert.ok(SOURCE.slice(a.holeEnd).startsWith('\n}\nfunction short'));
 });
 
-test('exactPrompts: the engine\'s buildPrompt keeps every token and the prompt has exactly each size', () => {
+/** The one set of prompts the first fitting file gives. */
+const exactPrompts = (tok: PromptTok, special: typeof SPECIAL, files: { path: string; text: string }[], sizes: number[], opts: ExactPromptOptions) =>
+  exactPromptSets(tok, special, files, sizes, opts, 1)[0];
+
+test('exactPromptSets, one set: the engine\'s buildPrompt keeps every token and the prompt has exactly each size', () => {
   const text = `${'// filler line of text\n'.repeat(20)}${SOURCE}\n`;
   const files = [{ path: 'a.ts', text }];
   const opts = { contextLength: 1024, maxTokens: 16, suffixTokens: 12 };
@@ -112,7 +116,7 @@ test('byFolderInTurn: one file of each folder in turn, each folder in its own or
   assert.deepEqual(byFolderInTurn([]), []);
 });
 
-test('exactPrompts in SPM order: the ids are what the engine runs, its healed last token left out', () => {
+test('exactPromptSets in SPM order: the ids are what the engine runs, its healed last token left out', () => {
   const text = `${'// filler line of text\n'.repeat(20)}${SOURCE}\n`;
   const healingTok: PromptTok = { ...mergingTok, vocabSize: 10_000, controlIds: [], tokenText: (id) => mergingTok.decode([id]) };
   const opts = { contextLength: 1024, maxTokens: 16, suffixTokens: 12, order: 'spm' as const };
